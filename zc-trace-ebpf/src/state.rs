@@ -1,0 +1,64 @@
+//! Maps, configuration and the per-task filter shared by every hook family.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use zc_trace_common::{role, Config, RoleStats, TaskState};
+
+/// Counters per role, per CPU. Aggregated in the kernel, read by user space once per run.
+#[map]
+pub static STATS: PerCpuArray<RoleStats> = PerCpuArray::with_max_entries(role::COUNT, 0);
+
+/// Tracked threads by tid. The receiver is inserted by user space; sender threads insert
+/// themselves with the start marker (see `syscalls`).
+#[map]
+pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
+
+/// Written by user space before load (read-only data section).
+#[no_mangle]
+static CONFIG: Config = Config::zeroed();
+
+#[inline(always)]
+pub fn config() -> Config {
+    // SAFETY: a plain read of a global that the loader patched before the program was loaded;
+    // volatile so that the compiler does not constant-fold the zeroed initialiser.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// The state of `tid` if it is tracked and its window is open.
+#[inline(always)]
+pub fn active_task(tid: u32) -> Option<*mut TaskState> {
+    let state = TASKS.get_ptr_mut(&tid)?;
+    // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
+    if unsafe { (*state).active } == 0 {
+        return None;
+    }
+    Some(state)
+}
+
+#[inline(always)]
+pub fn stats(role: u32) -> Option<&'static mut RoleStats> {
+    let ptr = STATS.get_ptr_mut(role)?;
+    // SAFETY: per-CPU slot; BPF programs do not migrate between CPUs while running.
+    Some(unsafe { &mut *ptr })
+}
+
+#[inline(always)]
+pub fn add(role: u32, counter: usize, value: u64) {
+    if let Some(stats) = stats(role) {
+        if let Some(slot) = stats.counters.get_mut(counter) {
+            *slot += value;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
+}

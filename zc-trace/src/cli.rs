@@ -1,0 +1,242 @@
+//! Command-line interface. Parsing and validation only; every bad value is rejected here with
+//! a message that names the option and the accepted forms (clap exits with status 2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::strategies::{self, Strategy};
+
+const EXAMPLES: &str = "\
+Examples:
+  zc-trace run                                   # 64 MiB generated payload, four strategies, table
+  zc-trace run --size 16M --chunk 64K --iterations 5
+  zc-trace run --strategies sendfile,splice --format json > result.json
+  zc-trace run --file /var/log/syslog --cold --format markdown
+  zc-trace probes                                # which hooks attach on this kernel, and how
+  zc-trace strategies                            # the transfer strategies zc-trace knows
+
+zc-trace must run as root (or with CAP_BPF and CAP_PERFMON) to load its eBPF programs.
+Exit status: 0 success, 2 bad input, 3 environment (privileges, tracefs, eBPF load),
+4 a measurement failed, 130 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zc-trace",
+    version,
+    about = "Count, with eBPF, what moving a file to a socket really costs: syscalls, \
+             user/kernel transitions, page faults, context switches and copies",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Move a payload through each strategy and report what each one cost.
+    Run(RunArgs),
+    /// List the kernel hooks zc-trace uses and the attach method chosen on this kernel.
+    Probes(ProbesArgs),
+    /// List the transfer strategies.
+    Strategies,
+    /// Internal: the receiving end of the socket, run as a separate process.
+    #[command(name = "__receiver", hide = true)]
+    Receiver(ReceiverArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Size of the generated payload (B, K, M, G; binary units). Ignored with --file.
+    #[arg(long, default_value = "64M", value_parser = parse_nonzero_size)]
+    pub size: u64,
+    /// Bytes per transfer call (read/write/sendfile/splice length).
+    #[arg(long, default_value = "128K", value_parser = parse_chunk)]
+    pub chunk: u64,
+    /// Comma-separated strategies to run, or "all".
+    #[arg(long, default_value = "all", value_parser = parse_strategies)]
+    pub strategies: StrategyList,
+    /// Runs per strategy; the report shows the median and the spread (min..max).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub iterations: u32,
+    /// Use this file as the payload instead of a generated one. It is only read, never modified.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Evict the source file from the page cache (posix_fadvise DONTNEED) before each run.
+    #[arg(long)]
+    pub cold: bool,
+    /// Directory for the generated payload (an unnamed O_TMPFILE file where supported).
+    #[arg(long, default_value = "/var/tmp")]
+    pub tmpdir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbesArgs {
+    /// Print the probe report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiverArgs {
+    /// Size of the receive buffer passed to read().
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub buffer: usize,
+}
+
+/// The strategies selected with --strategies, in the order given.
+#[derive(Debug, Clone)]
+pub struct StrategyList(pub Vec<&'static dyn Strategy>);
+
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{text}' is not a size: expected a number with an optional unit, e.g. 4096, 64K, 16M, 1G"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is too large"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use B, K, M or G (binary units)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+fn parse_nonzero_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("the payload size must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
+/// A chunk is one user buffer (read+write) and one pipe fill (splice); 1 GiB bounds the memory
+/// a typo can make zc-trace allocate.
+pub const MAX_CHUNK: u64 = 1 << 30;
+
+fn parse_chunk(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("the chunk must be at least 1 byte".into()),
+        n if n > MAX_CHUNK => Err(format!("the chunk must be at most {MAX_CHUNK} bytes (1G)")),
+        n => Ok(n),
+    }
+}
+
+fn parse_strategies(text: &str) -> Result<StrategyList, String> {
+    if text.trim() == "all" {
+        return Ok(StrategyList(strategies::ALL.to_vec()));
+    }
+    let mut list = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let s = strategies::by_name(name).ok_or_else(|| {
+            let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
+            format!("unknown strategy '{name}': known strategies are {}, or all", known.join(", "))
+        })?;
+        if !list.iter().any(|x: &&dyn Strategy| x.id() == s.id()) {
+            list.push(s);
+        }
+    }
+    if list.is_empty() {
+        return Err("no strategy given".into());
+    }
+    Ok(StrategyList(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("10B"), Ok(10));
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected_with_a_reason() {
+        assert!(parse_size("").unwrap_err().contains("not a size"));
+        assert!(parse_size("M").unwrap_err().contains("not a size"));
+        assert!(parse_size("12X").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("99999999999999999999").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999G").unwrap_err().contains("too large"));
+        assert!(parse_nonzero_size("0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_chunk("0K").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_chunk("2G").unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn strategies_parse_by_id_or_display_name_in_order() {
+        let l = parse_strategies("splice, read+write,sendfile,splice").unwrap();
+        let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["splice", "read-write", "sendfile"]);
+        let all = parse_strategies("all").unwrap();
+        assert_eq!(all.0.len(), strategies::ALL.len());
+        let e = parse_strategies("read,splice").unwrap_err();
+        assert!(e.contains("unknown strategy 'read'") && e.contains("mmap-write"), "{e}");
+        assert!(parse_strategies(",").is_err());
+    }
+
+    #[test]
+    fn run_defaults_are_the_documented_ones() {
+        let cli = Cli::try_parse_from(["zc-trace", "run"]).unwrap();
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        assert_eq!(a.size, 64 << 20);
+        assert_eq!(a.chunk, 128 << 10);
+        assert_eq!(a.iterations, 1);
+        assert_eq!(a.format, Format::Table);
+        assert!(!a.cold && a.file.is_none());
+        assert_eq!(a.strategies.0.len(), strategies::ALL.len());
+    }
+
+    #[test]
+    fn bad_options_are_usage_errors() {
+        for args in [
+            &["zc-trace", "run", "--size", "0"][..],
+            &["zc-trace", "run", "--chunk", "0"],
+            &["zc-trace", "run", "--strategies", "nope"],
+            &["zc-trace", "run", "--iterations", "0"],
+            &["zc-trace", "run", "--format", "xml"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_shows_examples() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Examples:") && help.contains("zc-trace run --size"), "{help}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Typed errors, one enum per concern, and the exit status each maps to.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// The host cannot run zc-trace as it is (exit status 3).
+#[derive(Debug, Error)]
+pub enum EnvError {
+    #[error(
+        "missing {missing}: zc-trace loads eBPF programs and needs root, or CAP_BPF and CAP_PERFMON; \
+         run it as root, e.g. `sudo zc-trace run`"
+    )]
+    Privileges { missing: String },
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({reason}); \
+         mount it with `mount -t tracefs tracefs /sys/kernel/tracing` and run zc-trace again"
+    )]
+    Tracefs { reason: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the kernel refused the eBPF object: {0}")]
+    Load(String),
+    #[error("required hook {hook} could not be attached by any method: {tried}")]
+    RequiredHook { hook: String, tried: String },
+}
+
+/// The user asked for something that cannot be done (exit status 2).
+#[derive(Debug, Error)]
+pub enum InputError {
+    #[error("--file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("--tmpdir {path}: {reason}")]
+    TmpDir { path: PathBuf, reason: String },
+}
+
+/// A measurement went wrong (exit status 4).
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{strategy}: {what}: {source}")]
+    Io {
+        strategy: String,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("receiver: {0}")]
+    Receiver(String),
+    #[error("{strategy}: {message}")]
+    Check { strategy: String, message: String },
+    #[error("reading eBPF maps: {0}")]
+    Maps(String),
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("writing the report: {0}")]
+    Output(std::io::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Input(_) => 2,
+            Error::Env(_) => 3,
+            Error::Run(_) | Error::Output(_) => 4,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! zc-trace: how many times does the CPU copy the bytes when a program moves a file to a
+//! socket, and what does each transfer strategy cost in user/kernel transitions?
+
+mod capabilities;
+mod cleanup;
+mod cli;
+mod error;
+mod payload;
+mod probes;
+mod receiver;
+mod report;
+mod runner;
+mod strategies;
+mod syscall_names;
+mod tracefs;
+mod tracer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The receiver is a separate, single-threaded process: dispatch before anything else
+    // (no logger threads, no runtime) so that it makes only the syscalls of its read loop.
+    if let Command::Receiver(args) = &cli.command {
+        return match receiver::serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("zc-trace receiver: {e}");
+                ExitCode::from(4)
+            }
+        };
+    }
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zc-trace: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Run(args) => runner::main(args),
+        Command::Probes(args) => probes::main(args),
+        Command::Strategies => {
+            for s in strategies::ALL {
+                println!("{:<12} {}", s.id(), s.summary());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Receiver(_) => unreachable!("dispatched in main"),
+    }
+}

@@ -1,0 +1,213 @@
+//! The source file every strategy reads: either the user's `--file` (opened read-only, never
+//! modified) or a generated payload of non-repeating bytes in an unnamed temporary file, so that
+//! nothing is left behind even if zc-trace is killed.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::cleanup;
+use crate::error::InputError;
+
+/// The seed of the default payload: the same bytes on every run and every host.
+pub const DEFAULT_SEED: u64 = 0x7a63_2d74_7261_6365; // "zc-trace"
+
+pub struct SourceFile {
+    pub file: File,
+    pub len: u64,
+    /// What the report says about the source: the user's path, or "generated".
+    pub origin: String,
+    /// Filesystem type of the file (the kernel path it is read through depends on it).
+    pub fs_type: String,
+}
+
+impl SourceFile {
+    /// Opens a user-given file read-only.
+    pub fn open(path: &Path) -> Result<Self, InputError> {
+        let err = |reason: String| InputError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| err(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+        if !meta.file_type().is_file() {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else if meta.file_type().is_block_device() || meta.file_type().is_char_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            };
+            return Err(err(format!("is {kind}; zc-trace needs a regular file")));
+        }
+        if meta.len() == 0 {
+            return Err(err("is empty; there is nothing to transfer".into()));
+        }
+        Ok(SourceFile {
+            fs_type: fs_type(&file),
+            file,
+            len: meta.len(),
+            origin: path.display().to_string(),
+        })
+    }
+
+    /// Creates `len` bytes of non-repeating data in `dir`.
+    pub fn generate(dir: &Path, len: u64, seed: u64) -> Result<Self, InputError> {
+        let err = |reason: String| InputError::TmpDir {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let (mut file, named) = create_unnamed(dir).map_err(|e| err(e.to_string()))?;
+        let result = fill(&mut file, len, seed);
+        if let Some(path) = &named {
+            // The descriptor keeps the data; the name is not needed any more.
+            let _ = std::fs::remove_file(path);
+            cleanup::forget_file(path);
+        }
+        result.map_err(|e| err(format!("writing the payload: {e}")))?;
+        Ok(SourceFile {
+            fs_type: fs_type(&file),
+            file,
+            len,
+            origin: format!("generated ({len} bytes, seed {seed:#x})"),
+        })
+    }
+
+    /// Drops the file's pages from the page cache so the next read goes to the device.
+    pub fn evict_from_page_cache(&self) -> std::io::Result<()> {
+        nix::fcntl::posix_fadvise(
+            self.file.as_raw_fd(),
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .map_err(std::io::Error::from)
+    }
+}
+
+/// An O_TMPFILE file (no name at all), or, where the filesystem does not support that, a
+/// named one that is registered for cleanup and unlinked as soon as it is written.
+fn create_unnamed(dir: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
+    if !dir.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not a directory",
+        ));
+    }
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+    {
+        Ok(f) => return Ok((f, None)),
+        Err(e) => log::info!("O_TMPFILE in {} failed ({e}); using a named file", dir.display()),
+    }
+    let template = dir.join("zc-trace-payload.XXXXXX");
+    let (fd, path) = nix::unistd::mkstemp(&template)?;
+    cleanup::register_file(path.clone());
+    // SAFETY: mkstemp returned a new descriptor that nothing else owns.
+    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok((file, Some(path)))
+}
+
+/// Writes `len` bytes from a xorshift64* stream: no block repeats, so no layer (page cache
+/// dedup, compression on the wire) can make a copy cheaper than it really is.
+fn fill(file: &mut File, len: u64, seed: u64) -> std::io::Result<()> {
+    let mut rng = seed | 1;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        for word in block[..n].chunks_mut(8) {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            let v = rng.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            word.copy_from_slice(&v[..word.len()]);
+        }
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    // Clean pages can be evicted by --cold; dirty ones cannot.
+    file.sync_data()
+}
+
+fn fs_type(file: &File) -> String {
+    match nix::sys::statfs::fstatfs(file.as_fd()) {
+        Ok(s) => {
+            let magic = s.filesystem_type().0 as u64;
+            match magic {
+                0xef53 => "ext2/3/4".into(),
+                0x5846_5342 => "xfs".into(),
+                0x9123_683e => "btrfs".into(),
+                0x0102_1994 => "tmpfs".into(),
+                0x794c_7630 => "overlayfs".into(),
+                other => format!("{other:#x}"),
+            }
+        }
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+
+    fn temp_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("zc-trace-payload-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn generated_payload_has_the_size_and_no_repeated_blocks_and_no_name() {
+        let dir = temp_dir();
+        let mut src = SourceFile::generate(&dir, 3 * 4096 + 5, DEFAULT_SEED).unwrap();
+        assert_eq!(src.len, 3 * 4096 + 5);
+        let mut data = Vec::new();
+        src.file.rewind().unwrap();
+        src.file.read_to_end(&mut data).unwrap();
+        assert_eq!(data.len() as u64, src.len);
+        let pages: Vec<&[u8]> = data.chunks(4096).take(3).collect();
+        assert_ne!(pages[0], pages[1]);
+        assert_ne!(pages[1], pages[2]);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "left a file behind");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let dir = temp_dir().join("seed");
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = |seed| {
+            let mut s = SourceFile::generate(&dir, 10_000, seed).unwrap();
+            let mut v = Vec::new();
+            s.file.rewind().unwrap();
+            s.file.read_to_end(&mut v).unwrap();
+            v
+        };
+        assert_eq!(read(7), read(7));
+        assert_ne!(read(7), read(8));
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn user_files_are_checked() {
+        let dir = temp_dir().join("user");
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let e = SourceFile::open(&empty).err().unwrap().to_string();
+        assert!(e.contains("is empty"), "{e}");
+        let e = SourceFile::open(&dir).err().unwrap().to_string();
+        assert!(e.contains("directory"), "{e}");
+        let e = SourceFile::open(&dir.join("missing")).err().unwrap().to_string();
+        assert!(e.contains("No such file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

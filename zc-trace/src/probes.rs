@@ -1,0 +1,261 @@
+//! The probe plan: every kernel site zc-trace observes, with the attach methods that can observe
+//! it in order of preference. The plan is data; `tracer` walks it at run time and records, per
+//! site, which method worked on this kernel or why none did. Figures cite the outcome.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::cli::ProbesArgs;
+use crate::error::Error;
+
+/// How a program is attached, in the order zc-trace prefers them: BTF-typed trampolines first
+/// (cheapest, typed arguments), then kprobes, then tracepoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // fentry/kprobe candidates come with the copy-site hooks
+pub enum Method {
+    Fexit,
+    Fentry,
+    Kretprobe,
+    Kprobe,
+    TpBtf,
+    RawTracepoint,
+    Tracepoint,
+}
+
+impl Method {
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Fexit => "fexit",
+            Method::Fentry => "fentry",
+            Method::Kretprobe => "kretprobe",
+            Method::Kprobe => "kprobe",
+            Method::TpBtf => "tp_btf",
+            Method::RawTracepoint => "raw_tracepoint",
+            Method::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// One way to observe a site: an eBPF program in the embedded object and where it attaches.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub method: Method,
+    /// Program name in the eBPF object.
+    pub program: &'static str,
+    /// Kernel function, BTF tracepoint name, or "group:event" for classic tracepoints.
+    pub target: &'static str,
+}
+
+/// A kernel site zc-trace observes.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    pub id: HookId,
+    /// What happens at the site, in words.
+    pub site: &'static str,
+    /// Which reported figures it feeds.
+    pub feeds: &'static str,
+    /// zc-trace refuses to run without it (the measured window depends on it).
+    pub required: bool,
+    pub candidates: &'static [Candidate],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookId {
+    SyscallEnter,
+    SyscallExit,
+    FaultUserMode,
+    FaultKernelMode,
+    ContextSwitch,
+    RecvCopy,
+}
+
+impl HookId {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookId::SyscallEnter => "syscall_enter",
+            HookId::SyscallExit => "syscall_exit",
+            HookId::FaultUserMode => "fault_user_mode",
+            HookId::FaultKernelMode => "fault_kernel_mode",
+            HookId::ContextSwitch => "context_switch",
+            HookId::RecvCopy => "recv_copy",
+        }
+    }
+}
+
+const fn tp(program: &'static str, target: &'static str) -> Candidate {
+    Candidate {
+        method: Method::Tracepoint,
+        program,
+        target,
+    }
+}
+
+pub const PLAN: &[Hook] = &[
+    Hook {
+        id: HookId::SyscallEnter,
+        site: "system call entry (also sees the window markers)",
+        feeds: "syscalls, transitions, time",
+        required: true,
+        candidates: &[tp("zc_sys_enter", "raw_syscalls:sys_enter")],
+    },
+    Hook {
+        id: HookId::SyscallExit,
+        site: "system call return",
+        feeds: "transitions, bytes returned per syscall",
+        required: true,
+        candidates: &[tp("zc_sys_exit", "raw_syscalls:sys_exit")],
+    },
+    Hook {
+        id: HookId::FaultUserMode,
+        site: "page fault taken in user mode",
+        feeds: "page faults, transitions",
+        required: false,
+        candidates: &[tp("zc_fault_user", "exceptions:page_fault_user")],
+    },
+    Hook {
+        id: HookId::FaultKernelMode,
+        site: "page fault on a user address taken in kernel mode",
+        feeds: "page faults",
+        required: false,
+        candidates: &[tp("zc_fault_kernel", "exceptions:page_fault_kernel")],
+    },
+    Hook {
+        id: HookId::ContextSwitch,
+        site: "context switch away from a traced thread",
+        feeds: "context switches",
+        required: false,
+        candidates: &[
+            Candidate {
+                method: Method::TpBtf,
+                program: "zc_sched_switch_btf",
+                target: "sched_switch",
+            },
+            tp("zc_sched_switch_tp", "sched:sched_switch"),
+        ],
+    },
+    Hook {
+        id: HookId::RecvCopy,
+        site: "socket data copied to the reader (skb_copy_datagram_iter)",
+        feeds: "receiver copied bytes",
+        required: false,
+        candidates: &[tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec")],
+    },
+];
+
+/// One failed try of a candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub method: Method,
+    pub target: &'static str,
+    pub error: String,
+}
+
+/// What happened to one hook on this kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookOutcome {
+    pub hook: HookId,
+    pub site: &'static str,
+    pub feeds: &'static str,
+    /// The method that attached, or None: "not observable here".
+    pub method: Option<Method>,
+    pub target: Option<&'static str>,
+    /// Candidates tried before the one that attached (or all of them), with the error.
+    pub failed: Vec<Attempt>,
+}
+
+impl HookOutcome {
+    /// Why nothing attached, in one line.
+    pub fn why_not(&self) -> String {
+        self.failed
+            .iter()
+            .map(|a| format!("{} {}: {}", a.method.label(), a.target, a.error))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The outcome of the whole plan on this kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachReport {
+    pub hooks: Vec<HookOutcome>,
+}
+
+impl AttachReport {
+    pub fn get(&self, id: HookId) -> &HookOutcome {
+        self.hooks
+            .iter()
+            .find(|h| h.hook == id)
+            .expect("every hook of the plan has an outcome")
+    }
+}
+
+/// `zc-trace probes`: attach the whole plan, print what worked, detach.
+pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
+    crate::capabilities::check_privileges()?;
+    let host = crate::capabilities::HostFacts::detect();
+    let tracefs = crate::tracefs::ensure_mounted()?;
+    let result = crate::tracer::Tracer::load(&host, &tracefs).map(|t| t.attach_report().clone());
+    crate::cleanup::run_all();
+    let report = result?;
+    if args.json {
+        let doc = serde_json::json!({ "schema": 1, "host": host, "probes": report.hooks });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("serialisable"));
+    } else {
+        println!("kernel {} ({})", host.kernel, host.arch);
+        if let Some(note) = &host.btf_note {
+            println!("note: {note}");
+        }
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        table.set_header(["hook", "site", "method", "target", "tried first / why not"]);
+        for h in &report.hooks {
+            table.add_row([
+                h.hook.name().to_string(),
+                h.site.to_string(),
+                h.method.map_or("NOT OBSERVABLE".into(), |m| m.label().to_string()),
+                h.target.unwrap_or("-").to_string(),
+                h.why_not(),
+            ]);
+        }
+        println!("{table}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hook_has_candidates_in_preference_order() {
+        for h in PLAN {
+            assert!(!h.candidates.is_empty(), "{:?}", h.id);
+            let ranks: Vec<usize> = h.candidates.iter().map(|c| c.method as usize).collect();
+            let mut sorted = ranks.clone();
+            sorted.sort();
+            assert_eq!(ranks, sorted, "{:?} candidates out of preference order", h.id);
+        }
+    }
+
+    #[test]
+    fn hook_ids_are_unique() {
+        for (i, a) in PLAN.iter().enumerate() {
+            for b in &PLAN[i + 1..] {
+                assert_ne!(a.id, b.id);
+            }
+        }
+    }
+
+    #[test]
+    fn classic_tracepoint_targets_name_group_and_event() {
+        for h in PLAN {
+            for c in h.candidates.iter().filter(|c| c.method == Method::Tracepoint) {
+                let (g, e) = c.target.split_once(':').expect("group:event");
+                assert!(!g.is_empty() && !e.is_empty(), "{}", c.target);
+            }
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The report's data model (the JSON schema, version 1) and how figures are computed from the
+//! samples. Every figure is observed at a named hook, derived from observed figures (the
+//! formula is stated), an input, or marked not observable with the reason.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use zc_trace_common::{counter, RoleStats, SYSCALL_SLOTS};
+
+use super::stat::Stat;
+use crate::capabilities::HostFacts;
+use crate::probes::{AttachReport, HookId, HookOutcome, Method};
+use crate::strategies::Strategy;
+use crate::syscall_names;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a figure comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Provenance {
+    /// Counted by an eBPF program.
+    Observed {
+        /// The kernel site ("group:event" or function).
+        hook: String,
+        method: Method,
+        detail: String,
+    },
+    /// Computed from observed figures; `from` states the formula.
+    Derived { from: String },
+    /// Given to the run (and checked).
+    Input { from: String },
+    /// This kernel offers no way to observe it; `reason` says why.
+    NotObservable { reason: String },
+}
+
+impl Provenance {
+    pub fn describe(&self) -> String {
+        match self {
+            Provenance::Observed {
+                hook,
+                method,
+                detail,
+            } => format!("observed at {hook} ({}); {detail}", method.label()),
+            Provenance::Derived { from } => format!("derived: {from}"),
+            Provenance::Input { from } => format!("input: {from}"),
+            Provenance::NotObservable { reason } => format!("not observable here: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub unit: &'static str,
+    /// Absent when not observable.
+    pub value: Option<Stat>,
+    pub provenance: Provenance,
+}
+
+/// The figures of one strategy. Field names are the JSON keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub syscalls: Figure,
+    pub transitions: Figure,
+    pub page_faults_user_mode: Figure,
+    pub page_faults_kernel_mode: Figure,
+    pub context_switches_voluntary: Figure,
+    pub context_switches_involuntary: Figure,
+    pub payload_bytes: Figure,
+    pub time_ns: Figure,
+    pub throughput_bytes_per_sec: Figure,
+    pub receiver_copied_bytes: Figure,
+}
+
+impl Figures {
+    /// (JSON key, column label, figure), in display order.
+    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 10] {
+        [
+            ("syscalls", "Syscalls", &self.syscalls),
+            ("transitions", "User<->kernel transitions", &self.transitions),
+            ("page_faults_user_mode", "Page faults (user mode)", &self.page_faults_user_mode),
+            ("page_faults_kernel_mode", "Page faults (in kernel, on user memory)", &self.page_faults_kernel_mode),
+            ("context_switches_voluntary", "Context switches (voluntary)", &self.context_switches_voluntary),
+            ("context_switches_involuntary", "Context switches (involuntary)", &self.context_switches_involuntary),
+            ("payload_bytes", "Payload", &self.payload_bytes),
+            ("time_ns", "Time", &self.time_ns),
+            ("throughput_bytes_per_sec", "Throughput", &self.throughput_bytes_per_sec),
+            ("receiver_copied_bytes", "Receiver copied", &self.receiver_copied_bytes),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyscallFigures {
+    pub count: Stat,
+    /// Sum of non-negative return values (bytes, for read/write-like calls).
+    pub returned: Stat,
+    pub errors: Stat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyReport {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub figures: Figures,
+    /// Per syscall name, sender only; provenance as for `figures.syscalls`.
+    pub syscalls_by_name: BTreeMap<String, SyscallFigures>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub payload_bytes: u64,
+    pub chunk_bytes: u64,
+    pub iterations: u32,
+    pub cold: bool,
+    pub source: String,
+    pub source_fs: String,
+    pub sink: &'static str,
+    pub receiver: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub tool: Tool,
+    pub host: HostFacts,
+    pub config: RunConfig,
+    pub probes: Vec<HookOutcome>,
+    pub strategies: Vec<StrategyReport>,
+}
+
+/// What one run of one strategy produced: in-kernel counter deltas for both roles.
+pub struct Sample {
+    pub sender: Box<RoleStats>,
+    pub receiver: Box<RoleStats>,
+    /// Between the start and stop markers, by bpf_ktime_get_ns().
+    pub window_ns: u64,
+    pub bytes: u64,
+}
+
+pub fn build(
+    host: HostFacts,
+    config: RunConfig,
+    probes: &AttachReport,
+    runs: Vec<(&'static dyn Strategy, Vec<Sample>)>,
+) -> Report {
+    let strategies = runs
+        .into_iter()
+        .map(|(s, samples)| StrategyReport {
+            id: s.id(),
+            name: s.name(),
+            summary: s.summary(),
+            figures: figures(probes, &samples),
+            syscalls_by_name: by_name(&samples),
+        })
+        .collect();
+    Report {
+        schema: SCHEMA_VERSION,
+        tool: Tool {
+            name: "zc-trace",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        host,
+        config,
+        probes: probes.hooks.clone(),
+        strategies,
+    }
+}
+
+fn stat(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<Stat> {
+    Stat::of(samples.iter().map(f).collect())
+}
+
+/// Provenance of a figure counted at `hook`, or why it is not observable.
+fn observed(hook: &HookOutcome, detail: &str) -> Provenance {
+    match (hook.method, hook.target) {
+        (Some(method), Some(target)) => Provenance::Observed {
+            hook: target.to_string(),
+            method,
+            detail: detail.to_string(),
+        },
+        _ => Provenance::NotObservable {
+            reason: format!("no attach method worked for {}: {}", hook.site, hook.why_not()),
+        },
+    }
+}
+
+fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Figure {
+    let value = match provenance {
+        Provenance::NotObservable { .. } => None,
+        _ => value,
+    };
+    Figure {
+        unit,
+        value,
+        provenance,
+    }
+}
+
+fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
+    const SENDER: &str = "sender thread only (tid filter in the kernel), inside the measured window";
+    let c = |role: fn(&Sample) -> &RoleStats, i: usize| {
+        move |s: &Sample| role(s).counters[i] as f64
+    };
+    fn sender(s: &Sample) -> &RoleStats {
+        &s.sender
+    }
+    fn receiver(s: &Sample) -> &RoleStats {
+        &s.receiver
+    }
+
+    let enter = probes.get(HookId::SyscallEnter);
+    let fault_user = probes.get(HookId::FaultUserMode);
+    let fault_kernel = probes.get(HookId::FaultKernelMode);
+    let csw = probes.get(HookId::ContextSwitch);
+    let recv = probes.get(HookId::RecvCopy);
+
+    let syscalls = figure(
+        "count",
+        observed(enter, SENDER),
+        stat(samples, c(sender, counter::SYSCALL_ENTERS)),
+    );
+
+    // Each syscall is one entry and one exit; each user-mode fault is one more round trip.
+    let faults_seen = fault_user.method.is_some();
+    let transitions = figure(
+        "count",
+        Provenance::Derived {
+            from: if faults_seen {
+                "syscall entries (raw_syscalls:sys_enter) + syscall exits (raw_syscalls:sys_exit) \
+                 + 2 x user-mode page faults (exceptions:page_fault_user)"
+                    .into()
+            } else {
+                "syscall entries + syscall exits only: user-mode page faults are not observable \
+                 here, so their round trips are missing"
+                    .into()
+            },
+        },
+        stat(samples, |s| {
+            let k = &s.sender.counters;
+            let faults = if faults_seen {
+                k[counter::FAULTS_USER_MODE]
+            } else {
+                0
+            };
+            (k[counter::SYSCALL_ENTERS] + k[counter::SYSCALL_EXITS] + 2 * faults) as f64
+        }),
+    );
+
+    let time_ns = figure(
+        "ns",
+        observed(
+            enter,
+            "bpf_ktime_get_ns() at the start and stop markers (close(0x7a637401/2))",
+        ),
+        stat(samples, |s| s.window_ns as f64),
+    );
+    let throughput = figure(
+        "bytes/s",
+        Provenance::Derived {
+            from: "payload_bytes / time_ns".into(),
+        },
+        stat(samples, |s| {
+            if s.window_ns == 0 {
+                0.0
+            } else {
+                (s.bytes as f64 * 1e9 / s.window_ns as f64).round()
+            }
+        }),
+    );
+
+    Figures {
+        syscalls,
+        transitions,
+        page_faults_user_mode: figure(
+            "count",
+            observed(fault_user, SENDER),
+            stat(samples, c(sender, counter::FAULTS_USER_MODE)),
+        ),
+        page_faults_kernel_mode: figure(
+            "count",
+            observed(
+                fault_kernel,
+                "faults on user addresses taken inside a syscall (e.g. write() reading an \
+                 unmapped mmap page); sender thread only",
+            ),
+            stat(samples, c(sender, counter::FAULTS_KERNEL_MODE)),
+        ),
+        context_switches_voluntary: figure(
+            "count",
+            observed(csw, "the sender thread blocked (not a preemption); sender only"),
+            stat(samples, c(sender, counter::CSW_VOLUNTARY)),
+        ),
+        context_switches_involuntary: figure(
+            "count",
+            observed(csw, "the sender thread was preempted while runnable; sender only"),
+            stat(samples, c(sender, counter::CSW_INVOLUNTARY)),
+        ),
+        payload_bytes: figure(
+            "bytes",
+            Provenance::Input {
+                from: "source file length; checked equal to the bytes the strategy moved and \
+                       the bytes the receiver read"
+                    .into(),
+            },
+            stat(samples, |s| s.bytes as f64),
+        ),
+        time_ns,
+        throughput_bytes_per_sec: throughput,
+        receiver_copied_bytes: figure(
+            "bytes",
+            observed(
+                recv,
+                "len of each socket-to-user copy, receiver process only (pid filter in the kernel)",
+            ),
+            stat(samples, c(receiver, counter::RECV_COPY_BYTES)),
+        ),
+    }
+}
+
+fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
+    let mut out = BTreeMap::new();
+    for nr in 0..SYSCALL_SLOTS {
+        if samples.iter().all(|s| s.sender.syscalls[nr].enters == 0) {
+            continue;
+        }
+        let of = |f: fn(&zc_trace_common::SyscallStat) -> u64| {
+            Stat::of(samples.iter().map(|s| f(&s.sender.syscalls[nr]) as f64).collect())
+                .expect("at least one sample")
+        };
+        out.insert(
+            syscall_names::name(nr),
+            SyscallFigures {
+                count: of(|s| s.enters),
+                returned: of(|s| s.ret_positive_sum),
+                errors: of(|s| s.errors),
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::probes::PLAN;
+
+    /// An attach report where every hook attached with its last (most portable) candidate,
+    /// except those listed as missing.
+    pub fn attach_report(missing: &[HookId]) -> AttachReport {
+        AttachReport {
+            hooks: PLAN
+                .iter()
+                .map(|h| {
+                    let c = h.candidates.last().unwrap();
+                    let ok = !missing.contains(&h.id);
+                    HookOutcome {
+                        hook: h.id,
+                        site: h.site,
+                        feeds: h.feeds,
+                        method: ok.then_some(c.method),
+                        target: ok.then_some(c.target),
+                        failed: if ok {
+                            vec![]
+                        } else {
+                            vec![crate::probes::Attempt {
+                                method: c.method,
+                                target: c.target,
+                                error: "event not available".into(),
+                            }]
+                        },
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn sample(syscalls: &[(usize, u64, u64)], faults_user: u64, window_ns: u64) -> Sample {
+        let mut sender = Box::new(RoleStats::zeroed());
+        for &(nr, count, ret) in syscalls {
+            sender.syscalls[nr].enters = count;
+            sender.syscalls[nr].exits = count;
+            sender.syscalls[nr].ret_positive_sum = ret;
+            sender.counters[counter::SYSCALL_ENTERS] += count;
+            sender.counters[counter::SYSCALL_EXITS] += count;
+        }
+        sender.counters[counter::FAULTS_USER_MODE] = faults_user;
+        let mut receiver = Box::new(RoleStats::zeroed());
+        receiver.counters[counter::RECV_COPY_BYTES] = 1000;
+        Sample {
+            sender,
+            receiver,
+            window_ns,
+            bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn transitions_are_entries_plus_exits_plus_fault_round_trips() {
+        let r = attach_report(&[]);
+        let f = figures(&r, &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)]);
+        assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
+        assert_eq!(f.transitions.value.as_ref().unwrap().median, 5.0 + 5.0 + 8.0);
+        assert!(matches!(f.transitions.provenance, Provenance::Derived { .. }));
+        assert_eq!(f.throughput_bytes_per_sec.value.unwrap().median, 1e9);
+        assert_eq!(f.receiver_copied_bytes.value.unwrap().median, 1000.0);
+    }
+
+    #[test]
+    fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
+        let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
+        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)]);
+        assert!(f.page_faults_user_mode.value.is_none());
+        let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
+            panic!("{:?}", f.page_faults_user_mode.provenance)
+        };
+        assert!(reason.contains("exceptions:page_fault_user"), "{reason}");
+        assert!(f.context_switches_voluntary.value.is_none());
+        // Without fault hooks, transitions count syscalls only, and say so.
+        assert_eq!(f.transitions.value.as_ref().unwrap().median, 6.0);
+        let Provenance::Derived { from } = &f.transitions.provenance else { panic!() };
+        assert!(from.contains("not observable"), "{from}");
+    }
+
+    #[test]
+    fn observed_figures_name_hook_and_method() {
+        let r = attach_report(&[]);
+        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)]);
+        assert_eq!(
+            f.syscalls.provenance,
+            Provenance::Observed {
+                hook: "raw_syscalls:sys_enter".into(),
+                method: Method::Tracepoint,
+                detail: "sender thread only (tid filter in the kernel), inside the measured window"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn syscalls_by_name_lists_only_calls_made() {
+        let m = by_name(&[sample(&[(0, 3, 300), (1, 2, 200)], 0, 10)]);
+        let names: Vec<&str> = m.keys().map(String::as_str).collect();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(names, ["read", "write"]);
+        assert_eq!(m.values().map(|v| v.count.median).sum::<f64>(), 5.0);
+        assert_eq!(m.values().map(|v| v.returned.median).sum::<f64>(), 500.0);
+    }
+}

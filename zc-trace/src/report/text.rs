@@ -1,0 +1,152 @@
+//! Human-readable renderings: a terminal table, or markdown for lab reports. Both show the
+//! median (with min..max when iterations differ) and, under the table, how each column was
+//! obtained.
+
+use std::fmt::Write;
+
+use comfy_table::{presets, ContentArrangement, Table};
+
+use super::model::{Figure, Provenance, Report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Terminal,
+    Markdown,
+}
+
+pub fn render(report: &Report, style: Style) -> String {
+    let mut out = String::new();
+    let c = &report.config;
+    let heading = format!(
+        "zc-trace {}: kernel {} ({}), payload {} ({}, {}{}), chunk {}, {} iteration{}, sink {}",
+        report.tool.version,
+        report.host.kernel,
+        report.host.arch,
+        human_bytes(c.payload_bytes as f64),
+        c.source,
+        c.source_fs,
+        if c.cold { ", evicted from page cache before each run" } else { ", warm page cache" },
+        human_bytes(c.chunk_bytes as f64),
+        c.iterations,
+        if c.iterations == 1 { "" } else { "s" },
+        c.sink,
+    );
+    match style {
+        Style::Terminal => writeln!(out, "{heading}").unwrap(),
+        Style::Markdown => writeln!(out, "## zc-trace report\n\n{heading}\n").unwrap(),
+    }
+
+    let mut table = Table::new();
+    table.load_preset(match style {
+        Style::Terminal => presets::UTF8_FULL_CONDENSED,
+        Style::Markdown => presets::ASCII_MARKDOWN,
+    });
+    if style == Style::Terminal {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    let Some(first) = report.strategies.first() else {
+        return out;
+    };
+    let mut header = vec!["Strategy".to_string()];
+    header.extend(first.figures.columns().iter().map(|(_, label, _)| label.to_string()));
+    table.set_header(header);
+    for s in &report.strategies {
+        let mut row = vec![s.name.to_string()];
+        row.extend(s.figures.columns().iter().map(|(_, _, f)| cell(f)));
+        table.add_row(row);
+    }
+    writeln!(out, "{table}").unwrap();
+
+    let bullet = if style == Style::Markdown { "- " } else { "  " };
+    writeln!(out, "\nSyscalls by name (sender):").unwrap();
+    for s in &report.strategies {
+        let list: Vec<String> = s
+            .syscalls_by_name
+            .iter()
+            .map(|(name, f)| format!("{name} {}", plain(f.count.median)))
+            .collect();
+        writeln!(out, "{bullet}{}: {}", s.name, list.join(", ")).unwrap();
+    }
+
+    writeln!(out, "\nHow each column was obtained:").unwrap();
+    for (_, label, f) in first.figures.columns() {
+        writeln!(out, "{bullet}{label}: {}", f.provenance.describe()).unwrap();
+    }
+    if let Some(note) = &report.host.btf_note {
+        writeln!(out, "\nNote: {note}").unwrap();
+    }
+    out
+}
+
+/// The median, with the spread when runs differ; "n/a" when not observable.
+fn cell(f: &Figure) -> String {
+    let Some(v) = &f.value else {
+        return match f.provenance {
+            Provenance::NotObservable { .. } => "not observable".into(),
+            _ => "-".into(),
+        };
+    };
+    let fmt = |x: f64| match f.unit {
+        "bytes" => human_bytes(x),
+        "ns" => human_duration(x),
+        "bytes/s" => format!("{}/s", human_bytes(x)),
+        _ => plain(x),
+    };
+    if v.is_exact() {
+        fmt(v.median)
+    } else {
+        format!("{} ({}..{})", fmt(v.median), fmt(v.min), fmt(v.max))
+    }
+}
+
+fn plain(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+pub fn human_bytes(x: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = x;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{} B", x as u64)
+    } else if v.fract() == 0.0 {
+        format!("{v} {}", UNITS[i])
+    } else {
+        format!("{v:.2} {}", UNITS[i])
+    }
+}
+
+pub fn human_duration(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_and_time_units() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(64.0 * 1024.0 * 1024.0), "64 MiB");
+        assert_eq!(human_bytes(1536.0), "1.50 KiB");
+        assert_eq!(human_duration(1_500_000.0), "1.50 ms");
+        assert_eq!(human_duration(2.5e9), "2.50 s");
+        assert_eq!(human_duration(999.0), "999 ns");
+    }
+}

@@ -1,0 +1,232 @@
+//! `zc-trace run`: checks the host, loads the probes, starts the receiver, runs each strategy
+//! inside a measured window on a dedicated thread, and renders the report. Ctrl-C (or SIGTERM,
+//! SIGHUP) at any moment stops the receiver, removes temporary files and exits; the probes are
+//! detached by the kernel when the process's descriptors close.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::ExitCode;
+
+use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
+
+use crate::capabilities::{self, HostFacts};
+use crate::cleanup;
+use crate::cli::RunArgs;
+use crate::error::{Error, RunError};
+use crate::payload::{SourceFile, DEFAULT_SEED};
+use crate::receiver::Receiver;
+use crate::report::{self, Report, RunConfig, Sample};
+use crate::strategies::{Strategy, TransferContext};
+use crate::tracefs;
+use crate::tracer::Tracer;
+
+/// The receiver's read() buffer.
+const RECEIVE_BUFFER: usize = 256 * 1024;
+
+pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
+    // Bad input first (exit 2), then the environment (exit 3), then the expensive parts.
+    let user_file = args.file.as_deref().map(SourceFile::open).transpose()?;
+    capabilities::check_privileges()?;
+    let host = HostFacts::detect();
+    if let Some(note) = &host.btf_note {
+        eprintln!("zc-trace: note: {note}");
+    }
+    let tracefs = tracefs::ensure_mounted()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Receiver(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(async move {
+        let source = match user_file {
+            Some(f) => f,
+            None => SourceFile::generate(&args.tmpdir, args.size, DEFAULT_SEED)?,
+        };
+        // aya-log's reader is a task on this runtime, so the tracer is made inside it.
+        let tracer = Tracer::load(&host, &tracefs)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("zc-trace-sender".into())
+            .spawn(move || {
+                let _ = tx.send(measure(tracer, host, source, &args));
+            })
+            .map_err(|e| RunError::Receiver(format!("cannot start the sender thread: {e}")))?;
+        tokio::select! {
+            r = rx => r.unwrap_or_else(|_| Err(RunError::Receiver("the sender thread died".into()).into())),
+            sig = interrupted() => {
+                cleanup::run_all();
+                eprintln!(
+                    "zc-trace: interrupted by {sig}; probes detached, receiver stopped, temporary files removed"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+    cleanup::run_all();
+    let (report, format) = result?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(report::render(&report, format).as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+/// Runs on the sender thread: everything it does inside a window is what gets counted.
+fn measure(
+    mut tracer: Tracer,
+    host: HostFacts,
+    source: SourceFile,
+    args: &RunArgs,
+) -> Result<(Report, crate::cli::Format), Error> {
+    let mut receiver = Receiver::spawn(RECEIVE_BUFFER)?;
+    tracer.track(receiver.pid(), role::RECEIVER)?;
+    let tid = nix::unistd::gettid().as_raw() as u32;
+    let strategies: Vec<&'static dyn Strategy> = args.strategies.0.clone();
+    let mut samples: Vec<Vec<Sample>> = strategies.iter().map(|_| Vec::new()).collect();
+    // Interleave strategies across iterations so slow drifts (page cache, CPU frequency) spread
+    // over all of them instead of biasing one.
+    for _ in 0..args.iterations {
+        for (i, s) in strategies.iter().enumerate() {
+            log::info!("running {}", s.name());
+            let sample = run_once(&tracer, &mut receiver, &source, *s, args, tid)?;
+            samples[i].push(sample);
+        }
+    }
+    let config = RunConfig {
+        payload_bytes: source.len,
+        chunk_bytes: args.chunk,
+        iterations: args.iterations,
+        cold: args.cold,
+        source: source.origin.clone(),
+        source_fs: source.fs_type.clone(),
+        sink: "TCP over loopback (127.0.0.1)",
+        receiver: format!(
+            "separate process, read() into a {} KiB buffer until EOF",
+            RECEIVE_BUFFER / 1024
+        ),
+    };
+    let runs = strategies.into_iter().zip(samples).collect();
+    let report = report::build(host, config, tracer.attach_report(), runs);
+    drop(receiver);
+    drop(tracer);
+    Ok((report, args.format))
+}
+
+fn run_once(
+    tracer: &Tracer,
+    receiver: &mut Receiver,
+    source: &SourceFile,
+    strategy: &dyn Strategy,
+    args: &RunArgs,
+    tid: u32,
+) -> Result<Sample, RunError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| RunError::Io {
+            strategy: strategy.name().into(),
+            what,
+            source,
+        }
+    };
+    if args.cold {
+        source
+            .evict_from_page_cache()
+            .map_err(io("evicting the source from the page cache"))?;
+    }
+    let sink = TcpStream::connect(receiver.addr).map_err(io("connecting to the receiver"))?;
+    let mut transfer = strategy
+        .prepare(TransferContext {
+            source,
+            sink: &sink,
+            chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
+        })
+        .map_err(io("preparing"))?;
+    let sender_before = tracer.snapshot(role::SENDER)?;
+    let receiver_before = tracer.snapshot(role::RECEIVER)?;
+    let windows_before = tracer.task(tid).map_or(0, |t| t.windows);
+
+    mark(MARK_START);
+    let moved = transfer.run();
+    mark(MARK_STOP);
+
+    drop(transfer);
+    drop(sink); // EOF for the receiver
+    let moved = moved.map_err(io("transferring"))?;
+    let received = receiver.wait_done()?;
+    let sender_after = tracer.snapshot(role::SENDER)?;
+    let receiver_after = tracer.snapshot(role::RECEIVER)?;
+
+    let check = |message: String| RunError::Check {
+        strategy: strategy.name().into(),
+        message,
+    };
+    let task = tracer
+        .task(tid)
+        .filter(|t| t.windows == windows_before + 1 && t.window_end_ns >= t.window_start_ns)
+        .ok_or_else(|| {
+            check(
+                "the measured window was not seen by the eBPF program at raw_syscalls:sys_enter"
+                    .into(),
+            )
+        })?;
+    if moved != source.len || received != source.len {
+        return Err(check(format!(
+            "moved {moved} bytes and the receiver read {received}, expected {}",
+            source.len
+        )));
+    }
+    Ok(Sample {
+        sender: delta(&sender_after, &sender_before),
+        receiver: delta(&receiver_after, &receiver_before),
+        window_ns: task.window_end_ns - task.window_start_ns,
+        bytes: moved,
+    })
+}
+
+/// Opens or closes the measured window: see `zc_trace_common::MARK_START`.
+fn mark(marker: u64) {
+    // SAFETY: close() on a descriptor number zc-trace never holds fails with EBADF and has
+    // no other effect.
+    let _ = unsafe { nix::libc::close(marker as i32) };
+}
+
+fn delta(after: &RoleStats, before: &RoleStats) -> Box<RoleStats> {
+    let mut d = Box::new(RoleStats::zeroed());
+    for ((d, a), b) in d
+        .counters
+        .iter_mut()
+        .zip(after.counters.iter())
+        .zip(before.counters.iter())
+    {
+        *d = a.saturating_sub(*b);
+    }
+    for ((d, a), b) in d
+        .syscalls
+        .iter_mut()
+        .zip(after.syscalls.iter())
+        .zip(before.syscalls.iter())
+    {
+        d.enters = a.enters.saturating_sub(b.enters);
+        d.exits = a.exits.saturating_sub(b.exits);
+        d.ret_positive_sum = a.ret_positive_sum.saturating_sub(b.ret_positive_sum);
+        d.errors = a.errors.saturating_sub(b.errors);
+    }
+    d
+}
