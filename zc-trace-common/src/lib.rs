@@ -163,21 +163,9 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_stats_fits_a_per_cpu_map_value() {
-        // The kernel refuses per-CPU values above 32 KiB (PCPU_MIN_UNIT_SIZE).
-        assert!(core::mem::size_of::<RoleStats>() <= 32 * 1024);
-    }
-
-    #[test]
-    fn markers_are_not_plausible_descriptors() {
-        // Must be positive as a C int (close takes an int) and far above any descriptor
-        // zc-trace itself holds (its RLIMIT_NOFILE is at most fs.nr_open, 2^20 by default).
-        assert!(MARK_START < i32::MAX as u64 && MARK_STOP < i32::MAX as u64);
-        assert!(MARK_START > (1 << 30) && MARK_STOP > (1 << 30));
-    }
-}
+// The kernel refuses per-CPU map values above 32 KiB (PCPU_MIN_UNIT_SIZE).
+const _: () = assert!(core::mem::size_of::<RoleStats>() <= 32 * 1024);
+// close() takes an int: the markers must be positive ints, and far above any descriptor
+// zc-trace holds (its RLIMIT_NOFILE is at most fs.nr_open, 2^20 by default).
+const _: () = assert!(MARK_START > (1 << 30) && MARK_STOP > MARK_START);
+const _: () = assert!(MARK_STOP < i32::MAX as u64);

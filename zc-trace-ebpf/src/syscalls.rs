@@ -30,7 +30,12 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
             if let Err(e) = open_window(tid) {
                 // Rare and important: the window will be missing, and user space refuses the
                 // run; this says why.
-                aya_log_ebpf::warn!(ctx, "zc-trace: cannot track thread {}: TASKS insert failed ({})", tid, e);
+                aya_log_ebpf::warn!(
+                    ctx,
+                    "zc-trace: cannot track thread {}: TASKS insert failed ({})",
+                    tid,
+                    e
+                );
             }
             return Ok(());
         }

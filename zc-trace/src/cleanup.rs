@@ -15,15 +15,24 @@ enum Item {
 static ITEMS: Mutex<Vec<Item>> = Mutex::new(Vec::new());
 
 pub fn register_process(pid: nix::unistd::Pid) {
-    ITEMS.lock().unwrap_or_else(|e| e.into_inner()).push(Item::Process(pid));
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Item::Process(pid));
 }
 
 pub fn register_file(path: PathBuf) {
-    ITEMS.lock().unwrap_or_else(|e| e.into_inner()).push(Item::File(path));
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Item::File(path));
 }
 
 pub fn register_unmount(path: PathBuf) {
-    ITEMS.lock().unwrap_or_else(|e| e.into_inner()).push(Item::Unmount(path));
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Item::Unmount(path));
 }
 
 /// Forget a file that was already removed the normal way.

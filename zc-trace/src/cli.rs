@@ -157,7 +157,10 @@ fn parse_strategies(text: &str) -> Result<StrategyList, String> {
     for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let s = strategies::by_name(name).ok_or_else(|| {
             let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
-            format!("unknown strategy '{name}': known strategies are {}, or all", known.join(", "))
+            format!(
+                "unknown strategy '{name}': known strategies are {}, or all",
+                known.join(", ")
+            )
         })?;
         if !list.iter().any(|x: &&dyn Strategy| x.id() == s.id()) {
             list.push(s);
@@ -189,9 +192,15 @@ mod tests {
         assert!(parse_size("").unwrap_err().contains("not a size"));
         assert!(parse_size("M").unwrap_err().contains("not a size"));
         assert!(parse_size("12X").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("99999999999999999999").unwrap_err().contains("too large"));
-        assert!(parse_size("99999999999G").unwrap_err().contains("too large"));
-        assert!(parse_nonzero_size("0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_size("99999999999999999999")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("99999999999G")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_nonzero_size("0")
+            .unwrap_err()
+            .contains("at least 1 byte"));
         assert!(parse_chunk("0K").unwrap_err().contains("at least 1 byte"));
         assert!(parse_chunk("2G").unwrap_err().contains("at most"));
     }
@@ -204,14 +213,19 @@ mod tests {
         let all = parse_strategies("all").unwrap();
         assert_eq!(all.0.len(), strategies::ALL.len());
         let e = parse_strategies("read,splice").unwrap_err();
-        assert!(e.contains("unknown strategy 'read'") && e.contains("mmap-write"), "{e}");
+        assert!(
+            e.contains("unknown strategy 'read'") && e.contains("mmap-write"),
+            "{e}"
+        );
         assert!(parse_strategies(",").is_err());
     }
 
     #[test]
     fn run_defaults_are_the_documented_ones() {
         let cli = Cli::try_parse_from(["zc-trace", "run"]).unwrap();
-        let Command::Run(a) = cli.command else { panic!("not run") };
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.size, 64 << 20);
         assert_eq!(a.chunk, 128 << 10);
         assert_eq!(a.iterations, 1);
@@ -237,6 +251,9 @@ mod tests {
     #[test]
     fn help_shows_examples() {
         let help = Cli::command().render_long_help().to_string();
-        assert!(help.contains("Examples:") && help.contains("zc-trace run --size"), "{help}");
+        assert!(
+            help.contains("Examples:") && help.contains("zc-trace run --size"),
+            "{help}"
+        );
     }
 }

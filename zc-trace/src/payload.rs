@@ -104,7 +104,10 @@ fn create_unnamed(dir: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
         .open(dir)
     {
         Ok(f) => return Ok((f, None)),
-        Err(e) => log::info!("O_TMPFILE in {} failed ({e}); using a named file", dir.display()),
+        Err(e) => log::info!(
+            "O_TMPFILE in {} failed ({e}); using a named file",
+            dir.display()
+        ),
     }
     let template = dir.join("zc-trace-payload.XXXXXX");
     let (fd, path) = nix::unistd::mkstemp(&template)?;
@@ -158,15 +161,15 @@ mod tests {
     use super::*;
     use std::io::{Read, Seek};
 
-    fn temp_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("zc-trace-payload-test-{}", std::process::id()));
+    fn temp_dir(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("zc-trace-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
     #[test]
     fn generated_payload_has_the_size_and_no_repeated_blocks_and_no_name() {
-        let dir = temp_dir();
+        let dir = temp_dir("generated");
         let mut src = SourceFile::generate(&dir, 3 * 4096 + 5, DEFAULT_SEED).unwrap();
         assert_eq!(src.len, 3 * 4096 + 5);
         let mut data = Vec::new();
@@ -176,13 +179,17 @@ mod tests {
         let pages: Vec<&[u8]> = data.chunks(4096).take(3).collect();
         assert_ne!(pages[0], pages[1]);
         assert_ne!(pages[1], pages[2]);
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "left a file behind");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "left a file behind"
+        );
         std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
     fn same_seed_same_bytes() {
-        let dir = temp_dir().join("seed");
+        let dir = temp_dir("seed");
         std::fs::create_dir_all(&dir).unwrap();
         let read = |seed| {
             let mut s = SourceFile::generate(&dir, 10_000, seed).unwrap();
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn user_files_are_checked() {
-        let dir = temp_dir().join("user");
+        let dir = temp_dir("user");
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty");
         std::fs::write(&empty, b"").unwrap();
@@ -206,7 +213,10 @@ mod tests {
         assert!(e.contains("is empty"), "{e}");
         let e = SourceFile::open(&dir).err().unwrap().to_string();
         assert!(e.contains("directory"), "{e}");
-        let e = SourceFile::open(&dir.join("missing")).err().unwrap().to_string();
+        let e = SourceFile::open(&dir.join("missing"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("No such file"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

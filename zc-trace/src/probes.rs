@@ -202,7 +202,10 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     let report = result?;
     if args.json {
         let doc = serde_json::json!({ "schema": 1, "host": host, "probes": report.hooks });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serialisable")
+        );
     } else {
         println!("kernel {} ({})", host.kernel, host.arch);
         if let Some(note) = &host.btf_note {
@@ -215,7 +218,8 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
             table.add_row([
                 h.hook.name().to_string(),
                 h.site.to_string(),
-                h.method.map_or("NOT OBSERVABLE".into(), |m| m.label().to_string()),
+                h.method
+                    .map_or("NOT OBSERVABLE".into(), |m| m.label().to_string()),
                 h.target.unwrap_or("-").to_string(),
                 h.why_not(),
             ]);
@@ -236,7 +240,11 @@ mod tests {
             let ranks: Vec<usize> = h.candidates.iter().map(|c| c.method as usize).collect();
             let mut sorted = ranks.clone();
             sorted.sort();
-            assert_eq!(ranks, sorted, "{:?} candidates out of preference order", h.id);
+            assert_eq!(
+                ranks, sorted,
+                "{:?} candidates out of preference order",
+                h.id
+            );
         }
     }
 
@@ -252,7 +260,11 @@ mod tests {
     #[test]
     fn classic_tracepoint_targets_name_group_and_event() {
         for h in PLAN {
-            for c in h.candidates.iter().filter(|c| c.method == Method::Tracepoint) {
+            for c in h
+                .candidates
+                .iter()
+                .filter(|c| c.method == Method::Tracepoint)
+            {
                 let (g, e) = c.target.split_once(':').expect("group:event");
                 assert!(!g.is_empty() && !e.is_empty(), "{}", c.target);
             }

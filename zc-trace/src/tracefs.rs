@@ -54,7 +54,11 @@ pub struct EventFormat {
 
 impl EventFormat {
     pub fn read(tracefs: &Path, group: &str, event: &str) -> Result<Self, EnvError> {
-        let path = tracefs.join("events").join(group).join(event).join("format");
+        let path = tracefs
+            .join("events")
+            .join(group)
+            .join(event)
+            .join("format");
         let text = std::fs::read_to_string(&path).map_err(|source| EnvError::Read {
             path: path.clone(),
             source,
@@ -94,10 +98,7 @@ impl EventFormat {
     }
 
     pub fn field(&self, name: &str) -> Option<Field> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| *f)
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, f)| *f)
     }
 }
 
@@ -121,10 +122,34 @@ print fmt: \"prev_comm=%s prev_pid=%d\", REC->prev_comm, REC->prev_pid
     #[test]
     fn parses_offsets_sizes_and_array_names() {
         let f = EventFormat::parse(SCHED_SWITCH);
-        assert_eq!(f.field("prev_pid"), Some(Field { offset: 24, size: 4 }));
-        assert_eq!(f.field("prev_state"), Some(Field { offset: 32, size: 8 }));
-        assert_eq!(f.field("prev_comm"), Some(Field { offset: 8, size: 16 }));
-        assert_eq!(f.field("args"), Some(Field { offset: 16, size: 48 }));
+        assert_eq!(
+            f.field("prev_pid"),
+            Some(Field {
+                offset: 24,
+                size: 4
+            })
+        );
+        assert_eq!(
+            f.field("prev_state"),
+            Some(Field {
+                offset: 32,
+                size: 8
+            })
+        );
+        assert_eq!(
+            f.field("prev_comm"),
+            Some(Field {
+                offset: 8,
+                size: 16
+            })
+        );
+        assert_eq!(
+            f.field("args"),
+            Some(Field {
+                offset: 16,
+                size: 48
+            })
+        );
         assert_eq!(f.field("common_type"), Some(Field { offset: 0, size: 2 }));
         assert_eq!(f.field("next_pid"), None);
     }

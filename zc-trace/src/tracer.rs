@@ -100,10 +100,9 @@ impl Tracer {
     /// Count everything `tid` does from now on under `role` (used for the receiver process,
     /// whose every syscall is part of the transfer).
     pub fn track(&mut self, tid: u32, role: u32) -> Result<(), RunError> {
-        let mut tasks: BpfHashMap<&mut MapData, u32, TaskState> = BpfHashMap::try_from(
-            self.ebpf.map_mut("TASKS").expect("TASKS is in the object"),
-        )
-        .map_err(|e| RunError::Maps(e.to_string()))?;
+        let mut tasks: BpfHashMap<&mut MapData, u32, TaskState> =
+            BpfHashMap::try_from(self.ebpf.map_mut("TASKS").expect("TASKS is in the object"))
+                .map_err(|e| RunError::Maps(e.to_string()))?;
         let state = TaskState {
             role,
             active: 1,

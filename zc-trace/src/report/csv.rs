@@ -10,7 +10,13 @@ pub fn render(report: &Report) -> String {
         return out;
     };
     let mut header = vec!["strategy".to_string()];
-    header.extend(first.figures.columns().iter().map(|(key, _, _)| key.to_string()));
+    header.extend(
+        first
+            .figures
+            .columns()
+            .iter()
+            .map(|(key, _, _)| key.to_string()),
+    );
     header.push("syscalls_by_name".into());
     out.push_str(&header.join(","));
     out.push('\n');

@@ -23,3 +23,166 @@ pub fn render(report: &Report, format: Format) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::model::tests::{attach_report, sample};
+    use super::*;
+    use crate::capabilities::HostFacts;
+    use crate::probes::HookId;
+    use crate::strategies;
+    use serde_json::Value;
+
+    fn report(missing: &[HookId]) -> Report {
+        let config = RunConfig {
+            payload_bytes: 1000,
+            chunk_bytes: 500,
+            iterations: 2,
+            cold: false,
+            source: "generated".into(),
+            source_fs: "ext2/3/4".into(),
+            sink: "TCP over loopback (127.0.0.1)",
+            receiver: "separate process".into(),
+        };
+        let host = HostFacts {
+            kernel: "6.18.0-test".into(),
+            arch: "x86_64".into(),
+            btf: Some("/sys/kernel/btf/vmlinux".into()),
+            btf_note: None,
+        };
+        let runs = vec![(
+            strategies::ALL[0],
+            vec![
+                sample(&[(0, 3, 1000), (1, 2, 1000)], 0, 2000),
+                sample(&[(0, 3, 1000), (1, 2, 1000)], 1, 4000),
+            ],
+        )];
+        build(host, config, &attach_report(missing), runs)
+    }
+
+    /// The JSON schema documented in the README, version 1: these keys and types are a contract.
+    #[test]
+    fn json_schema_v1() {
+        let v: Value =
+            serde_json::from_str(&render(&report(&[HookId::RecvCopy]), Format::Json)).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["tool"]["name"], "zc-trace");
+        assert!(v["tool"]["version"].is_string());
+        for k in ["kernel", "arch"] {
+            assert!(v["host"][k].is_string(), "host.{k}");
+        }
+        for k in ["payload_bytes", "chunk_bytes", "iterations"] {
+            assert!(v["config"][k].is_u64(), "config.{k}");
+        }
+        assert!(v["config"]["cold"].is_boolean());
+        for k in ["source", "source_fs", "sink", "receiver"] {
+            assert!(v["config"][k].is_string(), "config.{k}");
+        }
+        let probes = v["probes"].as_array().unwrap();
+        assert_eq!(probes.len(), crate::probes::PLAN.len());
+        for p in probes {
+            assert!(p["hook"].is_string() && p["site"].is_string() && p["feeds"].is_string());
+            assert!(p["method"].is_string() || p["method"].is_null());
+            assert!(p["failed"].is_array());
+        }
+        let s = &v["strategies"][0];
+        assert_eq!(s["id"], "read-write");
+        assert_eq!(s["name"], "read+write");
+        assert!(s["summary"].is_string());
+        let keys = [
+            "syscalls",
+            "transitions",
+            "page_faults_user_mode",
+            "page_faults_kernel_mode",
+            "context_switches_voluntary",
+            "context_switches_involuntary",
+            "payload_bytes",
+            "time_ns",
+            "throughput_bytes_per_sec",
+            "receiver_copied_bytes",
+        ];
+        let figures = s["figures"].as_object().unwrap();
+        assert_eq!(figures.len(), keys.len(), "{figures:?}");
+        for k in keys {
+            let f = &s["figures"][k];
+            assert!(f["unit"].is_string(), "{k}");
+            let kind = f["provenance"]["kind"].as_str().unwrap();
+            match kind {
+                "observed" => {
+                    assert!(
+                        f["provenance"]["hook"].is_string()
+                            && f["provenance"]["method"].is_string(),
+                        "{k}"
+                    );
+                    assert!(f["provenance"]["detail"].is_string(), "{k}");
+                }
+                "derived" | "input" => assert!(f["provenance"]["from"].is_string(), "{k}"),
+                "not_observable" => {
+                    assert!(f["provenance"]["reason"].is_string(), "{k}");
+                    assert!(
+                        f["value"].is_null(),
+                        "{k}: a not-observable figure has no value"
+                    );
+                    continue;
+                }
+                other => panic!("{k}: unknown provenance kind {other}"),
+            }
+            for stat in ["median", "min", "max"] {
+                assert!(f["value"][stat].is_number(), "{k}.value.{stat}");
+            }
+            assert_eq!(f["value"]["samples"].as_array().unwrap().len(), 2, "{k}");
+        }
+        assert_eq!(
+            s["figures"]["receiver_copied_bytes"]["provenance"]["kind"],
+            "not_observable"
+        );
+        assert_eq!(s["figures"]["syscalls"]["value"]["median"], 5);
+        assert_eq!(
+            s["figures"]["time_ns"]["value"]["samples"],
+            serde_json::json!([2000, 4000])
+        );
+        let read = &s["syscalls_by_name"]["read"];
+        for k in ["count", "returned", "errors"] {
+            assert!(read[k]["median"].is_number(), "syscalls_by_name.read.{k}");
+        }
+    }
+
+    #[test]
+    fn csv_has_one_row_per_strategy_in_base_units() {
+        let csv = render(&report(&[HookId::RecvCopy]), Format::Csv);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("strategy,syscalls,transitions,"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].ends_with(",receiver_copied_bytes,syscalls_by_name"));
+        assert!(lines[1].starts_with("read-write,5,"), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with(",,read=3;write=2"),
+            "not observable is an empty cell: {}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn table_and_markdown_explain_every_column() {
+        for (format, marker) in [(Format::Table, "┆"), (Format::Markdown, "| read+write")] {
+            let text = render(&report(&[HookId::FaultUserMode]), format);
+            assert!(text.contains(marker), "{format:?}:\n{text}");
+            assert!(text.contains("How each column was obtained:"), "{text}");
+            assert!(
+                text.contains("observed at raw_syscalls:sys_enter (tracepoint)"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Page faults (user mode): not observable here"),
+                "{text}"
+            );
+            assert!(text.contains("read+write: read 3, write 2"), "{text}");
+            // Runs differ in time: the spread is shown.
+            assert!(text.contains("(2.0 us..4.0 us)"), "{text}");
+        }
+    }
+}

@@ -77,15 +77,43 @@ impl Figures {
     pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 10] {
         [
             ("syscalls", "Syscalls", &self.syscalls),
-            ("transitions", "User<->kernel transitions", &self.transitions),
-            ("page_faults_user_mode", "Page faults (user mode)", &self.page_faults_user_mode),
-            ("page_faults_kernel_mode", "Page faults (in kernel, on user memory)", &self.page_faults_kernel_mode),
-            ("context_switches_voluntary", "Context switches (voluntary)", &self.context_switches_voluntary),
-            ("context_switches_involuntary", "Context switches (involuntary)", &self.context_switches_involuntary),
+            (
+                "transitions",
+                "User<->kernel transitions",
+                &self.transitions,
+            ),
+            (
+                "page_faults_user_mode",
+                "Page faults (user mode)",
+                &self.page_faults_user_mode,
+            ),
+            (
+                "page_faults_kernel_mode",
+                "Page faults (in kernel, on user memory)",
+                &self.page_faults_kernel_mode,
+            ),
+            (
+                "context_switches_voluntary",
+                "Context switches (voluntary)",
+                &self.context_switches_voluntary,
+            ),
+            (
+                "context_switches_involuntary",
+                "Context switches (involuntary)",
+                &self.context_switches_involuntary,
+            ),
             ("payload_bytes", "Payload", &self.payload_bytes),
             ("time_ns", "Time", &self.time_ns),
-            ("throughput_bytes_per_sec", "Throughput", &self.throughput_bytes_per_sec),
-            ("receiver_copied_bytes", "Receiver copied", &self.receiver_copied_bytes),
+            (
+                "throughput_bytes_per_sec",
+                "Throughput",
+                &self.throughput_bytes_per_sec,
+            ),
+            (
+                "receiver_copied_bytes",
+                "Receiver copied",
+                &self.receiver_copied_bytes,
+            ),
         ]
     }
 }
@@ -187,7 +215,11 @@ fn observed(hook: &HookOutcome, detail: &str) -> Provenance {
             detail: detail.to_string(),
         },
         _ => Provenance::NotObservable {
-            reason: format!("no attach method worked for {}: {}", hook.site, hook.why_not()),
+            reason: format!(
+                "no attach method worked for {}: {}",
+                hook.site,
+                hook.why_not()
+            ),
         },
     }
 }
@@ -205,10 +237,10 @@ fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Fi
 }
 
 fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
-    const SENDER: &str = "sender thread only (tid filter in the kernel), inside the measured window";
-    let c = |role: fn(&Sample) -> &RoleStats, i: usize| {
-        move |s: &Sample| role(s).counters[i] as f64
-    };
+    const SENDER: &str =
+        "sender thread only (tid filter in the kernel), inside the measured window";
+    let c =
+        |role: fn(&Sample) -> &RoleStats, i: usize| move |s: &Sample| role(s).counters[i] as f64;
     fn sender(s: &Sample) -> &RoleStats {
         &s.sender
     }
@@ -295,12 +327,18 @@ fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
         ),
         context_switches_voluntary: figure(
             "count",
-            observed(csw, "the sender thread blocked (not a preemption); sender only"),
+            observed(
+                csw,
+                "the sender thread blocked (not a preemption); sender only",
+            ),
             stat(samples, c(sender, counter::CSW_VOLUNTARY)),
         ),
         context_switches_involuntary: figure(
             "count",
-            observed(csw, "the sender thread was preempted while runnable; sender only"),
+            observed(
+                csw,
+                "the sender thread was preempted while runnable; sender only",
+            ),
             stat(samples, c(sender, counter::CSW_INVOLUNTARY)),
         ),
         payload_bytes: figure(
@@ -332,8 +370,13 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
             continue;
         }
         let of = |f: fn(&zc_trace_common::SyscallStat) -> u64| {
-            Stat::of(samples.iter().map(|s| f(&s.sender.syscalls[nr]) as f64).collect())
-                .expect("at least one sample")
+            Stat::of(
+                samples
+                    .iter()
+                    .map(|s| f(&s.sender.syscalls[nr]) as f64)
+                    .collect(),
+            )
+            .expect("at least one sample")
         };
         out.insert(
             syscall_names::name(nr),
@@ -407,8 +450,14 @@ pub(crate) mod tests {
         let r = attach_report(&[]);
         let f = figures(&r, &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)]);
         assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
-        assert_eq!(f.transitions.value.as_ref().unwrap().median, 5.0 + 5.0 + 8.0);
-        assert!(matches!(f.transitions.provenance, Provenance::Derived { .. }));
+        assert_eq!(
+            f.transitions.value.as_ref().unwrap().median,
+            5.0 + 5.0 + 8.0
+        );
+        assert!(matches!(
+            f.transitions.provenance,
+            Provenance::Derived { .. }
+        ));
         assert_eq!(f.throughput_bytes_per_sec.value.unwrap().median, 1e9);
         assert_eq!(f.receiver_copied_bytes.value.unwrap().median, 1000.0);
     }
@@ -425,7 +474,9 @@ pub(crate) mod tests {
         assert!(f.context_switches_voluntary.value.is_none());
         // Without fault hooks, transitions count syscalls only, and say so.
         assert_eq!(f.transitions.value.as_ref().unwrap().median, 6.0);
-        let Provenance::Derived { from } = &f.transitions.provenance else { panic!() };
+        let Provenance::Derived { from } = &f.transitions.provenance else {
+            panic!()
+        };
         assert!(from.contains("not observable"), "{from}");
     }
 

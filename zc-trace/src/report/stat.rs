@@ -78,6 +78,9 @@ mod tests {
         assert_eq!(v["median"], serde_json::json!(2049));
         assert!(v["median"].is_u64());
         let s = Stat::of(vec![1.0, 2.0]).unwrap();
-        assert_eq!(serde_json::to_value(&s).unwrap()["median"], serde_json::json!(1.5));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["median"],
+            serde_json::json!(1.5)
+        );
     }
 }

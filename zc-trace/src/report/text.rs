@@ -25,7 +25,11 @@ pub fn render(report: &Report, style: Style) -> String {
         human_bytes(c.payload_bytes as f64),
         c.source,
         c.source_fs,
-        if c.cold { ", evicted from page cache before each run" } else { ", warm page cache" },
+        if c.cold {
+            ", evicted from page cache before each run"
+        } else {
+            ", warm page cache"
+        },
         human_bytes(c.chunk_bytes as f64),
         c.iterations,
         if c.iterations == 1 { "" } else { "s" },
@@ -47,13 +51,41 @@ pub fn render(report: &Report, style: Style) -> String {
     let Some(first) = report.strategies.first() else {
         return out;
     };
-    let mut header = vec!["Strategy".to_string()];
-    header.extend(first.figures.columns().iter().map(|(_, label, _)| label.to_string()));
-    table.set_header(header);
+    let header = [
+        "Strategy",
+        "Syscalls",
+        "User<->kernel\ntransitions",
+        "Page faults\nuser-mode / in-kernel",
+        "Context switches\nvoluntary / involuntary",
+        "Time",
+        "Throughput",
+        "Receiver\ncopied",
+    ];
+    // Markdown tables cannot break a header cell over lines.
+    table.set_header(header.map(|h| match style {
+        Style::Terminal => h.to_string(),
+        Style::Markdown => h.replace('\n', " "),
+    }));
     for s in &report.strategies {
-        let mut row = vec![s.name.to_string()];
-        row.extend(s.figures.columns().iter().map(|(_, _, f)| cell(f)));
-        table.add_row(row);
+        let f = &s.figures;
+        table.add_row([
+            s.name.to_string(),
+            cell(&f.syscalls),
+            cell(&f.transitions),
+            format!(
+                "{} / {}",
+                cell(&f.page_faults_user_mode),
+                cell(&f.page_faults_kernel_mode)
+            ),
+            format!(
+                "{} / {}",
+                cell(&f.context_switches_voluntary),
+                cell(&f.context_switches_involuntary)
+            ),
+            cell(&f.time_ns),
+            cell(&f.throughput_bytes_per_sec),
+            cell(&f.receiver_copied_bytes),
+        ]);
     }
     writeln!(out, "{table}").unwrap();
 

@@ -99,7 +99,10 @@ impl Transfer for Splice<'_> {
                     )
                 })?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "socket splice returned 0"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket splice returned 0",
+                    ));
                 }
                 in_pipe -= n;
             }

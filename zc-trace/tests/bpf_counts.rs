@@ -1,0 +1,227 @@
+//! Exact counts from the real eBPF programs on the running kernel (needs root).
+//!
+//! With payload S and chunk C, N = ceil(S/C) transfer calls per direction. The counts below are
+//! exact: the measured window holds only the strategy's own syscalls, and the filters are in
+//! the kernel, so no tolerance is needed for syscall counts or byte counts. Page-fault and
+//! context-switch counts depend on memory layout and scheduling and are only bounded.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{bpf_available, figure, run_json, strategy, syscall_count};
+use serde_json::Value;
+
+/// Not a multiple of the chunk, so the last call is short and ceil() matters.
+const S: u64 = 4 * 1024 * 1024 + 1000;
+const C: u64 = 64 * 1024;
+const N: f64 = S.div_ceil(C) as f64;
+
+fn run_four() -> Value {
+    run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &S.to_string(),
+        "--chunk",
+        &C.to_string(),
+    ])
+}
+
+fn assert_exact_counts(report: &Value) {
+    let rw = strategy(report, "read-write");
+    assert_eq!(
+        syscall_count(rw, "read"),
+        N + 1.0,
+        "read+write: one read per chunk plus the EOF read"
+    );
+    assert_eq!(syscall_count(rw, "write"), N);
+    assert_eq!(figure(rw, "syscalls"), 2.0 * N + 1.0);
+    assert_eq!(
+        rw["syscalls_by_name"]["read"]["returned"]["median"].as_f64(),
+        Some(S as f64)
+    );
+    assert_eq!(
+        rw["syscalls_by_name"]["write"]["returned"]["median"].as_f64(),
+        Some(S as f64)
+    );
+
+    let mw = strategy(report, "mmap-write");
+    assert_eq!(syscall_count(mw, "mmap"), 1.0);
+    assert_eq!(syscall_count(mw, "munmap"), 1.0);
+    assert_eq!(syscall_count(mw, "write"), N);
+    assert_eq!(figure(mw, "syscalls"), N + 2.0);
+
+    let sf = strategy(report, "sendfile");
+    assert_eq!(syscall_count(sf, "sendfile"), N);
+    assert_eq!(figure(sf, "syscalls"), N);
+
+    let sp = strategy(report, "splice");
+    assert_eq!(
+        syscall_count(sp, "splice"),
+        2.0 * N,
+        "splice: file->pipe and pipe->socket per chunk"
+    );
+    assert_eq!(figure(sp, "syscalls"), 2.0 * N);
+
+    for id in ["read-write", "mmap-write", "sendfile", "splice"] {
+        let s = strategy(report, id);
+        assert_eq!(figure(s, "payload_bytes"), S as f64, "{id}");
+        assert_eq!(
+            figure(s, "receiver_copied_bytes"),
+            S as f64,
+            "{id}: the receiver copies every byte once"
+        );
+        assert_eq!(
+            figure(s, "transitions"),
+            2.0 * figure(s, "syscalls") + 2.0 * figure(s, "page_faults_user_mode"),
+            "{id}: transitions = entries + exits + 2 per user-mode fault"
+        );
+        assert!(figure(s, "time_ns") > 0.0, "{id}");
+    }
+}
+
+#[test]
+fn four_strategies_make_exactly_the_expected_syscalls() {
+    if !bpf_available("four_strategies_make_exactly_the_expected_syscalls") {
+        return;
+    }
+    assert_exact_counts(&run_four());
+}
+
+#[test]
+fn sendfile_costs_far_fewer_transitions_than_read_write() {
+    if !bpf_available("sendfile_costs_far_fewer_transitions_than_read_write") {
+        return;
+    }
+    let r = run_four();
+    let rw = figure(strategy(&r, "read-write"), "transitions");
+    let sf = figure(strategy(&r, "sendfile"), "transitions");
+    assert!(
+        sf * 1.8 < rw,
+        "sendfile {sf} vs read+write {rw} transitions"
+    );
+}
+
+#[test]
+fn mmap_write_faults_on_the_mapping_and_read_write_does_not() {
+    if !bpf_available("mmap_write_faults_on_the_mapping_and_read_write_does_not") {
+        return;
+    }
+    let r = run_four();
+    let mw = strategy(&r, "mmap-write");
+    let faults = figure(mw, "page_faults_user_mode") + figure(mw, "page_faults_kernel_mode");
+    // write() reads the mapping inside the kernel, so the faults are kernel-mode faults on user
+    // memory; fault-around maps several pages per fault, hence "at least one", not S/4096.
+    assert!(figure(mw, "page_faults_kernel_mode") >= 1.0, "{mw:#}");
+    assert!(
+        faults <= (S / 4096 + 1) as f64,
+        "at most one fault per page: {faults}"
+    );
+    // read() copies into a buffer touched before the window: no faults on the data path.
+    assert_eq!(
+        figure(strategy(&r, "read-write"), "page_faults_kernel_mode"),
+        0.0
+    );
+}
+
+/// A second process hammering syscalls at the same time must not change a single count.
+#[test]
+fn another_process_doing_syscalls_does_not_change_the_counts() {
+    if !bpf_available("another_process_doing_syscalls_does_not_change_the_counts") {
+        return;
+    }
+    let mut noise = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1", "count=100000000"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dd as a noise process");
+    let report = run_four();
+    let still_running = noise.try_wait().expect("dd status").is_none();
+    let _ = noise.kill();
+    let _ = noise.wait();
+    assert!(
+        still_running,
+        "the noise process ended before the measurement did"
+    );
+    assert_exact_counts(&report);
+}
+
+#[test]
+fn iterations_report_median_and_spread_over_all_runs() {
+    if !bpf_available("iterations_report_median_and_spread_over_all_runs") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        "256K",
+        "--chunk",
+        "64K",
+        "--iterations",
+        "3",
+        "--strategies",
+        "sendfile,read-write",
+    ]);
+    assert_eq!(r["config"]["iterations"], 3);
+    let ids: Vec<&str> = r["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sendfile", "read-write"], "in the order asked");
+    let sf = strategy(&r, "sendfile");
+    let v = &sf["figures"]["syscalls"]["value"];
+    assert_eq!(v["samples"], serde_json::json!([4, 4, 4]), "{v:#}");
+    assert_eq!(
+        (v["min"].as_f64(), v["max"].as_f64()),
+        (Some(4.0), Some(4.0))
+    );
+    assert_eq!(
+        sf["figures"]["time_ns"]["value"]["samples"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn a_user_file_is_read_and_left_unchanged() {
+    if !bpf_available("a_user_file_is_read_and_left_unchanged") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("zc-trace-user-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--file",
+        path.to_str().unwrap(),
+        "--chunk",
+        "100000",
+        "--cold",
+    ]);
+    assert_eq!(r["config"]["payload_bytes"], 300_000);
+    assert_eq!(r["config"]["cold"], true);
+    assert_eq!(syscall_count(strategy(&r, "read-write"), "read"), 4.0);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        data,
+        "the user's file was modified"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
