@@ -19,14 +19,15 @@ pub fn ensure_all() -> Result {
     ensure_bpf_linker()
 }
 
-
 fn ensure_nightly() -> Result {
-    output(command("rustup").args(["run", "nightly", "rustc", "-vV"])).map(|_| ()).map_err(|e| {
-        format!(
-            "the nightly toolchain is needed to rebuild the eBPF object ({e}); \
+    output(command("rustup").args(["run", "nightly", "rustc", "-vV"]))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "the nightly toolchain is needed to rebuild the eBPF object ({e}); \
              install it with `rustup toolchain install nightly`"
-        )
-    })
+            )
+        })
 }
 
 fn ensure_rust_src() -> Result {
@@ -55,7 +56,8 @@ fn ensure_bpf_linker() -> Result {
         .and_then(|v| v.split('.').next())
         .ok_or("cannot read the nightly's LLVM version from `rustc -vV`")?
         .to_string();
-    let sysroot = output(command("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot =
+        output(command("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
     let lib_dir = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = std::fs::read_dir(&lib_dir)
         .map_err(|e| format!("{}: {e}", lib_dir.display()))?
@@ -68,7 +70,9 @@ fn ensure_bpf_linker() -> Result {
         })
         .ok_or_else(|| format!("no libLLVM.so.{llvm_major}* in {}", lib_dir.display()))?;
 
-    let prefix = cargo_home().join("zc-trace").join(format!("llvm-{llvm_major}"));
+    let prefix = cargo_home()
+        .join("zc-trace")
+        .join(format!("llvm-{llvm_major}"));
     let prefix_lib = prefix.join("lib");
     std::fs::create_dir_all(&prefix_lib).map_err(|e| format!("{}: {e}", prefix_lib.display()))?;
     let soname = libllvm.file_name().expect("a file").to_owned();

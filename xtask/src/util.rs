@@ -7,14 +7,24 @@ pub type Result<T = ()> = std::result::Result<T, String>;
 
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().expect("xtask lives in the workspace").to_path_buf()
+    manifest
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// A command that does not inherit the outer cargo's toolchain choice, so `rustup run
 /// <toolchain>` and `cargo +<toolchain>` pick what they are told.
 pub fn command(program: &str) -> Command {
     let mut c = Command::new(program);
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         c.env_remove(var);
     }
     c

@@ -197,6 +197,9 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     crate::capabilities::check_privileges()?;
     let host = crate::capabilities::HostFacts::detect();
     let tracefs = crate::tracefs::ensure_mounted()?;
+    let runtime = crate::tracer::runtime()?;
+    // aya-log's reader registers with the runtime when the object is loaded.
+    let _context = runtime.enter();
     let result = crate::tracer::Tracer::load(&host, &tracefs).map(|t| t.attach_report().clone());
     crate::cleanup::run_all();
     let report = result?;

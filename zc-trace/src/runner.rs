@@ -33,10 +33,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     let tracefs = tracefs::ensure_mounted()?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Receiver(format!("cannot start the async runtime: {e}")))?;
+    let runtime = crate::tracer::runtime()?;
     let result = runtime.block_on(async move {
         let source = match user_file {
             Some(f) => f,

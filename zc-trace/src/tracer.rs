@@ -26,6 +26,15 @@ const TASK_REPORT_MAX: u64 = 0x100;
 /// Highest canonical user-space address on x86_64 and arm64 (47/48-bit layouts).
 const USER_ADDRESS_LIMIT: u64 = 0x0000_7fff_ffff_f000;
 
+/// The async runtime the tracer must be loaded in: aya-log reads the programs' log buffer
+/// from a task on it.
+pub fn runtime() -> Result<tokio::runtime::Runtime, EnvError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EnvError::Load(format!("cannot start the async runtime: {e}")))
+}
+
 pub struct Tracer {
     ebpf: Ebpf,
     report: AttachReport,
