@@ -29,13 +29,43 @@ pub mod counter {
     pub const CSW_VOLUNTARY: usize = 4;
     /// Context switches where the task was preempted while runnable.
     pub const CSW_INVOLUNTARY: usize = 5;
-    /// Bytes copied from socket buffers into the task's memory (skb_copy_datagram_iovec).
-    pub const RECV_COPY_BYTES: usize = 6;
-    /// Number of such copy operations.
-    pub const RECV_COPY_CALLS: usize = 7;
     /// System calls whose number did not fit the per-syscall table.
     pub const SYSCALL_OUT_OF_TABLE: usize = 8;
+    /// Bytes returned by read-family syscalls whose descriptor was the source file
+    /// (read, pread64, readv, preadv): the basis of a derived file->user copy figure where the
+    /// kernel's read path cannot be hooked.
+    pub const SOURCE_READ_BYTES: usize = 9;
+    /// Bytes returned by sendfile/splice whose input descriptor was the source file.
+    pub const SOURCE_SPLICE_BYTES: usize = 10;
     pub const COUNT: usize = 16;
+}
+
+/// How a copy site moved bytes, as the kernel says at the site (iov_iter type, msg flags).
+pub mod class {
+    /// CPU copy from user memory into kernel memory (e.g. write() into socket buffers).
+    pub const USER_TO_KERNEL: usize = 0;
+    /// CPU copy from kernel memory into user memory (e.g. read() from the page cache).
+    pub const KERNEL_TO_USER: usize = 1;
+    /// CPU copy between two kernel buffers (e.g. splice pages copied when a route lacks SG).
+    pub const KERNEL_TO_KERNEL: usize = 2;
+    /// No copy: page references handed on (splice, sendfile with scatter-gather).
+    pub const BY_REFERENCE: usize = 3;
+    pub const COUNT: usize = 4;
+}
+
+/// Kernel sites where payload bytes are copied or passed by reference.
+pub mod site {
+    /// tcp_sendmsg_locked(): write/send/sendmsg, and splice/sendfile to TCP since 6.5.
+    pub const TCP_SEND: usize = 0;
+    /// do_tcp_sendpages(): splice/sendfile to TCP before 6.5 (page references).
+    pub const TCP_SENDPAGE: usize = 1;
+    /// filemap_read(): buffered file read into an iov_iter.
+    pub const FILE_READ: usize = 2;
+    /// filemap_splice_read(): page-cache pages into a pipe (6.5+).
+    pub const FILE_SPLICE_READ: usize = 3;
+    /// skb_copy_datagram_iter(): socket receive copy.
+    pub const SOCK_RECV: usize = 4;
+    pub const COUNT: usize = 8;
 }
 
 /// Size of the per-syscall table; syscall numbers at or above it are counted in
@@ -70,6 +100,10 @@ pub struct SyscallStat {
 #[derive(Clone, Copy, Debug)]
 pub struct RoleStats {
     pub counters: [u64; counter::COUNT],
+    /// Bytes per copy site and class.
+    pub copies: [[u64; class::COUNT]; site::COUNT],
+    /// Completed operations per copy site.
+    pub site_calls: [u64; site::COUNT],
     pub syscalls: [SyscallStat; SYSCALL_SLOTS],
 }
 
@@ -77,6 +111,8 @@ impl RoleStats {
     pub const fn zeroed() -> Self {
         RoleStats {
             counters: [0; counter::COUNT],
+            copies: [[0; class::COUNT]; site::COUNT],
+            site_calls: [0; site::COUNT],
             syscalls: [SyscallStat {
                 enters: 0,
                 exits: 0,
@@ -107,7 +143,26 @@ pub struct TaskState {
     pub window_end_ns: u64,
     /// Number of windows opened by this task (a sanity check for user space).
     pub windows: u64,
+    /// Which source-file counter the pending syscall feeds (0: none), see `syscalls`.
+    pub pending_source: u64,
 }
+
+/// A copy seen at a site's entry (kprobe, tp_btf) whose byte count arrives at its exit
+/// (kretprobe, sock_send_length); keyed by [`pending_key`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCopy {
+    pub class: u64,
+    /// Bytes to subtract from the return value (filemap_read's already_read).
+    pub base: i64,
+}
+
+pub const fn pending_key(tid: u32, site: usize) -> u64 {
+    ((tid as u64) << 8) | site as u64
+}
+
+/// "Absent on this kernel" for offsets and enum values in [`Config`].
+pub const UNKNOWN: u32 = u32::MAX;
 
 /// Run-time configuration, written by user space into the `CONFIG` global before loading.
 ///
@@ -132,6 +187,34 @@ pub struct Config {
     pub skb_copy_len_off: u32,
     /// Highest user-space address; faults above it are kernel faults on kernel memory.
     pub user_address_limit: u64,
+    /// From kernel BTF ([`UNKNOWN`] when absent): struct member offsets the copy sites read.
+    pub msghdr_flags_off: u32,
+    pub msghdr_iter_off: u32,
+    pub iov_iter_type_off: u32,
+    pub sock_route_caps_off: u32,
+    /// `enum iter_type` values on this kernel (their order changed between versions).
+    pub iter_ubuf: u32,
+    pub iter_iovec: u32,
+    pub iter_kvec: u32,
+    pub iter_bvec: u32,
+    pub iter_pipe: u32,
+    pub iter_discard: u32,
+    /// MSG_SPLICE_PAGES (6.5+), 0 before.
+    pub msg_splice_pages: u32,
+    /// Descriptor number of the source file in the sender, or -1.
+    pub source_fd: i32,
+    /// 1 << NETIF_F_SG_BIT.
+    pub netif_f_sg: u64,
+    /// sock:sock_send_length's `ret` field offset.
+    pub sock_send_ret_off: u32,
+    /// Syscall numbers whose fd argument is compared with `source_fd`.
+    pub read_nr: u32,
+    pub pread_nr: u32,
+    pub readv_nr: u32,
+    pub preadv_nr: u32,
+    pub sendfile_nr: u32,
+    pub splice_nr: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -149,6 +232,27 @@ impl Config {
             fault_address_off: 0,
             skb_copy_len_off: 0,
             user_address_limit: 0,
+            msghdr_flags_off: UNKNOWN,
+            msghdr_iter_off: UNKNOWN,
+            iov_iter_type_off: UNKNOWN,
+            sock_route_caps_off: UNKNOWN,
+            iter_ubuf: UNKNOWN,
+            iter_iovec: UNKNOWN,
+            iter_kvec: UNKNOWN,
+            iter_bvec: UNKNOWN,
+            iter_pipe: UNKNOWN,
+            iter_discard: UNKNOWN,
+            msg_splice_pages: 0,
+            source_fd: -1,
+            netif_f_sg: 0,
+            sock_send_ret_off: 0,
+            read_nr: UNKNOWN,
+            pread_nr: UNKNOWN,
+            readv_nr: UNKNOWN,
+            preadv_nr: UNKNOWN,
+            sendfile_nr: UNKNOWN,
+            splice_nr: UNKNOWN,
+            _pad: 0,
         }
     }
 }
@@ -161,6 +265,7 @@ mod pod {
     unsafe impl aya::Pod for super::RoleStats {}
     unsafe impl aya::Pod for super::TaskState {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PendingCopy {}
 }
 
 // The kernel refuses per-CPU map values above 32 KiB (PCPU_MIN_UNIT_SIZE).

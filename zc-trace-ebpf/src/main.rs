@@ -3,8 +3,8 @@
 #![no_std]
 #![no_main]
 
+mod copy_sites;
 mod faults;
-mod recv_copy;
 mod sched;
 mod state;
 mod syscalls;

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
-use zc_trace_common::{role, Config, RoleStats, TaskState};
+use zc_trace_common::{role, Config, PendingCopy, RoleStats, TaskState};
 
 /// Counters per role, per CPU. Aggregated in the kernel, read by user space once per run.
 #[map]
@@ -14,6 +14,11 @@ pub static STATS: PerCpuArray<RoleStats> = PerCpuArray::with_max_entries(role::C
 /// themselves with the start marker (see `syscalls`).
 #[map]
 pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
+
+/// Copies seen at a site's entry whose size arrives at its exit (kprobe/kretprobe, tp_btf and
+/// sock_send_length), keyed by tid and site.
+#[map]
+pub static PENDING: HashMap<u64, PendingCopy> = HashMap::with_max_entries(4096, 0);
 
 /// Written by user space before load (read-only data section).
 #[no_mangle]

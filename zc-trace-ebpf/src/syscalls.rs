@@ -62,7 +62,32 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         None => stats.counters[counter::SYSCALL_OUT_OF_TABLE] += 1,
     }
     task.pending_nr = nr;
+    task.pending_source = source_kind(ctx, &cfg, nr);
     Ok(())
+}
+
+/// For syscalls that read the source file (by descriptor number), which source counter their
+/// return value feeds: a derived figure where the kernel's read path cannot be hooked.
+#[inline(always)]
+fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) -> u64 {
+    if cfg.source_fd < 0 {
+        return 0;
+    }
+    let nr = nr as u32;
+    let (arg, kind) =
+        if nr == cfg.read_nr || nr == cfg.pread_nr || nr == cfg.readv_nr || nr == cfg.preadv_nr {
+            (0usize, counter::SOURCE_READ_BYTES as u64)
+        } else if nr == cfg.sendfile_nr {
+            (1, counter::SOURCE_SPLICE_BYTES as u64)
+        } else if nr == cfg.splice_nr {
+            (0, counter::SOURCE_SPLICE_BYTES as u64)
+        } else {
+            return 0;
+        };
+    match unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg) } {
+        Ok(fd) if fd as i32 == cfg.source_fd => kind,
+        _ => 0,
+    }
 }
 
 fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
@@ -83,6 +108,12 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     stats.counters[counter::SYSCALL_EXITS] += 1;
+    if task.pending_source != 0 && ret > 0 {
+        if let Some(c) = stats.counters.get_mut(task.pending_source as usize) {
+            *c += ret as u64;
+        }
+    }
+    task.pending_source = 0;
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {
             s.exits += 1;
@@ -105,6 +136,7 @@ fn open_window(tid: u32) -> Result<(), i64> {
         task.window_start_ns = now;
         task.window_end_ns = 0;
         task.windows += 1;
+        task.pending_source = 0;
         return Ok(());
     }
     let fresh = TaskState {
@@ -114,6 +146,7 @@ fn open_window(tid: u32) -> Result<(), i64> {
         window_start_ns: now,
         window_end_ns: 0,
         windows: 1,
+        pending_source: 0,
     };
     TASKS.insert(&tid, &fresh, 0)
 }

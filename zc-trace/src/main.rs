@@ -1,6 +1,7 @@
 //! zc-trace: how many times does the CPU copy the bytes when a program moves a file to a
 //! socket, and what does each transfer strategy cost in user/kernel transitions?
 
+mod btf;
 mod capabilities;
 mod cleanup;
 mod cli;

@@ -13,7 +13,7 @@ use crate::error::Error;
 /// (cheapest, typed arguments), then kprobes, then tracepoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // fentry/kprobe candidates come with the copy-site hooks
+#[allow(dead_code)] // fentry and raw tracepoints: no hook needs them yet
 pub enum Method {
     Fexit,
     Fentry,
@@ -46,6 +46,27 @@ pub struct Candidate {
     pub program: &'static str,
     /// Kernel function, BTF tracepoint name, or "group:event" for classic tracepoints.
     pub target: &'static str,
+    /// A second program the first one needs (kretprobe after kprobe; the tracepoint that
+    /// supplies a byte count the first cannot see). Both attach, or neither counts.
+    pub also: Option<(Method, &'static str, &'static str)>,
+}
+
+impl Candidate {
+    /// "kprobe+kretprobe", "tp_btf+tracepoint", or the single method.
+    pub fn label(&self) -> String {
+        match self.also {
+            Some((m, _, _)) if m != self.method => format!("{}+{}", self.method.label(), m.label()),
+            _ => self.method.label().to_string(),
+        }
+    }
+
+    /// Where it attaches, both halves.
+    pub fn target_label(&self) -> String {
+        match self.also {
+            Some((_, _, t)) if t != self.target => format!("{} + {t}", self.target),
+            _ => self.target.to_string(),
+        }
+    }
 }
 
 /// A kernel site zc-trace observes.
@@ -69,7 +90,11 @@ pub enum HookId {
     FaultUserMode,
     FaultKernelMode,
     ContextSwitch,
-    RecvCopy,
+    TcpSend,
+    TcpSendpage,
+    FileRead,
+    FileSpliceRead,
+    SockRecv,
 }
 
 impl HookId {
@@ -80,7 +105,24 @@ impl HookId {
             HookId::FaultUserMode => "fault_user_mode",
             HookId::FaultKernelMode => "fault_kernel_mode",
             HookId::ContextSwitch => "context_switch",
-            HookId::RecvCopy => "recv_copy",
+            HookId::TcpSend => "tcp_send",
+            HookId::TcpSendpage => "tcp_sendpage",
+            HookId::FileRead => "file_read",
+            HookId::FileSpliceRead => "file_splice_read",
+            HookId::SockRecv => "sock_recv",
+        }
+    }
+
+    /// The copy site (zc_trace_common::site) this hook counts, if it is a copy site.
+    pub fn copy_site(self) -> Option<usize> {
+        use zc_trace_common::site;
+        match self {
+            HookId::TcpSend => Some(site::TCP_SEND),
+            HookId::TcpSendpage => Some(site::TCP_SENDPAGE),
+            HookId::FileRead => Some(site::FILE_READ),
+            HookId::FileSpliceRead => Some(site::FILE_SPLICE_READ),
+            HookId::SockRecv => Some(site::SOCK_RECV),
+            _ => None,
         }
     }
 }
@@ -90,6 +132,35 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
         method: Method::Tracepoint,
         program,
         target,
+        also: None,
+    }
+}
+
+const fn fexit(program: &'static str, function: &'static str) -> Candidate {
+    Candidate {
+        method: Method::Fexit,
+        program,
+        target: function,
+        also: None,
+    }
+}
+
+const fn kretprobe(program: &'static str, function: &'static str) -> Candidate {
+    Candidate {
+        method: Method::Kretprobe,
+        program,
+        target: function,
+        also: None,
+    }
+}
+
+/// A kprobe that classifies at entry and its kretprobe that adds the returned byte count.
+const fn kprobe_pair(entry: &'static str, exit: &'static str, function: &'static str) -> Candidate {
+    Candidate {
+        method: Method::Kprobe,
+        program: entry,
+        target: function,
+        also: Some((Method::Kretprobe, exit, function)),
     }
 }
 
@@ -132,24 +203,77 @@ pub const PLAN: &[Hook] = &[
                 method: Method::TpBtf,
                 program: "zc_sched_switch_btf",
                 target: "sched_switch",
+                also: None,
             },
             tp("zc_sched_switch_tp", "sched:sched_switch"),
         ],
     },
     Hook {
-        id: HookId::RecvCopy,
-        site: "socket data copied to the reader (skb_copy_datagram_iter)",
+        id: HookId::TcpSend,
+        site: "TCP send: bytes copied from the message's iov_iter, or spliced pages kept as \
+               references (tcp_sendmsg_locked)",
+        feeds: "CPU-copied bytes, bytes by reference (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_tcp_send_fexit", "tcp_sendmsg_locked"),
+            kprobe_pair("zc_tcp_send_kprobe", "zc_tcp_send_kretprobe", "tcp_sendmsg_locked"),
+            Candidate {
+                method: Method::TpBtf,
+                program: "zc_tcp_send_tp_btf",
+                target: "tcp_sendmsg_locked",
+                also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
+            },
+        ],
+    },
+    Hook {
+        id: HookId::TcpSendpage,
+        site: "TCP sendpage: page references from splice/sendfile, kernels before 6.5 \
+               (do_tcp_sendpages)",
+        feeds: "bytes by reference (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_tcp_sendpage_fexit", "do_tcp_sendpages"),
+            kretprobe("zc_tcp_sendpage_kretprobe", "do_tcp_sendpages"),
+        ],
+    },
+    Hook {
+        id: HookId::FileRead,
+        site: "buffered file read: page cache copied into the reader's iov_iter (filemap_read)",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_file_read_fexit", "filemap_read"),
+            kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "filemap_read"),
+        ],
+    },
+    Hook {
+        id: HookId::FileSpliceRead,
+        site: "file splice read: page-cache pages into a pipe by reference (filemap_splice_read, 6.5+)",
+        feeds: "per-site detail (file -> pipe leg of sendfile/splice)",
+        required: false,
+        candidates: &[
+            fexit("zc_file_splice_read_fexit", "filemap_splice_read"),
+            kretprobe("zc_file_splice_read_kretprobe", "filemap_splice_read"),
+        ],
+    },
+    Hook {
+        id: HookId::SockRecv,
+        site: "socket receive: skb data copied into the reader's iov_iter (skb_copy_datagram_iter)",
         feeds: "receiver copied bytes",
         required: false,
-        candidates: &[tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec")],
+        candidates: &[
+            fexit("zc_sock_recv_fexit", "skb_copy_datagram_iter"),
+            kprobe_pair("zc_sock_recv_kprobe", "zc_sock_recv_kretprobe", "skb_copy_datagram_iter"),
+            tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec"),
+        ],
     },
 ];
 
 /// One failed try of a candidate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
-    pub method: Method,
-    pub target: &'static str,
+    pub method: String,
+    pub target: String,
     pub error: String,
 }
 
@@ -161,7 +285,9 @@ pub struct HookOutcome {
     pub feeds: &'static str,
     /// The method that attached, or None: "not observable here".
     pub method: Option<Method>,
-    pub target: Option<&'static str>,
+    /// The method with its companion, e.g. "kprobe+kretprobe", when one attached.
+    pub method_label: Option<String>,
+    pub target: Option<String>,
     /// Candidates tried before the one that attached (or all of them), with the error.
     pub failed: Vec<Attempt>,
 }
@@ -171,7 +297,7 @@ impl HookOutcome {
     pub fn why_not(&self) -> String {
         self.failed
             .iter()
-            .map(|a| format!("{} {}: {}", a.method.label(), a.target, a.error))
+            .map(|a| format!("{} {}: {}", a.method, a.target, a.error))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -200,7 +326,8 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     let runtime = crate::tracer::runtime()?;
     // aya-log's reader registers with the runtime when the object is loaded.
     let _context = runtime.enter();
-    let result = crate::tracer::Tracer::load(&host, &tracefs).map(|t| t.attach_report().clone());
+    let result =
+        crate::tracer::Tracer::load(&host, &tracefs, None).map(|t| t.attach_report().clone());
     crate::cleanup::run_all();
     let report = result?;
     if args.json {
@@ -216,14 +343,16 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
         }
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
         table.set_header(["hook", "site", "method", "target", "tried first / why not"]);
         for h in &report.hooks {
             table.add_row([
                 h.hook.name().to_string(),
                 h.site.to_string(),
-                h.method
-                    .map_or("NOT OBSERVABLE".into(), |m| m.label().to_string()),
-                h.target.unwrap_or("-").to_string(),
+                h.method_label
+                    .clone()
+                    .unwrap_or_else(|| "NOT OBSERVABLE".into()),
+                h.target.clone().unwrap_or_else(|| "-".into()),
                 h.why_not(),
             ]);
         }

@@ -40,7 +40,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
             None => SourceFile::generate(&args.tmpdir, args.size, DEFAULT_SEED)?,
         };
         // aya-log's reader is a task on this runtime, so the tracer is made inside it.
-        let tracer = Tracer::load(&host, &tracefs)?;
+        let source_fd = std::os::fd::AsRawFd::as_raw_fd(&source.file);
+        let tracer = Tracer::load(&host, &tracefs, Some(source_fd))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("zc-trace-sender".into())
@@ -211,6 +212,23 @@ fn delta(after: &RoleStats, before: &RoleStats) -> Box<RoleStats> {
         .iter_mut()
         .zip(after.counters.iter())
         .zip(before.counters.iter())
+    {
+        *d = a.saturating_sub(*b);
+    }
+    for ((d, a), b) in d
+        .copies
+        .iter_mut()
+        .flatten()
+        .zip(after.copies.iter().flatten())
+        .zip(before.copies.iter().flatten())
+    {
+        *d = a.saturating_sub(*b);
+    }
+    for ((d, a), b) in d
+        .site_calls
+        .iter_mut()
+        .zip(after.site_calls.iter())
+        .zip(before.site_calls.iter())
     {
         *d = a.saturating_sub(*b);
     }

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL};
+use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
 
+use crate::btf::KernelBtf;
 use crate::capabilities::HostFacts;
 use crate::error::{EnvError, RunError};
 use crate::probes::{AttachReport, Attempt, Candidate, HookOutcome, Method, PLAN};
@@ -41,9 +42,23 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub fn load(host: &HostFacts, tracefs: &Path) -> Result<Self, EnvError> {
+    /// Loads the programs and attaches the plan. `source_fd` is the sender's descriptor of the
+    /// source file, for the figures derived from syscalls on it.
+    pub fn load(
+        host: &HostFacts,
+        tracefs: &Path,
+        source_fd: Option<i32>,
+    ) -> Result<Self, EnvError> {
         let formats = read_formats(tracefs);
-        let config = build_config(&formats);
+        let kernel_btf = match &host.btf {
+            Some(_) => KernelBtf::from_sys_fs(),
+            None => Err(host.btf_note.clone().unwrap_or_default()),
+        };
+        let mut config = build_config(&formats);
+        if let Ok(b) = &kernel_btf {
+            add_btf_config(&mut config, b);
+        }
+        config.source_fd = source_fd.unwrap_or(-1);
         let mut ebpf = EbpfLoader::new()
             .set_global("CONFIG", &config, true)
             .load(OBJECT)
@@ -62,19 +77,22 @@ impl Tracer {
                 site: hook.site,
                 feeds: hook.feeds,
                 method: None,
+                method_label: None,
                 target: None,
                 failed: Vec::new(),
             };
             for c in hook.candidates {
-                match attach(&mut ebpf, c, &formats, &btf) {
+                let result = attach_candidate(&mut ebpf, c, &formats, &btf, &kernel_btf, &config);
+                match result {
                     Ok(()) => {
                         outcome.method = Some(c.method);
-                        outcome.target = Some(c.target);
+                        outcome.method_label = Some(c.label());
+                        outcome.target = Some(c.target_label());
                         break;
                     }
                     Err(error) => outcome.failed.push(Attempt {
-                        method: c.method,
-                        target: c.target,
+                        method: c.label(),
+                        target: c.target_label(),
                         error,
                     }),
                 }
@@ -88,11 +106,10 @@ impl Tracer {
             log::info!(
                 "{}: {}",
                 hook.id.name(),
-                outcome.method.map_or("not observable".into(), |m| format!(
-                    "{} {}",
-                    m.label(),
-                    outcome.target.unwrap_or("")
-                ))
+                match (&outcome.method_label, &outcome.target) {
+                    (Some(m), Some(t)) => format!("{m} {t}"),
+                    _ => format!("not observable ({})", outcome.why_not()),
+                }
             );
             outcomes.push(outcome);
         }
@@ -144,6 +161,14 @@ impl Tracer {
             for (t, c) in total.counters.iter_mut().zip(cpu.counters.iter()) {
                 *t += c;
             }
+            for (t, c) in total.copies.iter_mut().zip(cpu.copies.iter()) {
+                for (t, c) in t.iter_mut().zip(c.iter()) {
+                    *t += c;
+                }
+            }
+            for (t, c) in total.site_calls.iter_mut().zip(cpu.site_calls.iter()) {
+                *t += c;
+            }
             for (t, c) in total.syscalls.iter_mut().zip(cpu.syscalls.iter()) {
                 t.enters += c.enters;
                 t.exits += c.exits;
@@ -161,13 +186,17 @@ type Formats = HashMap<&'static str, Result<EventFormat, String>>;
 
 fn read_formats(tracefs: &Path) -> Formats {
     let mut formats = Formats::new();
-    for c in PLAN.iter().flat_map(|h| h.candidates) {
-        if c.method != Method::Tracepoint {
+    let halves = PLAN
+        .iter()
+        .flat_map(|h| h.candidates)
+        .flat_map(|c| std::iter::once((c.method, c.target)).chain(c.also.map(|(m, _, t)| (m, t))));
+    for (method, target) in halves {
+        if method != Method::Tracepoint {
             continue;
         }
-        let (group, event) = c.target.split_once(':').expect("group:event");
+        let (group, event) = target.split_once(':').expect("group:event");
         formats.insert(
-            c.target,
+            target,
             EventFormat::read(tracefs, group, event).map_err(|e| e.to_string()),
         );
     }
@@ -195,7 +224,70 @@ fn build_config(formats: &Formats) -> Config {
         fault_address_off: off("exceptions:page_fault_kernel", "address"),
         skb_copy_len_off: off("skb:skb_copy_datagram_iovec", "len"),
         user_address_limit: USER_ADDRESS_LIMIT,
+        sock_send_ret_off: off("sock:sock_send_length", "ret"),
+        read_nr: nix::libc::SYS_read as u32,
+        pread_nr: nix::libc::SYS_pread64 as u32,
+        readv_nr: nix::libc::SYS_readv as u32,
+        preadv_nr: nix::libc::SYS_preadv as u32,
+        sendfile_nr: nix::libc::SYS_sendfile as u32,
+        splice_nr: nix::libc::SYS_splice as u32,
+        ..Config::zeroed()
     }
+}
+
+/// MSG_SPLICE_PAGES from include/linux/socket.h (a macro, so not in BTF); it exists from 6.5,
+/// where `tcp_sendmsg_locked` handles splice. Older kernels have sendpage instead.
+const MSG_SPLICE_PAGES: u32 = 0x0800_0000;
+
+/// Offsets and enum values the copy sites need, from this kernel's BTF.
+fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
+    let off = |s: &str, m: &str| btf.field(s, m).map_or(UNKNOWN, |f| f.offset);
+    let val = |e: &str| btf.enum_value(e).map_or(UNKNOWN, |v| v as u32);
+    config.msghdr_flags_off = off("msghdr", "msg_flags");
+    config.msghdr_iter_off = off("msghdr", "msg_iter");
+    config.iov_iter_type_off = btf
+        .field("iov_iter", "iter_type")
+        .filter(|f| f.size == 1)
+        .map_or(UNKNOWN, |f| f.offset);
+    config.sock_route_caps_off = off("sock", "sk_route_caps");
+    config.iter_ubuf = val("ITER_UBUF");
+    config.iter_iovec = val("ITER_IOVEC");
+    config.iter_kvec = val("ITER_KVEC");
+    config.iter_bvec = val("ITER_BVEC");
+    config.iter_pipe = val("ITER_PIPE");
+    config.iter_discard = val("ITER_DISCARD");
+    config.netif_f_sg = btf
+        .enum_value("NETIF_F_SG_BIT")
+        .map_or(0, |bit| 1u64 << bit);
+    // The splice branch of tcp_sendmsg_locked came with MSG_SPLICE_PAGES and
+    // filemap_splice_read (6.5); the latter is the witness that the flag exists.
+    config.msg_splice_pages = if btf.has_function("filemap_splice_read") {
+        MSG_SPLICE_PAGES
+    } else {
+        0
+    };
+}
+
+/// The BTF facts a copy-site program reads; without them it would misclassify, so the site is
+/// refused instead.
+fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
+    let needs_iter = program.starts_with("zc_tcp_send")
+        || program.starts_with("zc_file_read")
+        || program.starts_with("zc_sock_recv");
+    if needs_iter
+        && (config.iov_iter_type_off == UNKNOWN
+            || config.iter_ubuf == UNKNOWN && config.iter_iovec == UNKNOWN)
+    {
+        return Err("iov_iter.iter_type or its enum not found in kernel BTF".into());
+    }
+    if program.starts_with("zc_tcp_send")
+        && (config.msghdr_flags_off == UNKNOWN
+            || config.msghdr_iter_off == UNKNOWN
+            || config.sock_route_caps_off == UNKNOWN)
+    {
+        return Err("msghdr or sock fields not found in kernel BTF".into());
+    }
+    Ok(())
 }
 
 /// Fields each classic tracepoint program reads; the candidate is refused up front when one is
@@ -207,44 +299,111 @@ fn required_fields(target: &str) -> &'static [&'static str] {
         "sched:sched_switch" => &["prev_pid", "prev_state"],
         "exceptions:page_fault_kernel" => &["address"],
         "skb:skb_copy_datagram_iovec" => &["len"],
+        "sock:sock_send_length" => &["ret"],
         _ => &[],
     }
 }
 
-fn attach(
+fn attach_candidate(
     ebpf: &mut Ebpf,
     c: &Candidate,
     formats: &Formats,
     btf: &Result<Btf, String>,
+    kernel_btf: &Result<KernelBtf, String>,
+    config: &Config,
+) -> Result<(), String> {
+    btf_requirements(c.program, config)?;
+    if matches!(
+        c.method,
+        Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe
+    ) {
+        // A clearer reason than the loader's when the function is simply not in this kernel.
+        if let Ok(b) = kernel_btf {
+            if !b.has_function(c.target) {
+                return Err(format!("function {} is not in this kernel", c.target));
+            }
+        }
+    }
+    attach(ebpf, c.method, c.program, c.target, formats, btf)?;
+    if let Some((method, program, target)) = c.also {
+        if let Err(e) = attach(ebpf, method, program, target, formats, btf) {
+            // Half a candidate would count nothing (or count wrongly): take it down again.
+            if let Some(p) = ebpf.program_mut(c.program) {
+                unload(p);
+            }
+            return Err(format!("{} {target}: {e}", method.label()));
+        }
+    }
+    Ok(())
+}
+
+fn unload(program: &mut aya::programs::Program) {
+    use aya::programs::Program;
+    let _ = match program {
+        Program::TracePoint(p) => p.unload(),
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    method: Method,
+    program: &str,
+    target: &str,
+    formats: &Formats,
+    btf: &Result<Btf, String>,
 ) -> Result<(), String> {
     let program = ebpf
-        .program_mut(c.program)
-        .ok_or_else(|| format!("program {} missing from the eBPF object", c.program))?;
-    match c.method {
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the eBPF object"))?;
+    let needs_btf = || btf.as_ref().map_err(|e| format!("needs kernel BTF: {e}"));
+    let e = |e: aya::programs::ProgramError| error_chain(&e);
+    match method {
         Method::Tracepoint => {
             let format = formats
-                .get(c.target)
+                .get(target)
                 .ok_or("no format read")?
                 .as_ref()
                 .map_err(|e| format!("event not available: {e}"))?;
-            if let Some(f) = required_fields(c.target)
+            if let Some(f) = required_fields(target)
                 .iter()
                 .find(|f| format.field(f).is_none())
             {
                 return Err(format!("field {f} missing from the event format"));
             }
-            let (group, event) = c.target.split_once(':').expect("group:event");
-            let tp: &mut TracePoint = program.try_into().map_err(|e| error_chain(&e))?;
-            tp.load().map_err(|e| error_chain(&e))?;
-            tp.attach(group, event).map_err(|e| error_chain(&e))?;
+            let (group, event) = target.split_once(':').expect("group:event");
+            let tp: &mut TracePoint = program.try_into().map_err(e)?;
+            tp.load().map_err(e)?;
+            tp.attach(group, event).map_err(e)?;
         }
         Method::TpBtf => {
-            let btf = btf.as_ref().map_err(|e| format!("needs kernel BTF: {e}"))?;
-            let tp: &mut BtfTracePoint = program.try_into().map_err(|e| error_chain(&e))?;
-            tp.load(c.target, btf).map_err(|e| error_chain(&e))?;
-            tp.attach().map_err(|e| error_chain(&e))?;
+            let btf = needs_btf()?;
+            let tp: &mut BtfTracePoint = program.try_into().map_err(e)?;
+            tp.load(target, btf).map_err(e)?;
+            tp.attach().map_err(e)?;
         }
-        other => return Err(format!("{} is not implemented yet", other.label())),
+        Method::Fexit => {
+            let btf = needs_btf()?;
+            let p: &mut FExit = program.try_into().map_err(e)?;
+            p.load(target, btf).map_err(e)?;
+            p.attach().map_err(e)?;
+        }
+        Method::Fentry => {
+            let btf = needs_btf()?;
+            let p: &mut FEntry = program.try_into().map_err(e)?;
+            p.load(target, btf).map_err(e)?;
+            p.attach().map_err(e)?;
+        }
+        Method::Kprobe | Method::Kretprobe => {
+            let p: &mut KProbe = program.try_into().map_err(e)?;
+            p.load().map_err(e)?;
+            p.attach(target, 0).map_err(e)?;
+        }
+        Method::RawTracepoint => return Err("raw tracepoints are not used by any hook".into()),
     }
     Ok(())
 }

@@ -65,6 +65,31 @@ fn assert_exact_counts(report: &Value) {
     );
     assert_eq!(figure(sp, "syscalls"), 2.0 * N);
 
+    // Bytes the CPU copied on the send side, and bytes handed to the socket by reference: the
+    // textbook table, exact (loopback has scatter-gather; warm page cache).
+    let n = S as f64;
+    for (id, u2k, k2u, k2k, by_ref) in [
+        ("read-write", n, n, 0.0, 0.0),
+        ("mmap-write", n, 0.0, 0.0, 0.0),
+        ("sendfile", 0.0, 0.0, 0.0, n),
+        ("splice", 0.0, 0.0, 0.0, n),
+    ] {
+        let s = strategy(report, id);
+        let got = [
+            figure(s, "copied_user_to_kernel_bytes"),
+            figure(s, "copied_kernel_to_user_bytes"),
+            figure(s, "copied_kernel_to_kernel_bytes"),
+            figure(s, "by_reference_bytes"),
+        ];
+        assert_eq!(
+            got,
+            [u2k, k2u, k2k, by_ref],
+            "{id}: u->k, k->u, k->k, by reference; sites: {:#}",
+            s["copy_sites"]
+        );
+        assert_eq!(figure(s, "cpu_copied_bytes"), u2k + k2u + k2k, "{id}");
+    }
+
     for id in ["read-write", "mmap-write", "sendfile", "splice"] {
         let s = strategy(report, id);
         assert_eq!(figure(s, "payload_bytes"), S as f64, "{id}");

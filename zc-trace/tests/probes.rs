@@ -25,7 +25,11 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "fault_user_mode",
             "fault_kernel_mode",
             "context_switch",
-            "recv_copy"
+            "tcp_send",
+            "tcp_sendpage",
+            "file_read",
+            "file_splice_read",
+            "sock_recv"
         ]
     );
     for p in probes {

@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn json_schema_v1() {
         let v: Value =
-            serde_json::from_str(&render(&report(&[HookId::RecvCopy]), Format::Json)).unwrap();
+            serde_json::from_str(&render(&report(&[HookId::SockRecv]), Format::Json)).unwrap();
         assert_eq!(v["schema"], 1);
         assert_eq!(v["tool"]["name"], "zc-trace");
         assert!(v["tool"]["version"].is_string());
@@ -99,6 +99,11 @@ mod tests {
             "payload_bytes",
             "time_ns",
             "throughput_bytes_per_sec",
+            "cpu_copied_bytes",
+            "copied_user_to_kernel_bytes",
+            "copied_kernel_to_user_bytes",
+            "copied_kernel_to_kernel_bytes",
+            "by_reference_bytes",
             "receiver_copied_bytes",
         ];
         let figures = s["figures"].as_object().unwrap();
@@ -141,6 +146,23 @@ mod tests {
             s["figures"]["time_ns"]["value"]["samples"],
             serde_json::json!([2000, 4000])
         );
+        let sites = s["copy_sites"].as_array().unwrap();
+        let names: Vec<&str> = sites.iter().map(|c| c["site"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["file_read", "file_splice_read", "tcp_send", "tcp_sendpage"]
+        );
+        for c in sites {
+            assert!(c["description"].is_string() && c["provenance"]["kind"].is_string());
+            for k in [
+                "user_to_kernel",
+                "kernel_to_user",
+                "kernel_to_kernel",
+                "by_reference",
+            ] {
+                assert!(c["bytes"][k]["median"].is_number(), "{c:#}");
+            }
+        }
         let read = &s["syscalls_by_name"]["read"];
         for k in ["count", "returned", "errors"] {
             assert!(read[k]["median"].is_number(), "syscalls_by_name.read.{k}");
@@ -149,7 +171,7 @@ mod tests {
 
     #[test]
     fn csv_has_one_row_per_strategy_in_base_units() {
-        let csv = render(&report(&[HookId::RecvCopy]), Format::Csv);
+        let csv = render(&report(&[HookId::SockRecv]), Format::Csv);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(

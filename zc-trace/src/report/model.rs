@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use zc_trace_common::{counter, RoleStats, SYSCALL_SLOTS};
+use zc_trace_common::{class, counter, site, RoleStats, SYSCALL_SLOTS};
 
 use super::stat::Stat;
 use crate::capabilities::HostFacts;
-use crate::probes::{AttachReport, HookId, HookOutcome, Method};
+use crate::probes::{AttachReport, HookId, HookOutcome};
 use crate::strategies::Strategy;
 use crate::syscall_names;
 
@@ -23,7 +23,8 @@ pub enum Provenance {
     Observed {
         /// The kernel site ("group:event" or function).
         hook: String,
-        method: Method,
+        /// The attach method, e.g. "fexit", "kprobe+kretprobe", "tracepoint".
+        method: String,
         detail: String,
     },
     /// Computed from observed figures; `from` states the formula.
@@ -41,7 +42,7 @@ impl Provenance {
                 hook,
                 method,
                 detail,
-            } => format!("observed at {hook} ({}); {detail}", method.label()),
+            } => format!("observed at {hook} ({method}); {detail}"),
             Provenance::Derived { from } => format!("derived: {from}"),
             Provenance::Input { from } => format!("input: {from}"),
             Provenance::NotObservable { reason } => format!("not observable here: {reason}"),
@@ -69,12 +70,19 @@ pub struct Figures {
     pub payload_bytes: Figure,
     pub time_ns: Figure,
     pub throughput_bytes_per_sec: Figure,
+    /// Sender: every byte the CPU copied, all classes, all copy sites.
+    pub cpu_copied_bytes: Figure,
+    pub copied_user_to_kernel_bytes: Figure,
+    pub copied_kernel_to_user_bytes: Figure,
+    pub copied_kernel_to_kernel_bytes: Figure,
+    /// Sender: bytes that entered the socket as page references (no CPU copy).
+    pub by_reference_bytes: Figure,
     pub receiver_copied_bytes: Figure,
 }
 
 impl Figures {
     /// (JSON key, column label, figure), in display order.
-    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 10] {
+    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 15] {
         [
             ("syscalls", "Syscalls", &self.syscalls),
             (
@@ -110,12 +118,55 @@ impl Figures {
                 &self.throughput_bytes_per_sec,
             ),
             (
+                "cpu_copied_bytes",
+                "CPU copied (sender)",
+                &self.cpu_copied_bytes,
+            ),
+            (
+                "copied_user_to_kernel_bytes",
+                "Copied user->kernel",
+                &self.copied_user_to_kernel_bytes,
+            ),
+            (
+                "copied_kernel_to_user_bytes",
+                "Copied kernel->user",
+                &self.copied_kernel_to_user_bytes,
+            ),
+            (
+                "copied_kernel_to_kernel_bytes",
+                "Copied kernel->kernel",
+                &self.copied_kernel_to_kernel_bytes,
+            ),
+            (
+                "by_reference_bytes",
+                "By reference (into the socket)",
+                &self.by_reference_bytes,
+            ),
+            (
                 "receiver_copied_bytes",
                 "Receiver copied",
                 &self.receiver_copied_bytes,
             ),
         ]
     }
+}
+
+/// One copy site's bytes per class, for one strategy (sender).
+#[derive(Debug, Clone, Serialize)]
+pub struct CopySiteReport {
+    pub site: &'static str,
+    pub description: &'static str,
+    pub provenance: Provenance,
+    /// Absent when not observable.
+    pub bytes: Option<ClassBytes>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassBytes {
+    pub user_to_kernel: Stat,
+    pub kernel_to_user: Stat,
+    pub kernel_to_kernel: Stat,
+    pub by_reference: Stat,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +183,8 @@ pub struct StrategyReport {
     pub name: &'static str,
     pub summary: &'static str,
     pub figures: Figures,
+    /// The sender's copy sites, each with its own provenance; the copy figures are their sums.
+    pub copy_sites: Vec<CopySiteReport>,
     /// Per syscall name, sender only; provenance as for `figures.syscalls`.
     pub syscalls_by_name: BTreeMap<String, SyscallFigures>,
 }
@@ -186,6 +239,10 @@ pub fn build(
             name: s.name(),
             summary: s.summary(),
             figures: figures(probes, &samples),
+            copy_sites: SENDER_SITES
+                .iter()
+                .map(|&h| copy_site(probes.get(h), &samples))
+                .collect(),
             syscalls_by_name: by_name(&samples),
         })
         .collect();
@@ -208,10 +265,10 @@ fn stat(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<Stat> {
 
 /// Provenance of a figure counted at `hook`, or why it is not observable.
 fn observed(hook: &HookOutcome, detail: &str) -> Provenance {
-    match (hook.method, hook.target) {
+    match (&hook.method_label, &hook.target) {
         (Some(method), Some(target)) => Provenance::Observed {
-            hook: target.to_string(),
-            method,
+            hook: target.clone(),
+            method: method.clone(),
             detail: detail.to_string(),
         },
         _ => Provenance::NotObservable {
@@ -244,15 +301,12 @@ fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
     fn sender(s: &Sample) -> &RoleStats {
         &s.sender
     }
-    fn receiver(s: &Sample) -> &RoleStats {
-        &s.receiver
-    }
 
     let enter = probes.get(HookId::SyscallEnter);
     let fault_user = probes.get(HookId::FaultUserMode);
     let fault_kernel = probes.get(HookId::FaultKernelMode);
     let csw = probes.get(HookId::ContextSwitch);
-    let recv = probes.get(HookId::RecvCopy);
+    let recv = probes.get(HookId::SockRecv);
 
     let syscalls = figure(
         "count",
@@ -356,11 +410,201 @@ fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
             "bytes",
             observed(
                 recv,
-                "len of each socket-to-user copy, receiver process only (pid filter in the kernel)",
+                if recv.method == Some(crate::probes::Method::Tracepoint) {
+                    "len of each socket-to-user copy (the tracepoint does not carry the iov_iter \
+                     type; a TCP reader's read() copies into user memory); receiver process only"
+                } else {
+                    "bytes copied into the reader's iov_iter, classified by its type; receiver \
+                     process only (pid filter in the kernel)"
+                },
             ),
-            stat(samples, c(receiver, counter::RECV_COPY_BYTES)),
+            stat(samples, |s| {
+                let r = &s.receiver.copies[site::SOCK_RECV];
+                (r[class::KERNEL_TO_USER] + r[class::KERNEL_TO_KERNEL]) as f64
+            }),
+        ),
+        cpu_copied_bytes: copy_total(
+            probes,
+            samples,
+            &[
+                class::USER_TO_KERNEL,
+                class::KERNEL_TO_USER,
+                class::KERNEL_TO_KERNEL,
+            ],
+            &SENDER_SITES,
+        ),
+        copied_user_to_kernel_bytes: copy_total(
+            probes,
+            samples,
+            &[class::USER_TO_KERNEL],
+            &SENDER_SITES,
+        ),
+        copied_kernel_to_user_bytes: copy_total(
+            probes,
+            samples,
+            &[class::KERNEL_TO_USER],
+            &SENDER_SITES,
+        ),
+        copied_kernel_to_kernel_bytes: copy_total(
+            probes,
+            samples,
+            &[class::KERNEL_TO_KERNEL],
+            &SENDER_SITES,
+        ),
+        by_reference_bytes: copy_total(probes, samples, &[class::BY_REFERENCE], &SOCKET_SITES),
+    }
+}
+
+/// The sender's copy sites, in the order data flows (file side, then socket side).
+const SENDER_SITES: [HookId; 4] = [
+    HookId::FileRead,
+    HookId::FileSpliceRead,
+    HookId::TcpSend,
+    HookId::TcpSendpage,
+];
+
+/// Sites where bytes enter the socket: "by reference" counts here, so that the file->pipe leg
+/// of splice/sendfile (also by reference) is not counted a second time.
+const SOCKET_SITES: [HookId; 2] = [HookId::TcpSend, HookId::TcpSendpage];
+
+/// How a site's bytes per class are obtained on this kernel, and the per-sample values.
+fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
+    let site_id = hook.hook.copy_site().expect("a copy-site hook");
+    if hook.method.is_some() {
+        let detail = "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the route's \
+                      scatter-gather capability; sender thread only";
+        return (observed(hook, detail), SiteValues::Observed(site_id));
+    }
+    let absent = !hook.failed.is_empty()
+        && hook
+            .failed
+            .iter()
+            .all(|a| a.error.contains("is not in this kernel"));
+    if absent {
+        return (
+            Provenance::Derived {
+                from: format!(
+                    "0: the site does not exist on this kernel ({})",
+                    hook.failed[0].error
+                ),
+            },
+            SiteValues::Zero,
+        );
+    }
+    let why = hook.why_not();
+    match hook.hook {
+        HookId::FileRead => (
+            Provenance::Derived {
+                from: format!(
+                    "kernel->user = bytes returned by read-family syscalls on the source file \
+                     (raw_syscalls:sys_exit, fd compared in the kernel): a buffered read of a \
+                     regular file copies them from the page cache; filemap_read itself is not \
+                     observable here ({why})"
+                ),
+            },
+            SiteValues::Derived(counter::SOURCE_READ_BYTES, class::KERNEL_TO_USER),
+        ),
+        HookId::FileSpliceRead => (
+            Provenance::Derived {
+                from: format!(
+                    "by reference = bytes returned by sendfile/splice reading the source file \
+                     (raw_syscalls:sys_exit): filemap_splice_read hands page-cache pages to the \
+                     pipe; not observable here ({why})"
+                ),
+            },
+            SiteValues::Derived(counter::SOURCE_SPLICE_BYTES, class::BY_REFERENCE),
+        ),
+        _ => (
+            Provenance::NotObservable {
+                reason: format!("no attach method worked for {}: {why}", hook.site),
+            },
+            SiteValues::Zero,
         ),
     }
+}
+
+#[derive(Clone, Copy)]
+enum SiteValues {
+    Observed(usize),
+    /// (counter, class): all of the counter's bytes in that class.
+    Derived(usize, usize),
+    Zero,
+}
+
+impl SiteValues {
+    fn bytes(self, s: &Sample, class_id: usize) -> u64 {
+        match self {
+            SiteValues::Observed(site_id) => s.sender.copies[site_id][class_id],
+            SiteValues::Derived(c, k) if k == class_id => s.sender.counters[c],
+            _ => 0,
+        }
+    }
+}
+
+fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
+    let (provenance, values) = site_source(hook);
+    let of = |k: usize| stat(samples, |s| values.bytes(s, k) as f64).expect("samples");
+    let bytes = match provenance {
+        Provenance::NotObservable { .. } => None,
+        _ => Some(ClassBytes {
+            user_to_kernel: of(class::USER_TO_KERNEL),
+            kernel_to_user: of(class::KERNEL_TO_USER),
+            kernel_to_kernel: of(class::KERNEL_TO_KERNEL),
+            by_reference: of(class::BY_REFERENCE),
+        }),
+    };
+    CopySiteReport {
+        site: hook.hook.name(),
+        description: hook.site,
+        provenance,
+        bytes,
+    }
+}
+
+/// The sum of `classes` over `sites`; not observable if any site is.
+fn copy_total(
+    probes: &AttachReport,
+    samples: &[Sample],
+    classes: &[usize],
+    sites: &[HookId],
+) -> Figure {
+    let mut parts = Vec::new();
+    let mut values = Vec::new();
+    for &h in sites {
+        let hook = probes.get(h);
+        let (p, v) = site_source(hook);
+        let how = match &p {
+            Provenance::NotObservable { reason } => {
+                return figure(
+                    "bytes",
+                    Provenance::NotObservable {
+                        reason: reason.clone(),
+                    },
+                    None,
+                )
+            }
+            Provenance::Observed { hook, method, .. } => format!("observed at {hook} ({method})"),
+            Provenance::Derived { .. } if matches!(v, SiteValues::Zero) => {
+                "0, absent on this kernel".into()
+            }
+            Provenance::Derived { .. } => "derived from syscalls on the source file".into(),
+            Provenance::Input { .. } => unreachable!("copy sites are never inputs"),
+        };
+        parts.push(format!("{} {how}", h.name()));
+        values.push(v);
+    }
+    figure(
+        "bytes",
+        Provenance::Derived {
+            from: format!("sum over copy sites: {}", parts.join("; ")),
+        },
+        stat(samples, |s| {
+            values
+                .iter()
+                .map(|v| classes.iter().map(|&k| v.bytes(s, k)).sum::<u64>())
+                .sum::<u64>() as f64
+        }),
+    )
 }
 
 fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
@@ -409,13 +653,14 @@ pub(crate) mod tests {
                         site: h.site,
                         feeds: h.feeds,
                         method: ok.then_some(c.method),
-                        target: ok.then_some(c.target),
+                        method_label: ok.then(|| c.label()),
+                        target: ok.then(|| c.target_label()),
                         failed: if ok {
                             vec![]
                         } else {
                             vec![crate::probes::Attempt {
-                                method: c.method,
-                                target: c.target,
+                                method: c.label(),
+                                target: c.target.to_string(),
                                 error: "event not available".into(),
                             }]
                         },
@@ -436,7 +681,7 @@ pub(crate) mod tests {
         }
         sender.counters[counter::FAULTS_USER_MODE] = faults_user;
         let mut receiver = Box::new(RoleStats::zeroed());
-        receiver.counters[counter::RECV_COPY_BYTES] = 1000;
+        receiver.copies[site::SOCK_RECV][class::KERNEL_TO_USER] = 1000;
         Sample {
             sender,
             receiver,
@@ -488,7 +733,7 @@ pub(crate) mod tests {
             f.syscalls.provenance,
             Provenance::Observed {
                 hook: "raw_syscalls:sys_enter".into(),
-                method: Method::Tracepoint,
+                method: "tracepoint".into(),
                 detail: "sender thread only (tid filter in the kernel), inside the measured window"
                     .into()
             }

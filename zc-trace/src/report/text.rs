@@ -57,9 +57,11 @@ pub fn render(report: &Report, style: Style) -> String {
         "User<->kernel\ntransitions",
         "Page faults\nuser-mode / in-kernel",
         "Context switches\nvoluntary / involuntary",
+        "CPU copied, sender\nu->k / k->u / k->k",
+        "By reference\ninto socket",
+        "Receiver\ncopied",
         "Time",
         "Throughput",
-        "Receiver\ncopied",
     ];
     // Markdown tables cannot break a header cell over lines.
     table.set_header(header.map(|h| match style {
@@ -82,9 +84,17 @@ pub fn render(report: &Report, style: Style) -> String {
                 cell(&f.context_switches_voluntary),
                 cell(&f.context_switches_involuntary)
             ),
+            format!(
+                "{}\n{} / {} / {}",
+                cell(&f.cpu_copied_bytes),
+                cell(&f.copied_user_to_kernel_bytes),
+                cell(&f.copied_kernel_to_user_bytes),
+                cell(&f.copied_kernel_to_kernel_bytes)
+            ),
+            cell(&f.by_reference_bytes),
+            cell(&f.receiver_copied_bytes),
             cell(&f.time_ns),
             cell(&f.throughput_bytes_per_sec),
-            cell(&f.receiver_copied_bytes),
         ]);
     }
     writeln!(out, "{table}").unwrap();
@@ -100,9 +110,57 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "{bullet}{}: {}", s.name, list.join(", ")).unwrap();
     }
 
+    writeln!(
+        out,
+        "\nCopy sites (sender; bytes by class, zero classes omitted):"
+    )
+    .unwrap();
+    for s in &report.strategies {
+        let sites: Vec<String> = s
+            .copy_sites
+            .iter()
+            .filter_map(|c| {
+                let b = c.bytes.as_ref()?;
+                let parts: Vec<String> = [
+                    ("u->k", &b.user_to_kernel),
+                    ("k->u", &b.kernel_to_user),
+                    ("k->k", &b.kernel_to_kernel),
+                    ("by ref", &b.by_reference),
+                ]
+                .iter()
+                .filter(|(_, v)| v.median != 0.0)
+                .map(|(k, v)| format!("{k} {}", human_bytes(v.median)))
+                .collect();
+                (!parts.is_empty()).then(|| format!("{} {}", c.site, parts.join(", ")))
+            })
+            .collect();
+        let sites = if sites.is_empty() {
+            "none".to_string()
+        } else {
+            sites.join("; ")
+        };
+        writeln!(out, "{bullet}{}: {sites}", s.name).unwrap();
+    }
+
     writeln!(out, "\nHow each column was obtained:").unwrap();
+    let mut previous = None;
     for (_, label, f) in first.figures.columns() {
-        writeln!(out, "{bullet}{label}: {}", f.provenance.describe()).unwrap();
+        let how = f.provenance.describe();
+        if previous.as_ref() == Some(&how) {
+            writeln!(out, "{bullet}{label}: as above").unwrap();
+        } else {
+            writeln!(out, "{bullet}{label}: {how}").unwrap();
+        }
+        previous = Some(how);
+    }
+    for c in &first.copy_sites {
+        writeln!(
+            out,
+            "{bullet}copy site {}: {}",
+            c.site,
+            c.provenance.describe()
+        )
+        .unwrap();
     }
     if let Some(note) = &report.host.btf_note {
         writeln!(out, "\nNote: {note}").unwrap();

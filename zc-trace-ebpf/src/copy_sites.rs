@@ -1,0 +1,349 @@
+//! Copy sites: where payload bytes are copied by the CPU or handed on by page reference.
+//!
+//! The copy primitives in lib/ cannot be hooked on distro kernels, so each site is one of their
+//! callers in mm/ and net/. The class of every copy comes from what the kernel says at the site
+//! (the iov_iter type, MSG_SPLICE_PAGES, the route's scatter-gather capability), read with
+//! offsets that user space resolved from this kernel's BTF; never from the strategy's name.
+//! Each site has several programs (fexit; kprobe + kretprobe; tp_btf or tracepoint where the
+//! kernel has one) and user space attaches exactly one of them, so a copy is counted once.
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
+    programs::{
+        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
+    },
+};
+use zc_trace_common::{class, pending_key, site, Config, PendingCopy, UNKNOWN};
+
+use crate::state::{self, PENDING};
+
+/// What an iov_iter's type says about the memory behind it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    User,
+    Kernel,
+    /// 6.1's ITER_PIPE: the "copy" installs page references into a pipe.
+    PipePages,
+    /// ITER_DISCARD: nothing is copied.
+    Discard,
+}
+
+#[inline(always)]
+fn memory(cfg: &Config, iter: *const u8) -> Option<Memory> {
+    if iter.is_null() || cfg.iov_iter_type_off == UNKNOWN {
+        return None;
+    }
+    let t = unsafe { bpf_probe_read_kernel(iter.add(cfg.iov_iter_type_off as usize)) }.ok()? as u32;
+    Some(if t == cfg.iter_ubuf || t == cfg.iter_iovec {
+        Memory::User
+    } else if t == cfg.iter_pipe {
+        Memory::PipePages
+    } else if t == cfg.iter_discard {
+        Memory::Discard
+    } else {
+        Memory::Kernel
+    })
+}
+
+#[inline(always)]
+fn record(tid: u32, site_id: usize, class_id: usize, bytes: i64) {
+    if bytes <= 0 {
+        return;
+    }
+    let Some(task) = state::active_task(tid) else {
+        return;
+    };
+    let Some(stats) = state::stats(unsafe { (*task).role }) else {
+        return;
+    };
+    if let Some(row) = stats.copies.get_mut(site_id) {
+        if let Some(c) = row.get_mut(class_id) {
+            *c += bytes as u64;
+        }
+    }
+    if let Some(calls) = stats.site_calls.get_mut(site_id) {
+        *calls += 1;
+    }
+}
+
+#[inline(always)]
+fn remember(tid: u32, site_id: usize, class_id: usize, base: i64) {
+    if state::active_task(tid).is_none() {
+        return;
+    }
+    let pending = PendingCopy {
+        class: class_id as u64,
+        base,
+    };
+    let _ = PENDING.insert(&pending_key(tid, site_id), &pending, 0);
+}
+
+#[inline(always)]
+fn complete(tid: u32, site_id: usize, ret: i64) {
+    let key = pending_key(tid, site_id);
+    if let Some(p) = unsafe { PENDING.get(&key) } {
+        let p = *p;
+        let _ = PENDING.remove(&key);
+        record(tid, site_id, p.class as usize, ret - p.base);
+    }
+}
+
+// ---- tcp_sendmsg_locked(struct sock *sk, struct msghdr *msg, size_t size) -> int ----
+
+/// The class of a TCP send: spliced pages stay references when the route can scatter-gather
+/// (tcp_sendmsg_locked only takes the zero-copy branch then); anything else is copied from the
+/// message's iov_iter.
+#[inline(always)]
+fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
+    let cfg = state::config();
+    if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
+        return None;
+    }
+    let flags: u32 =
+        unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_flags_off as usize) as *const u32) }
+            .ok()?;
+    if cfg.msg_splice_pages != 0
+        && flags & cfg.msg_splice_pages != 0
+        && cfg.sock_route_caps_off != UNKNOWN
+    {
+        let caps: u64 = unsafe {
+            bpf_probe_read_kernel(sk.add(cfg.sock_route_caps_off as usize) as *const u64)
+        }
+        .ok()?;
+        if caps & cfg.netif_f_sg != 0 {
+            return Some(class::BY_REFERENCE);
+        }
+    }
+    match memory(&cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
+        Memory::User => Some(class::USER_TO_KERNEL),
+        _ => Some(class::KERNEL_TO_KERNEL),
+    }
+}
+
+#[fexit(function = "tcp_sendmsg_locked")]
+pub fn zc_tcp_send_fexit(ctx: FExitContext) -> i32 {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return 0;
+    }
+    let sk: *const u8 = unsafe { ctx.arg(0) };
+    let msg: *const u8 = unsafe { ctx.arg(1) };
+    let ret: i64 = unsafe { ctx.arg::<i32>(3) } as i64;
+    if let Some(c) = tcp_send_class(sk, msg) {
+        record(tid, site::TCP_SEND, c, ret);
+    }
+    0
+}
+
+#[kprobe]
+pub fn zc_tcp_send_kprobe(ctx: ProbeContext) -> u32 {
+    let tid = state::current_tid();
+    let (Some(sk), Some(msg)) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1)) else {
+        return 0;
+    };
+    if let Some(c) = tcp_send_class(sk, msg) {
+        remember(tid, site::TCP_SEND, c, 0);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_tcp_send_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret().unwrap_or(0);
+    complete(state::current_tid(), site::TCP_SEND, ret as i64);
+    0
+}
+
+/// tcp:tcp_sendmsg_locked (6.16+) fires at each loop iteration of the send, before its copy;
+/// the first one of a call remembers the class, sock:sock_send_length then supplies the bytes.
+#[btf_tracepoint(function = "tcp_sendmsg_locked")]
+pub fn zc_tcp_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
+    let tid = state::current_tid();
+    let sk: *const u8 = unsafe { ctx.arg(0) };
+    let msg: *const u8 = unsafe { ctx.arg(1) };
+    if let Some(c) = tcp_send_class(sk, msg) {
+        remember(tid, site::TCP_SEND, c, 0);
+    }
+    0
+}
+
+/// sock:sock_send_length(sk, ret, flags): the end of every sock_sendmsg(), with its result.
+#[tracepoint]
+pub fn zc_sock_send_length(ctx: TracePointContext) -> u32 {
+    let cfg = state::config();
+    if let Ok(ret) = unsafe { ctx.read_at::<i32>(cfg.sock_send_ret_off as usize) } {
+        complete(state::current_tid(), site::TCP_SEND, ret as i64);
+    }
+    0
+}
+
+// ---- do_tcp_sendpages(sk, page, offset, size, flags) -> ssize_t (before 6.5) ----
+// Only reached when the route has scatter-gather (tcp_sendpage_locked falls back to a copying
+// sendmsg otherwise), so every byte it accepts is a page reference.
+
+#[fexit(function = "do_tcp_sendpages")]
+pub fn zc_tcp_sendpage_fexit(ctx: FExitContext) -> i32 {
+    let ret: i64 = unsafe { ctx.arg(5) };
+    record(
+        state::current_tid(),
+        site::TCP_SENDPAGE,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}
+
+#[kretprobe]
+pub fn zc_tcp_sendpage_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret().unwrap_or(0);
+    record(
+        state::current_tid(),
+        site::TCP_SENDPAGE,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}
+
+// ---- filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read) -> ssize_t ----
+
+#[inline(always)]
+fn file_read_class(iter: *const u8) -> Option<usize> {
+    match memory(&state::config(), iter)? {
+        Memory::User => Some(class::KERNEL_TO_USER),
+        Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
+        Memory::PipePages => Some(class::BY_REFERENCE),
+        Memory::Discard => None,
+    }
+}
+
+#[fexit(function = "filemap_read")]
+pub fn zc_file_read_fexit(ctx: FExitContext) -> i32 {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return 0;
+    }
+    let iter: *const u8 = unsafe { ctx.arg(1) };
+    let already: i64 = unsafe { ctx.arg(2) };
+    let ret: i64 = unsafe { ctx.arg(3) };
+    if let Some(c) = file_read_class(iter) {
+        record(tid, site::FILE_READ, c, ret - already);
+    }
+    0
+}
+
+#[kprobe]
+pub fn zc_file_read_kprobe(ctx: ProbeContext) -> u32 {
+    let tid = state::current_tid();
+    let (Some(iter), Some(already)) = (ctx.arg::<*const u8>(1), ctx.arg::<i64>(2)) else {
+        return 0;
+    };
+    if let Some(c) = file_read_class(iter) {
+        remember(tid, site::FILE_READ, c, already);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_file_read_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret().unwrap_or(0);
+    complete(state::current_tid(), site::FILE_READ, ret);
+    0
+}
+
+// ---- filemap_splice_read(in, ppos, pipe, len, flags) -> ssize_t (6.5+): page references ----
+
+#[fexit(function = "filemap_splice_read")]
+pub fn zc_file_splice_read_fexit(ctx: FExitContext) -> i32 {
+    let ret: i64 = unsafe { ctx.arg(5) };
+    record(
+        state::current_tid(),
+        site::FILE_SPLICE_READ,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}
+
+#[kretprobe]
+pub fn zc_file_splice_read_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret().unwrap_or(0);
+    record(
+        state::current_tid(),
+        site::FILE_SPLICE_READ,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}
+
+// ---- skb_copy_datagram_iter(skb, offset, struct iov_iter *to, int len) -> int (0 or -EFAULT) ----
+
+#[inline(always)]
+fn recv_class(iter: *const u8) -> Option<usize> {
+    match memory(&state::config(), iter)? {
+        Memory::User => Some(class::KERNEL_TO_USER),
+        Memory::Discard | Memory::PipePages => None,
+        Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
+    }
+}
+
+#[fexit(function = "skb_copy_datagram_iter")]
+pub fn zc_sock_recv_fexit(ctx: FExitContext) -> i32 {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return 0;
+    }
+    let iter: *const u8 = unsafe { ctx.arg(2) };
+    let len: i32 = unsafe { ctx.arg(3) };
+    let ret: i32 = unsafe { ctx.arg(4) };
+    if ret == 0 {
+        if let Some(c) = recv_class(iter) {
+            record(tid, site::SOCK_RECV, c, len as i64);
+        }
+    }
+    0
+}
+
+#[kprobe]
+pub fn zc_sock_recv_kprobe(ctx: ProbeContext) -> u32 {
+    let tid = state::current_tid();
+    let (Some(iter), Some(len)) = (ctx.arg::<*const u8>(2), ctx.arg::<i32>(3)) else {
+        return 0;
+    };
+    if let Some(c) = recv_class(iter) {
+        // The return value is 0 on success: remember the length as a negative base.
+        remember(tid, site::SOCK_RECV, c, -(len as i64));
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_sock_recv_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret().unwrap_or(-1);
+    let tid = state::current_tid();
+    if ret == 0 {
+        complete(tid, site::SOCK_RECV, 0);
+    } else {
+        let _ = PENDING.remove(&pending_key(tid, site::SOCK_RECV));
+    }
+    0
+}
+
+/// skb:skb_copy_datagram_iovec fires in skb_copy_datagram_iter() with `len`, in the reader's
+/// process context (tcp_recvmsg). It does not carry the iov_iter type: the class is the one
+/// every read()/recv() of a TCP socket has, kernel->user, and user space labels it so.
+#[tracepoint]
+pub fn zc_skb_copy_datagram(ctx: TracePointContext) -> u32 {
+    let cfg = state::config();
+    if let Ok(len) = unsafe { ctx.read_at::<i32>(cfg.skb_copy_len_off as usize) } {
+        record(
+            state::current_tid(),
+            site::SOCK_RECV,
+            class::KERNEL_TO_USER,
+            len as i64,
+        );
+    }
+    0
+}
