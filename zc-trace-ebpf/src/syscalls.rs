@@ -108,12 +108,17 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     stats.counters[counter::SYSCALL_EXITS] += 1;
-    if task.pending_source != 0 && ret > 0 {
-        if let Some(c) = stats.counters.get_mut(task.pending_source as usize) {
-            *c += ret as u64;
+    // Constant indices only: older verifiers (6.1, 6.12) reject a map-value index whose bound
+    // was checked on a copy of the register.
+    let source = task.pending_source;
+    task.pending_source = 0;
+    if ret > 0 {
+        if source == counter::SOURCE_READ_BYTES as u64 {
+            stats.counters[counter::SOURCE_READ_BYTES] += ret as u64;
+        } else if source == counter::SOURCE_SPLICE_BYTES as u64 {
+            stats.counters[counter::SOURCE_SPLICE_BYTES] += ret as u64;
         }
     }
-    task.pending_source = 0;
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {
             s.exits += 1;

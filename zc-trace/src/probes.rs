@@ -318,6 +318,46 @@ impl AttachReport {
     }
 }
 
+/// Every kernel function the plan may hook (fexit, fentry, kprobe), with its hooks.
+pub fn plan_functions() -> Vec<(&'static str, Vec<HookId>)> {
+    let mut out: Vec<(&'static str, Vec<HookId>)> = Vec::new();
+    for h in PLAN {
+        let halves = h.candidates.iter().flat_map(|c| {
+            std::iter::once((c.method, c.target)).chain(c.also.map(|(m, _, t)| (m, t)))
+        });
+        for (m, target) in halves {
+            if !matches!(
+                m,
+                Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe
+            ) {
+                continue;
+            }
+            match out.iter_mut().find(|(f, _)| *f == target) {
+                Some((_, hooks)) if !hooks.contains(&h.id) => hooks.push(h.id),
+                Some(_) => {}
+                None => out.push((target, vec![h.id])),
+            }
+        }
+    }
+    out
+}
+
+/// Whether each function of the plan exists in this kernel's BTF (null without BTF): the guard
+/// the kernel matrix checks against its list of functions absent on purpose.
+fn function_presence() -> Vec<serde_json::Value> {
+    let btf = crate::btf::KernelBtf::from_sys_fs().ok();
+    plan_functions()
+        .into_iter()
+        .map(|(f, hooks)| {
+            serde_json::json!({
+                "function": f,
+                "in_btf": btf.as_ref().map(|b| b.has_function(f)),
+                "hooks": hooks,
+            })
+        })
+        .collect()
+}
+
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.
 pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     crate::capabilities::check_privileges()?;
@@ -330,8 +370,14 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
         crate::tracer::Tracer::load(&host, &tracefs, None).map(|t| t.attach_report().clone());
     crate::cleanup::run_all();
     let report = result?;
+    let functions = function_presence();
     if args.json {
-        let doc = serde_json::json!({ "schema": 1, "host": host, "probes": report.hooks });
+        let doc = serde_json::json!({
+            "schema": 1,
+            "host": host,
+            "probes": report.hooks,
+            "functions": functions,
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("serialisable")
@@ -378,6 +424,31 @@ mod tests {
                 h.id
             );
         }
+    }
+
+    #[test]
+    fn plan_functions_are_listed_once_with_their_hooks() {
+        let f = plan_functions();
+        let names: Vec<&str> = f.iter().map(|(n, _)| *n).collect();
+        for expected in [
+            "tcp_sendmsg_locked",
+            "do_tcp_sendpages",
+            "filemap_read",
+            "filemap_splice_read",
+            "skb_copy_datagram_iter",
+        ] {
+            assert_eq!(
+                names.iter().filter(|n| **n == expected).count(),
+                1,
+                "{names:?}"
+            );
+        }
+        assert!(
+            !names.iter().any(|n| n.contains(':')),
+            "tracepoints are not functions"
+        );
+        let tcp = f.iter().find(|(n, _)| *n == "tcp_sendmsg_locked").unwrap();
+        assert_eq!(tcp.1, [HookId::TcpSend]);
     }
 
     #[test]

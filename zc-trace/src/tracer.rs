@@ -420,6 +420,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = inner.source();
     }
-    // The verifier log can be long; the first line names the problem.
-    s.lines().next().unwrap_or("").to_string()
+    // A verifier log can be long: its first line says what failed, its last lines say why.
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match lines.len() {
+        0..=3 => lines.join(" | "),
+        n => format!("{} | ... | {}", lines[0], lines[n - 2..].join(" | ")),
+    }
 }
