@@ -31,12 +31,19 @@ pub mod counter {
     pub const CSW_INVOLUNTARY: usize = 5;
     /// System calls whose number did not fit the per-syscall table.
     pub const SYSCALL_OUT_OF_TABLE: usize = 8;
-    /// Bytes returned by read-family syscalls whose descriptor was the source file
-    /// (read, pread64, readv, preadv): the basis of a derived file->user copy figure where the
-    /// kernel's read path cannot be hooked.
-    pub const SOURCE_READ_BYTES: usize = 9;
-    /// Bytes returned by sendfile/splice whose input descriptor was the source file.
-    pub const SOURCE_SPLICE_BYTES: usize = 10;
+    // Bytes returned by syscalls, by the type of file their descriptor refers to (looked up in
+    // the task's file table in the kernel): the basis of derived copy figures where a copy
+    // site's kernel function cannot be hooked.
+    /// read/readv/pread64/preadv on a regular file.
+    pub const READ_REGULAR_BYTES: usize = 9;
+    /// sendfile/splice whose input is a regular file.
+    pub const SPLICE_FROM_REGULAR_BYTES: usize = 10;
+    /// read-family syscalls on a pipe.
+    pub const READ_PIPE_BYTES: usize = 11;
+    /// write/writev/pwrite64/pwritev on a pipe.
+    pub const WRITE_PIPE_BYTES: usize = 12;
+    /// write-family syscalls on a regular file.
+    pub const WRITE_REGULAR_BYTES: usize = 13;
     pub const COUNT: usize = 16;
 }
 
@@ -65,6 +72,12 @@ pub mod site {
     pub const FILE_SPLICE_READ: usize = 3;
     /// skb_copy_datagram_iter(): socket receive copy.
     pub const SOCK_RECV: usize = 4;
+    /// pipe_write() / anon_pipe_write(): data written into a pipe.
+    pub const PIPE_WRITE: usize = 5;
+    /// pipe_read() / anon_pipe_read(): data read out of a pipe.
+    pub const PIPE_READ: usize = 6;
+    /// generic_perform_write(): buffered file write into the page cache.
+    pub const FILE_WRITE: usize = 7;
     pub const COUNT: usize = 8;
 }
 
@@ -143,7 +156,7 @@ pub struct TaskState {
     pub window_end_ns: u64,
     /// Number of windows opened by this task (a sanity check for user space).
     pub windows: u64,
-    /// Which source-file counter the pending syscall feeds (0: none), see `syscalls`.
+    /// Which derived-bytes counter the pending syscall's return value feeds (0: none).
     pub pending_source: u64,
 }
 
@@ -201,20 +214,28 @@ pub struct Config {
     pub iter_discard: u32,
     /// MSG_SPLICE_PAGES (6.5+), 0 before.
     pub msg_splice_pages: u32,
-    /// Descriptor number of the source file in the sender, or -1.
-    pub source_fd: i32,
     /// 1 << NETIF_F_SG_BIT.
     pub netif_f_sg: u64,
     /// sock:sock_send_length's `ret` field offset.
     pub sock_send_ret_off: u32,
-    /// Syscall numbers whose fd argument is compared with `source_fd`.
+    /// Syscall numbers whose descriptor's file type feeds the derived-bytes counters.
     pub read_nr: u32,
     pub pread_nr: u32,
     pub readv_nr: u32,
     pub preadv_nr: u32,
+    pub write_nr: u32,
+    pub pwrite_nr: u32,
+    pub writev_nr: u32,
+    pub pwritev_nr: u32,
     pub sendfile_nr: u32,
     pub splice_nr: u32,
-    pub _pad: u32,
+    /// From BTF: the path task_struct->files->fdt->fd[n]->f_inode->i_mode.
+    pub task_files_off: u32,
+    pub files_fdt_off: u32,
+    pub fdt_max_fds_off: u32,
+    pub fdt_fd_off: u32,
+    pub file_inode_off: u32,
+    pub inode_mode_off: u32,
 }
 
 impl Config {
@@ -243,16 +264,24 @@ impl Config {
             iter_pipe: UNKNOWN,
             iter_discard: UNKNOWN,
             msg_splice_pages: 0,
-            source_fd: -1,
             netif_f_sg: 0,
             sock_send_ret_off: 0,
             read_nr: UNKNOWN,
             pread_nr: UNKNOWN,
             readv_nr: UNKNOWN,
             preadv_nr: UNKNOWN,
+            write_nr: UNKNOWN,
+            pwrite_nr: UNKNOWN,
+            writev_nr: UNKNOWN,
+            pwritev_nr: UNKNOWN,
             sendfile_nr: UNKNOWN,
             splice_nr: UNKNOWN,
-            _pad: 0,
+            task_files_off: UNKNOWN,
+            files_fdt_off: UNKNOWN,
+            fdt_max_fds_off: UNKNOWN,
+            fdt_fd_off: UNKNOWN,
+            file_inode_off: UNKNOWN,
+            inode_mode_off: UNKNOWN,
         }
     }
 }

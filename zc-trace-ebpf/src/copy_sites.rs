@@ -349,3 +349,118 @@ pub fn zc_skb_copy_datagram(ctx: TracePointContext) -> u32 {
     }
     0
 }
+
+// ---- pipe_write / anon_pipe_write (6.15+) (struct kiocb *, struct iov_iter *from) -> ssize_t ----
+// ---- pipe_read / anon_pipe_read (struct kiocb *, struct iov_iter *to) -> ssize_t ----
+// ---- generic_perform_write(struct kiocb *, struct iov_iter *) -> ssize_t ----
+// All three copy between the iov_iter and kernel pages; the iter says whose memory it is.
+// A loaded fexit program is bound to one function, hence one program per name.
+
+#[inline(always)]
+fn from_iter_class(iter: *const u8) -> Option<usize> {
+    match memory(&state::config(), iter)? {
+        Memory::User => Some(class::USER_TO_KERNEL),
+        Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
+        Memory::PipePages | Memory::Discard => None,
+    }
+}
+
+#[inline(always)]
+fn fexit_iter_copy(ctx: &FExitContext, site_id: usize, classify: fn(*const u8) -> Option<usize>) {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return;
+    }
+    let iter: *const u8 = unsafe { ctx.arg(1) };
+    let ret: i64 = unsafe { ctx.arg(2) };
+    if let Some(c) = classify(iter) {
+        record(tid, site_id, c, ret);
+    }
+}
+
+#[inline(always)]
+fn kprobe_iter_copy(ctx: &ProbeContext, site_id: usize, classify: fn(*const u8) -> Option<usize>) {
+    if let Some(iter) = ctx.arg::<*const u8>(1) {
+        if let Some(c) = classify(iter) {
+            remember(state::current_tid(), site_id, c, 0);
+        }
+    }
+}
+
+#[fexit(function = "pipe_write")]
+pub fn zc_pipe_write_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
+    0
+}
+
+#[fexit(function = "anon_pipe_write")]
+pub fn zc_anon_pipe_write_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_pipe_write_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_pipe_write_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::PIPE_WRITE,
+        ctx.ret().unwrap_or(0),
+    );
+    0
+}
+
+#[fexit(function = "pipe_read")]
+pub fn zc_pipe_read_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy(&ctx, site::PIPE_READ, recv_class);
+    0
+}
+
+#[fexit(function = "anon_pipe_read")]
+pub fn zc_anon_pipe_read_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy(&ctx, site::PIPE_READ, recv_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_pipe_read_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::PIPE_READ, recv_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_pipe_read_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::PIPE_READ,
+        ctx.ret().unwrap_or(0),
+    );
+    0
+}
+
+#[fexit(function = "generic_perform_write")]
+pub fn zc_file_write_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy(&ctx, site::FILE_WRITE, from_iter_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_file_write_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::FILE_WRITE, from_iter_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_file_write_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::FILE_WRITE,
+        ctx.ret().unwrap_or(0),
+    );
+    0
+}

@@ -1,7 +1,11 @@
 //! System calls: raw_syscalls:sys_enter / sys_exit (classic tracepoints, present on every kernel
 //! zc-trace supports). Also owns the measured-window markers.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use zc_trace_common::{counter, role, TaskState, MARK_START, MARK_STOP, NO_SYSCALL, SYSCALL_SLOTS};
 
 use crate::state::{self, TASKS};
@@ -66,28 +70,77 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// For syscalls that read the source file (by descriptor number), which source counter their
-/// return value feeds: a derived figure where the kernel's read path cannot be hooked.
+/// For read/write-family syscalls, and sendfile/splice, which derived-bytes counter their
+/// return value feeds, by the type of the file their descriptor refers to.
 #[inline(always)]
 fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) -> u64 {
-    if cfg.source_fd < 0 {
-        return 0;
-    }
     let nr = nr as u32;
-    let (arg, kind) =
+    // (descriptor argument, reads from it, splices from it)
+    let (arg, reads, splices) =
         if nr == cfg.read_nr || nr == cfg.pread_nr || nr == cfg.readv_nr || nr == cfg.preadv_nr {
-            (0usize, counter::SOURCE_READ_BYTES as u64)
+            (0usize, true, false)
+        } else if nr == cfg.write_nr
+            || nr == cfg.pwrite_nr
+            || nr == cfg.writev_nr
+            || nr == cfg.pwritev_nr
+        {
+            (0, false, false)
         } else if nr == cfg.sendfile_nr {
-            (1, counter::SOURCE_SPLICE_BYTES as u64)
+            (1, true, true)
         } else if nr == cfg.splice_nr {
-            (0, counter::SOURCE_SPLICE_BYTES as u64)
+            (0, true, true)
         } else {
             return 0;
         };
-    match unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg) } {
-        Ok(fd) if fd as i32 == cfg.source_fd => kind,
-        _ => 0,
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg) }) else {
+        return 0;
+    };
+    let Some(mode) = file_mode(cfg, fd) else {
+        return 0;
+    };
+    let kind = match (mode & S_IFMT, reads, splices) {
+        (S_IFREG, true, false) => counter::READ_REGULAR_BYTES,
+        (S_IFREG, true, true) => counter::SPLICE_FROM_REGULAR_BYTES,
+        (S_IFIFO, true, false) => counter::READ_PIPE_BYTES,
+        (S_IFIFO, false, _) => counter::WRITE_PIPE_BYTES,
+        (S_IFREG, false, _) => counter::WRITE_REGULAR_BYTES,
+        _ => return 0,
+    };
+    kind as u64
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFIFO: u32 = 0o010000;
+
+/// i_mode of the file behind descriptor `fd` of the current task:
+/// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF.
+#[inline(always)]
+fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
+    if cfg.task_files_off == zc_trace_common::UNKNOWN
+        || cfg.inode_mode_off == zc_trace_common::UNKNOWN
+    {
+        return None;
     }
+    let read_ptr = |base: *const u8, off: u32| -> Option<*const u8> {
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }.ok()
+    };
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files = read_ptr(task, cfg.task_files_off)?;
+    let fdt = read_ptr(files, cfg.files_fdt_off)?;
+    let max: u32 =
+        unsafe { bpf_probe_read_kernel(fdt.add(cfg.fdt_max_fds_off as usize) as *const u32) }
+            .ok()?;
+    if fd >= max as u64 {
+        return None;
+    }
+    let array = read_ptr(fdt, cfg.fdt_fd_off)?;
+    let file = read_ptr(array, (fd * 8) as u32)?;
+    let inode = read_ptr(file, cfg.file_inode_off)?;
+    let mode: u16 =
+        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) }
+            .ok()?;
+    Some(mode as u32)
 }
 
 fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
@@ -108,16 +161,12 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     stats.counters[counter::SYSCALL_EXITS] += 1;
-    // Constant indices only: older verifiers (6.1, 6.12) reject a map-value index whose bound
-    // was checked on a copy of the register.
+    // Masked index: older verifiers (6.1, 6.12) reject a map-value index whose bound was
+    // checked on a copy of the register; the mask bounds the very register (COUNT is 16).
     let source = task.pending_source;
     task.pending_source = 0;
-    if ret > 0 {
-        if source == counter::SOURCE_READ_BYTES as u64 {
-            stats.counters[counter::SOURCE_READ_BYTES] += ret as u64;
-        } else if source == counter::SOURCE_SPLICE_BYTES as u64 {
-            stats.counters[counter::SOURCE_SPLICE_BYTES] += ret as u64;
-        }
+    if ret > 0 && source != 0 {
+        stats.counters[(source & 15) as usize] += ret as u64;
     }
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {

@@ -95,6 +95,9 @@ pub enum HookId {
     FileRead,
     FileSpliceRead,
     SockRecv,
+    PipeWrite,
+    PipeRead,
+    FileWrite,
 }
 
 impl HookId {
@@ -110,6 +113,9 @@ impl HookId {
             HookId::FileRead => "file_read",
             HookId::FileSpliceRead => "file_splice_read",
             HookId::SockRecv => "sock_recv",
+            HookId::PipeWrite => "pipe_write",
+            HookId::PipeRead => "pipe_read",
+            HookId::FileWrite => "file_write",
         }
     }
 
@@ -122,6 +128,9 @@ impl HookId {
             HookId::FileRead => Some(site::FILE_READ),
             HookId::FileSpliceRead => Some(site::FILE_SPLICE_READ),
             HookId::SockRecv => Some(site::SOCK_RECV),
+            HookId::PipeWrite => Some(site::PIPE_WRITE),
+            HookId::PipeRead => Some(site::PIPE_READ),
+            HookId::FileWrite => Some(site::FILE_WRITE),
             _ => None,
         }
     }
@@ -267,6 +276,43 @@ pub const PLAN: &[Hook] = &[
             tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec"),
         ],
     },
+    Hook {
+        id: HookId::PipeWrite,
+        site: "pipe write: the writer's iov_iter copied into pipe pages (pipe_write, \
+               anon_pipe_write since 6.15)",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_pipe_write_fexit", "pipe_write"),
+            fexit("zc_anon_pipe_write_fexit", "anon_pipe_write"),
+            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "pipe_write"),
+            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "anon_pipe_write"),
+        ],
+    },
+    Hook {
+        id: HookId::PipeRead,
+        site: "pipe read: pipe pages copied into the reader's iov_iter (pipe_read, \
+               anon_pipe_read since 6.15)",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_pipe_read_fexit", "pipe_read"),
+            fexit("zc_anon_pipe_read_fexit", "anon_pipe_read"),
+            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "pipe_read"),
+            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "anon_pipe_read"),
+        ],
+    },
+    Hook {
+        id: HookId::FileWrite,
+        site: "buffered file write: the writer's iov_iter copied into the page cache \
+               (generic_perform_write: ext4 and most block filesystems; not xfs's iomap path)",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        candidates: &[
+            fexit("zc_file_write_fexit", "generic_perform_write"),
+            kprobe_pair("zc_file_write_kprobe", "zc_file_write_kretprobe", "generic_perform_write"),
+        ],
+    },
 ];
 
 /// One failed try of a candidate.
@@ -366,8 +412,7 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     let runtime = crate::tracer::runtime()?;
     // aya-log's reader registers with the runtime when the object is loaded.
     let _context = runtime.enter();
-    let result =
-        crate::tracer::Tracer::load(&host, &tracefs, None).map(|t| t.attach_report().clone());
+    let result = crate::tracer::Tracer::load(&host, &tracefs).map(|t| t.attach_report().clone());
     crate::cleanup::run_all();
     let report = result?;
     let functions = function_presence();
@@ -436,6 +481,11 @@ mod tests {
             "filemap_read",
             "filemap_splice_read",
             "skb_copy_datagram_iter",
+            "pipe_write",
+            "anon_pipe_write",
+            "pipe_read",
+            "anon_pipe_read",
+            "generic_perform_write",
         ] {
             assert_eq!(
                 names.iter().filter(|n| **n == expected).count(),

@@ -40,8 +40,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
             None => SourceFile::generate(&args.tmpdir, args.size, DEFAULT_SEED)?,
         };
         // aya-log's reader is a task on this runtime, so the tracer is made inside it.
-        let source_fd = std::os::fd::AsRawFd::as_raw_fd(&source.file);
-        let tracer = Tracer::load(&host, &tracefs, Some(source_fd))?;
+        let tracer = Tracer::load(&host, &tracefs)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("zc-trace-sender".into())

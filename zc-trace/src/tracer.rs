@@ -42,13 +42,8 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Loads the programs and attaches the plan. `source_fd` is the sender's descriptor of the
-    /// source file, for the figures derived from syscalls on it.
-    pub fn load(
-        host: &HostFacts,
-        tracefs: &Path,
-        source_fd: Option<i32>,
-    ) -> Result<Self, EnvError> {
+    /// Loads the programs and attaches the plan.
+    pub fn load(host: &HostFacts, tracefs: &Path) -> Result<Self, EnvError> {
         let formats = read_formats(tracefs);
         let kernel_btf = match &host.btf {
             Some(_) => KernelBtf::from_sys_fs(),
@@ -58,7 +53,6 @@ impl Tracer {
         if let Ok(b) = &kernel_btf {
             add_btf_config(&mut config, b);
         }
-        config.source_fd = source_fd.unwrap_or(-1);
         let mut ebpf = EbpfLoader::new()
             .set_global("CONFIG", &config, true)
             .load(OBJECT)
@@ -229,6 +223,10 @@ fn build_config(formats: &Formats) -> Config {
         pread_nr: nix::libc::SYS_pread64 as u32,
         readv_nr: nix::libc::SYS_readv as u32,
         preadv_nr: nix::libc::SYS_preadv as u32,
+        write_nr: nix::libc::SYS_write as u32,
+        pwrite_nr: nix::libc::SYS_pwrite64 as u32,
+        writev_nr: nix::libc::SYS_writev as u32,
+        pwritev_nr: nix::libc::SYS_pwritev as u32,
         sendfile_nr: nix::libc::SYS_sendfile as u32,
         splice_nr: nix::libc::SYS_splice as u32,
         ..Config::zeroed()
@@ -256,6 +254,25 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     config.iter_bvec = val("ITER_BVEC");
     config.iter_pipe = val("ITER_PIPE");
     config.iter_discard = val("ITER_DISCARD");
+    // The descriptor -> file type walk for the syscall-derived figures; all or nothing.
+    let path = [
+        off("task_struct", "files"),
+        off("files_struct", "fdt"),
+        off("fdtable", "max_fds"),
+        off("fdtable", "fd"),
+        off("file", "f_inode"),
+        off("inode", "i_mode"),
+    ];
+    if !path.contains(&UNKNOWN) {
+        [
+            config.task_files_off,
+            config.files_fdt_off,
+            config.fdt_max_fds_off,
+            config.fdt_fd_off,
+            config.file_inode_off,
+            config.inode_mode_off,
+        ] = path;
+    }
     config.netif_f_sg = btf
         .enum_value("NETIF_F_SG_BIT")
         .map_or(0, |bit| 1u64 << bit);
@@ -271,9 +288,16 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
 /// The BTF facts a copy-site program reads; without them it would misclassify, so the site is
 /// refused instead.
 fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
-    let needs_iter = program.starts_with("zc_tcp_send")
-        || program.starts_with("zc_file_read")
-        || program.starts_with("zc_sock_recv");
+    let needs_iter = [
+        "zc_tcp_send",
+        "zc_file_read",
+        "zc_sock_recv",
+        "zc_pipe",
+        "zc_anon_pipe",
+        "zc_file_write",
+    ]
+    .iter()
+    .any(|p| program.starts_with(p));
     if needs_iter
         && (config.iov_iter_type_off == UNKNOWN
             || config.iter_ubuf == UNKNOWN && config.iter_iovec == UNKNOWN)

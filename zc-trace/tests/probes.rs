@@ -29,7 +29,10 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "tcp_sendpage",
             "file_read",
             "file_splice_read",
-            "sock_recv"
+            "sock_recv",
+            "pipe_write",
+            "pipe_read",
+            "file_write"
         ]
     );
     for p in probes {

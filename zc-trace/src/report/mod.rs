@@ -150,7 +150,15 @@ mod tests {
         let names: Vec<&str> = sites.iter().map(|c| c["site"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["file_read", "file_splice_read", "tcp_send", "tcp_sendpage"]
+            [
+                "file_read",
+                "file_splice_read",
+                "pipe_write",
+                "pipe_read",
+                "file_write",
+                "tcp_send",
+                "tcp_sendpage"
+            ]
         );
         for c in sites {
             assert!(c["description"].is_string() && c["provenance"]["kind"].is_string());

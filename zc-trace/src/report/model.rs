@@ -456,9 +456,12 @@ fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
 }
 
 /// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 4] = [
+const SENDER_SITES: [HookId; 7] = [
     HookId::FileRead,
     HookId::FileSpliceRead,
+    HookId::PipeWrite,
+    HookId::PipeRead,
+    HookId::FileWrite,
     HookId::TcpSend,
     HookId::TcpSendpage,
 ];
@@ -492,27 +495,47 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
         );
     }
     let why = hook.why_not();
+    // Where the site's function cannot be hooked, the bytes the syscalls returned, by the type
+    // of file behind their descriptor (looked up in the kernel), stand in for it.
+    let derived = |what: &str, class_id: usize, counter_id: usize| {
+        (
+            Provenance::Derived {
+                from: format!(
+                    "{what} (raw_syscalls:sys_exit; file type from the task's descriptor table, \
+                     read in the kernel); {} itself is not observable here ({why})",
+                    hook.site
+                ),
+            },
+            SiteValues::Derived(counter_id, class_id),
+        )
+    };
     match hook.hook {
-        HookId::FileRead => (
-            Provenance::Derived {
-                from: format!(
-                    "kernel->user = bytes returned by read-family syscalls on the source file \
-                     (raw_syscalls:sys_exit, fd compared in the kernel): a buffered read of a \
-                     regular file copies them from the page cache; filemap_read itself is not \
-                     observable here ({why})"
-                ),
-            },
-            SiteValues::Derived(counter::SOURCE_READ_BYTES, class::KERNEL_TO_USER),
+        HookId::FileRead => derived(
+            "kernel->user = bytes returned by read-family syscalls on regular files: a buffered \
+             read copies them from the page cache",
+            class::KERNEL_TO_USER,
+            counter::READ_REGULAR_BYTES,
         ),
-        HookId::FileSpliceRead => (
-            Provenance::Derived {
-                from: format!(
-                    "by reference = bytes returned by sendfile/splice reading the source file \
-                     (raw_syscalls:sys_exit): filemap_splice_read hands page-cache pages to the \
-                     pipe; not observable here ({why})"
-                ),
-            },
-            SiteValues::Derived(counter::SOURCE_SPLICE_BYTES, class::BY_REFERENCE),
+        HookId::FileSpliceRead => derived(
+            "by reference = bytes returned by sendfile/splice reading a regular file: the page \
+             cache hands its pages to the pipe",
+            class::BY_REFERENCE,
+            counter::SPLICE_FROM_REGULAR_BYTES,
+        ),
+        HookId::PipeWrite => derived(
+            "user->kernel = bytes returned by write-family syscalls on pipes",
+            class::USER_TO_KERNEL,
+            counter::WRITE_PIPE_BYTES,
+        ),
+        HookId::PipeRead => derived(
+            "kernel->user = bytes returned by read-family syscalls on pipes",
+            class::KERNEL_TO_USER,
+            counter::READ_PIPE_BYTES,
+        ),
+        HookId::FileWrite => derived(
+            "user->kernel = bytes returned by write-family syscalls on regular files (buffered)",
+            class::USER_TO_KERNEL,
+            counter::WRITE_REGULAR_BYTES,
         ),
         _ => (
             Provenance::NotObservable {
@@ -587,7 +610,7 @@ fn copy_total(
             Provenance::Derived { .. } if matches!(v, SiteValues::Zero) => {
                 "0, absent on this kernel".into()
             }
-            Provenance::Derived { .. } => "derived from syscalls on the source file".into(),
+            Provenance::Derived { .. } => "derived from syscall return values by file type".into(),
             Provenance::Input { .. } => unreachable!("copy sites are never inputs"),
         };
         parts.push(format!("{} {how}", h.name()));
