@@ -33,6 +33,8 @@ pub enum EnvError {
 pub enum InputError {
     #[error("--file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error("--claims {path}: {reason}")]
+    Claims { path: PathBuf, reason: String },
     #[error("--tmpdir {path}: {reason}")]
     TmpDir { path: PathBuf, reason: String },
 }

@@ -3,6 +3,7 @@
 
 mod btf;
 mod capabilities;
+mod claims;
 mod cleanup;
 mod cli;
 mod error;

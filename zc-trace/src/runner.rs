@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
 
 use crate::capabilities::{self, HostFacts};
+use crate::claims::{self, Claims, RunFacts};
 use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, RunError};
@@ -26,6 +27,10 @@ const RECEIVE_BUFFER: usize = 256 * 1024;
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // Bad input first (exit 2), then the environment (exit 3), then the expensive parts.
     let user_file = args.file.as_deref().map(SourceFile::open).transpose()?;
+    let claims = match &args.claims {
+        Some(path) => Claims::load(path)?,
+        None => Claims::seed(),
+    };
     capabilities::check_privileges()?;
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
@@ -60,13 +65,29 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         }
     });
     cleanup::run_all();
-    let (report, format) = result?;
+    let (mut report, format, no_fail) = result?;
+    let verdicts = claims::judge(
+        &claims,
+        &report,
+        &RunFacts {
+            // Loopback's features are fixed: NETIF_F_SG is always on (drivers/net/loopback.c).
+            sink_has_sg: true,
+            sink: "loopback",
+            cold: report.config.cold,
+        },
+    );
+    let differs = verdicts.any_differs();
+    report.claims = Some(verdicts);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(report::render(&report, format).as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(Error::Output)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if differs && !no_fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn interrupted() -> &'static str {
@@ -91,7 +112,7 @@ fn measure(
     host: HostFacts,
     source: SourceFile,
     args: &RunArgs,
-) -> Result<(Report, crate::cli::Format), Error> {
+) -> Result<(Report, crate::cli::Format, bool), Error> {
     let mut receiver = Receiver::spawn(RECEIVE_BUFFER)?;
     tracer.track(receiver.pid(), role::RECEIVER)?;
     let tid = nix::unistd::gettid().as_raw() as u32;
@@ -123,7 +144,7 @@ fn measure(
     let report = report::build(host, config, tracer.attach_report(), runs);
     drop(receiver);
     drop(tracer);
-    Ok((report, args.format))
+    Ok((report, args.format, args.no_fail))
 }
 
 fn run_once(

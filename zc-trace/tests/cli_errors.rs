@@ -115,3 +115,21 @@ fn unprivileged_run_names_the_missing_capabilities() {
         "one clear line, got:\n{stderr}"
     );
 }
+
+#[test]
+fn a_broken_claims_file_is_a_usage_error() {
+    let path =
+        std::env::temp_dir().join(format!("zc-trace-bad-claims-{}.toml", std::process::id()));
+    std::fs::write(&path, "format = 1\nsource = \"x\"\n[[claim]]\nstrategy = \"teleport\"\nfigure = \"cpu_copies\"\nvalue = 1\n").unwrap();
+    assert_fails(
+        &["run", "--claims", path.to_str().unwrap()],
+        2,
+        "unknown strategy 'teleport'",
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_fails(
+        &["run", "--claims", "/nonexistent/claims.toml"],
+        2,
+        "--claims /nonexistent/claims.toml",
+    );
+}

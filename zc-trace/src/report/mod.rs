@@ -6,7 +6,7 @@ mod model;
 mod stat;
 mod text;
 
-pub use model::{build, Report, RunConfig, Sample};
+pub use model::{build, Provenance, Report, RunConfig, Sample, StrategyReport};
 
 use crate::cli::Format;
 
@@ -146,6 +146,7 @@ mod tests {
             s["figures"]["time_ns"]["value"]["samples"],
             serde_json::json!([2000, 4000])
         );
+        assert!(v["claims"].is_null(), "claims are judged by the runner, after build()");
         let sites = s["copy_sites"].as_array().unwrap();
         let names: Vec<&str> = sites.iter().map(|c| c["site"].as_str().unwrap()).collect();
         assert_eq!(

@@ -215,6 +215,8 @@ pub struct Report {
     pub config: RunConfig,
     pub probes: Vec<HookOutcome>,
     pub strategies: Vec<StrategyReport>,
+    /// The verdict on every claim about a strategy that ran.
+    pub claims: Option<crate::claims::ClaimsReport>,
 }
 
 /// What one run of one strategy produced: in-kernel counter deltas for both roles.
@@ -256,6 +258,7 @@ pub fn build(
         config,
         probes: probes.hooks.clone(),
         strategies,
+        claims: None,
     }
 }
 

@@ -142,6 +142,10 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "{bullet}{}: {sites}", s.name).unwrap();
     }
 
+    if let Some(claims) = &report.claims {
+        render_claims(&mut out, claims, style);
+    }
+
     writeln!(out, "\nHow each column was obtained:").unwrap();
     let mut previous = None;
     for (_, label, f) in first.figures.columns() {
@@ -166,6 +170,47 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "\nNote: {note}").unwrap();
     }
     out
+}
+
+fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: Style) {
+    writeln!(out, "\nClaims ({}):", claims.source).unwrap();
+    let mut table = Table::new();
+    match style {
+        Style::Terminal => {
+            table.load_preset(presets::UTF8_FULL_CONDENSED);
+            table.set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        Style::Markdown => {
+            table.load_preset(presets::ASCII_MARKDOWN);
+        }
+    }
+    let mut header = vec![
+        "Strategy", "Claim", "Claimed", "Observed", "Verdict", "Evidence",
+    ];
+    if style == Style::Markdown {
+        header.push("Source says");
+    }
+    table.set_header(header);
+    for v in &claims.verdicts {
+        let claim = match v.when {
+            Some(crate::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
+            Some(crate::claims::Condition::NoSg) => format!("{} (without SG)", v.figure),
+            None => v.figure.to_string(),
+        };
+        let mut row = vec![
+            v.strategy.clone(),
+            claim,
+            plain(v.claimed),
+            v.observed.map_or("-".into(), |o| format!("{o}")),
+            v.verdict.label().to_string(),
+            v.reason.clone(),
+        ];
+        if style == Style::Markdown {
+            row.push(v.quote.clone().unwrap_or_default());
+        }
+        table.add_row(row);
+    }
+    writeln!(out, "{table}").unwrap();
 }
 
 /// The median, with the spread when runs differ; "n/a" when not observable.

@@ -1,0 +1,400 @@
+//! Textbook claims and the verdict on each: HOLDS, DIFFERS (with the observed value and what made
+//! it), or NOT OBSERVABLE HERE (with why). The claims are data: the seed article's ship as the
+//! default (`claims/seed-article.toml`); `--claims FILE` replaces them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+use crate::report::Report;
+
+const DEFAULT_CLAIMS: &str = include_str!("../claims/seed-article.toml");
+
+/// What a claim is about, normalised so that it compares with per-call textbook numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimFigure {
+    /// User<->kernel transitions per transfer call (per chunk).
+    TransitionsPerCall,
+    /// CPU copies of each payload byte.
+    CpuCopies,
+    /// Device (DMA) copies of each payload byte.
+    DmaCopies,
+    /// CPU + DMA copies of each payload byte.
+    TotalCopies,
+}
+
+impl ClaimFigure {
+    fn label(self) -> &'static str {
+        match self {
+            ClaimFigure::TransitionsPerCall => "user/kernel transitions per call",
+            ClaimFigure::CpuCopies => "CPU copies",
+            ClaimFigure::DmaCopies => "DMA copies",
+            ClaimFigure::TotalCopies => "copies in total",
+        }
+    }
+}
+
+/// A run condition a claim is restricted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The sink's route has scatter-gather.
+    Sg,
+    /// It has not.
+    NoSg,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    pub strategy: String,
+    pub figure: ClaimFigure,
+    pub value: f64,
+    #[serde(default)]
+    pub when: Option<Condition>,
+    #[serde(default)]
+    pub quote: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimsFile {
+    format: u32,
+    source: String,
+    claim: Vec<Claim>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub source: String,
+    pub claims: Vec<Claim>,
+}
+
+impl Claims {
+    /// The seed article's claims.
+    pub fn seed() -> Self {
+        Self::parse(DEFAULT_CLAIMS).expect("the embedded claims file is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, InputError> {
+        let err = |reason: String| InputError::Claims {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Self::parse(&text).map_err(err)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: ClaimsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if file.format != 1 {
+            return Err(format!(
+                "format {} is not supported (this zc-trace reads format 1)",
+                file.format
+            ));
+        }
+        for (i, c) in file.claim.iter().enumerate() {
+            if crate::strategies::by_name(&c.strategy).is_none() {
+                return Err(format!(
+                    "claim {}: unknown strategy '{}'",
+                    i + 1,
+                    c.strategy
+                ));
+            }
+            if !c.value.is_finite() || c.value < 0.0 {
+                return Err(format!("claim {}: value must be a number >= 0", i + 1));
+            }
+        }
+        Ok(Claims {
+            source: file.source,
+            claims: file.claim,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Holds,
+    Differs,
+    NotObservable,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Holds => "HOLDS",
+            Outcome::Differs => "DIFFERS",
+            Outcome::NotObservable => "NOT OBSERVABLE HERE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub strategy: String,
+    pub figure: ClaimFigure,
+    pub when: Option<Condition>,
+    pub claimed: f64,
+    /// Absent when not observable.
+    pub observed: Option<f64>,
+    pub verdict: Outcome,
+    /// What the observed value is made of, or why it cannot be observed.
+    pub reason: String,
+    pub quote: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimsReport {
+    pub source: String,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl ClaimsReport {
+    pub fn any_differs(&self) -> bool {
+        self.verdicts.iter().any(|v| v.verdict == Outcome::Differs)
+    }
+}
+
+/// What the run can say about the conditions claims depend on.
+pub struct RunFacts {
+    /// Whether the sink's route has scatter-gather.
+    pub sink_has_sg: bool,
+    pub sink: &'static str,
+    /// The source was evicted from the page cache before each run.
+    pub cold: bool,
+}
+
+/// Judges every claim about a strategy the report ran (others are left out).
+pub fn judge(claims: &Claims, report: &Report, facts: &RunFacts) -> ClaimsReport {
+    let chunks = report
+        .config
+        .payload_bytes
+        .div_ceil(report.config.chunk_bytes.max(1))
+        .max(1) as f64;
+    let verdicts = claims
+        .claims
+        .iter()
+        .filter_map(|c| {
+            let id = crate::strategies::by_name(&c.strategy)?.id();
+            let s = report.strategies.iter().find(|s| s.id == id)?;
+            Some(verdict(
+                c,
+                s,
+                chunks,
+                report.config.payload_bytes as f64,
+                facts,
+            ))
+        })
+        .collect();
+    ClaimsReport {
+        source: claims.source.clone(),
+        verdicts,
+    }
+}
+
+fn verdict(
+    c: &Claim,
+    s: &crate::report::StrategyReport,
+    chunks: f64,
+    payload: f64,
+    facts: &RunFacts,
+) -> Verdict {
+    let mut v = Verdict {
+        strategy: s.id.to_string(),
+        figure: c.figure,
+        when: c.when,
+        claimed: c.value,
+        observed: None,
+        verdict: Outcome::NotObservable,
+        reason: String::new(),
+        quote: c.quote.clone(),
+    };
+    let condition_met = match c.when {
+        None => true,
+        Some(Condition::Sg) => facts.sink_has_sg,
+        Some(Condition::NoSg) => !facts.sink_has_sg,
+    };
+    if !condition_met {
+        v.reason = format!(
+            "the claim is about a route {} scatter-gather, and this run's sink ({}) {} it; \
+             a sink without SG (veth with --no-sg) is not available yet",
+            if c.when == Some(Condition::NoSg) {
+                "without"
+            } else {
+                "with"
+            },
+            facts.sink,
+            if facts.sink_has_sg { "has" } else { "lacks" },
+        );
+        return v;
+    }
+    let observed = match c.figure {
+        ClaimFigure::TransitionsPerCall => s
+            .figures
+            .transitions
+            .value
+            .as_ref()
+            .map(|t| (t.median / chunks, transitions_story(s, chunks)))
+            .ok_or_else(|| provenance_reason(&s.figures.transitions.provenance)),
+        ClaimFigure::CpuCopies => s
+            .figures
+            .cpu_copied_bytes
+            .value
+            .as_ref()
+            .map(|b| (b.median / payload, copies_story(s)))
+            .ok_or_else(|| provenance_reason(&s.figures.cpu_copied_bytes.provenance)),
+        ClaimFigure::DmaCopies | ClaimFigure::TotalCopies => Err(if facts.cold {
+            "device DMA is not counted yet (no block-layer accounting), and loopback moves \
+             packets without a NIC, so there is no transmit DMA to count"
+                .to_string()
+        } else {
+            "no DMA happens in this run: the page cache is warm (no disk read; try --cold), and \
+             loopback moves packets without a NIC (no transmit DMA)"
+                .to_string()
+        }),
+    };
+    match observed {
+        Err(why) => v.reason = why,
+        Ok((value, story)) => {
+            v.observed = Some((value * 1000.0).round() / 1000.0);
+            // One-off calls (EOF read, mmap/munmap) spread over the chunks: compare rounded.
+            v.verdict = if (value - c.value).abs() < 0.5 {
+                Outcome::Holds
+            } else {
+                Outcome::Differs
+            };
+            v.reason = story;
+        }
+    }
+    v
+}
+
+fn provenance_reason(p: &crate::report::Provenance) -> String {
+    match p {
+        crate::report::Provenance::NotObservable { reason } => reason.clone(),
+        other => other.describe(),
+    }
+}
+
+/// "4.002 per call: read 1 + write 1 per chunk = 4; once: read 1 (EOF)" from the syscalls.
+fn transitions_story(s: &crate::report::StrategyReport, chunks: f64) -> String {
+    let mut per_chunk = Vec::new();
+    let mut once = Vec::new();
+    for (name, f) in &s.syscalls_by_name {
+        let n = f.count.median;
+        let per = (n / chunks).floor();
+        if per >= 1.0 {
+            per_chunk.push(if name == "splice" && per == 2.0 {
+                "splice x2 (file -> pipe, then pipe -> socket)".to_string()
+            } else {
+                format!("{name} x{per}")
+            });
+        }
+        let rest = n - per * chunks;
+        if rest > 0.0 {
+            once.push(format!("{name} x{rest}"));
+        }
+    }
+    let mut story = format!("per chunk: {} (2 transitions each)", per_chunk.join(" + "));
+    if per_chunk.is_empty() {
+        story = "no syscall per chunk".into();
+    }
+    if !once.is_empty() {
+        story.push_str(&format!("; once per transfer: {}", once.join(", ")));
+    }
+    if let Some(f) = s
+        .figures
+        .page_faults_user_mode
+        .value
+        .as_ref()
+        .filter(|f| f.median > 0.0)
+    {
+        story.push_str(&format!("; user-mode page faults: {}", f.median));
+    }
+    story
+}
+
+/// "file_read k->u 1.0x, tcp_send u->k 1.0x" from the copy sites.
+fn copies_story(s: &crate::report::StrategyReport) -> String {
+    let payload = s
+        .figures
+        .payload_bytes
+        .value
+        .as_ref()
+        .map_or(1.0, |p| p.median.max(1.0));
+    let mut parts = Vec::new();
+    for site in &s.copy_sites {
+        let Some(b) = &site.bytes else { continue };
+        for (label, v) in [
+            ("user->kernel", &b.user_to_kernel),
+            ("kernel->user", &b.kernel_to_user),
+            ("kernel->kernel", &b.kernel_to_kernel),
+        ] {
+            if v.median > 0.0 {
+                parts.push(format!("{} {label} x{:.3}", site.site, v.median / payload));
+            }
+        }
+    }
+    let by_reference: Vec<String> = s
+        .copy_sites
+        .iter()
+        .filter_map(|site| {
+            let r = site.bytes.as_ref()?.by_reference.median;
+            (r > 0.0).then(|| format!("{} x{:.3}", site.site, r / payload))
+        })
+        .collect();
+    let mut story = if parts.is_empty() {
+        "no copy site copied payload bytes".to_string()
+    } else {
+        format!("copied at {}", parts.join(", "))
+    };
+    if !by_reference.is_empty() {
+        story.push_str(&format!(
+            "; passed by reference at {}",
+            by_reference.join(", ")
+        ));
+    }
+    story
+}
+
+impl std::fmt::Display for ClaimFigure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_claims_parse_and_cover_the_four_strategies() {
+        let c = Claims::seed();
+        for id in ["read-write", "mmap-write", "sendfile", "splice"] {
+            assert!(c.claims.iter().any(|x| x.strategy == id), "{id}");
+        }
+        assert!(
+            c.claims.iter().all(|x| x.quote.is_some()),
+            "every seed claim is quoted"
+        );
+        assert!(c
+            .claims
+            .iter()
+            .any(|x| x.strategy == "sendfile" && x.when == Some(Condition::NoSg)));
+    }
+
+    #[test]
+    fn bad_claims_files_are_rejected_with_a_reason() {
+        let e = Claims::parse("format = 1\nsource = \"x\"\n[[claim]]\nstrategy = \"teleport\"\nfigure = \"cpu_copies\"\nvalue = 1\n").unwrap_err();
+        assert!(e.contains("unknown strategy 'teleport'"), "{e}");
+        let e = Claims::parse("format = 2\nsource = \"x\"\nclaim = []\n").unwrap_err();
+        assert!(e.contains("format 2"), "{e}");
+        let e = Claims::parse("format = 1\nsource = \"x\"\n[[claim]]\nstrategy = \"splice\"\nfigure = \"speed\"\nvalue = 1\n").unwrap_err();
+        assert!(e.contains("speed"), "{e}");
+        let e = Claims::parse("format = 1\nsource = \"x\"\n[[claim]]\nstrategy = \"splice\"\nfigure = \"cpu_copies\"\nvalue = -1\n").unwrap_err();
+        assert!(e.contains(">= 0"), "{e}");
+    }
+}
