@@ -4,12 +4,15 @@
 //!   idempotently.
 //! - `build-ebpf [--check]`: rebuilds `zc-trace/ebpf/zc-trace.bpf.o` from `zc-trace-ebpf`, or
 //!   checks that the committed object is exactly what its source builds to.
-//! - `test`: everything CI runs (the README's test command).
+//! - `test`: everything CI runs (the README's test command), the VM kernel matrix last.
+//! - `vm-test`: zc-trace in qemu VMs on other kernels, checked against
+//!   `zc-trace/tests/data/kernel-matrix.toml`.
 
 mod ebpf;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -33,8 +36,12 @@ enum Task {
         check: bool,
     },
     /// Run every check CI runs: setup, eBPF object check, fmt, clippy, tests (root tests
-    /// included; with CI=true a skipped root test fails the run).
+    /// included), then the VM kernel matrix (vm-test); with CI=true a skipped root test or a
+    /// VM matrix that cannot be set up fails the run.
     Test,
+    /// Run zc-trace inside VMs on other kernels (Debian 6.1, 6.12) and check its output
+    /// against zc-trace/tests/data/kernel-matrix.toml
+    VmTest(vm::VmTestArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::ensure_all(),
         Task::BuildEbpf { check } => ebpf::build(check),
         Task::Test => test::run_all(),
+        Task::VmTest(args) => vm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,11 @@ pub mod counter {
     pub const WRITE_PIPE_BYTES: usize = 12;
     /// write-family syscalls on a regular file.
     pub const WRITE_REGULAR_BYTES: usize = 13;
+    /// sendfile/splice whose output is a regular file (the page cache is written by a
+    /// kernel->kernel copy from the spliced pages).
+    pub const SPLICE_TO_REGULAR_BYTES: usize = 14;
+    /// copy_file_range between regular files: copied or reflinked, the syscall cannot tell.
+    pub const UNCLASSIFIED_BYTES: usize = 15;
     pub const COUNT: usize = 16;
 }
 
@@ -229,6 +234,7 @@ pub struct Config {
     pub pwritev_nr: u32,
     pub sendfile_nr: u32,
     pub splice_nr: u32,
+    pub copy_file_range_nr: u32,
     /// From BTF: the path task_struct->files->fdt->fd[n]->f_inode->i_mode.
     pub task_files_off: u32,
     pub files_fdt_off: u32,
@@ -236,6 +242,9 @@ pub struct Config {
     pub fdt_fd_off: u32,
     pub file_inode_off: u32,
     pub inode_mode_off: u32,
+    /// file.f_flags, to leave O_DIRECT files out of the derived copies (they DMA to user pages).
+    pub file_flags_off: u32,
+    pub o_direct: u32,
 }
 
 impl Config {
@@ -276,12 +285,15 @@ impl Config {
             pwritev_nr: UNKNOWN,
             sendfile_nr: UNKNOWN,
             splice_nr: UNKNOWN,
+            copy_file_range_nr: UNKNOWN,
             task_files_off: UNKNOWN,
             files_fdt_off: UNKNOWN,
             fdt_max_fds_off: UNKNOWN,
             fdt_fd_off: UNKNOWN,
             file_inode_off: UNKNOWN,
             inode_mode_off: UNKNOWN,
+            file_flags_off: UNKNOWN,
+            o_direct: 0,
         }
     }
 }

@@ -25,10 +25,11 @@ pub static PENDING: HashMap<u64, PendingCopy> = HashMap::with_max_entries(4096, 
 static CONFIG: Config = Config::zeroed();
 
 #[inline(always)]
-pub fn config() -> Config {
-    // SAFETY: a plain read of a global that the loader patched before the program was loaded;
-    // volatile so that the compiler does not constant-fold the zeroed initialiser.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub fn config() -> &'static Config {
+    // SAFETY: CONFIG lives for the program's lifetime. Reading its *address* volatilely keeps
+    // the compiler from folding the zeroed initialiser into the code, so every field access is
+    // a load from the data the loader patched, and nothing is copied onto the 512-byte stack.
+    unsafe { &*core::ptr::read_volatile(&(&CONFIG as *const Config)) }
 }
 
 /// The state of `tid` if it is tracked and its window is open.

@@ -70,51 +70,64 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// For read/write-family syscalls, and sendfile/splice, which derived-bytes counter their
-/// return value feeds, by the type of the file their descriptor refers to.
+/// For read/write-family syscalls, sendfile, splice and copy_file_range: which derived-bytes
+/// counters their return value feeds, by the type of file behind their descriptors. Packed:
+/// the input side's counter in the low byte, the output side's in the next.
 #[inline(always)]
 fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) -> u64 {
     let nr = nr as u32;
-    // (descriptor argument, reads from it, splices from it)
-    let (arg, reads, splices) =
+    // (input descriptor argument, output descriptor argument, splices)
+    let (input, output, splices) =
         if nr == cfg.read_nr || nr == cfg.pread_nr || nr == cfg.readv_nr || nr == cfg.preadv_nr {
-            (0usize, true, false)
+            (Some(0usize), None, false)
         } else if nr == cfg.write_nr
             || nr == cfg.pwrite_nr
             || nr == cfg.writev_nr
             || nr == cfg.pwritev_nr
         {
-            (0, false, false)
+            (None, Some(0usize), false)
         } else if nr == cfg.sendfile_nr {
-            (1, true, true)
-        } else if nr == cfg.splice_nr {
-            (0, true, true)
+            (Some(1), Some(0), true)
+        } else if nr == cfg.splice_nr || nr == cfg.copy_file_range_nr {
+            (Some(0), Some(2), true)
         } else {
             return 0;
         };
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg) }) else {
-        return 0;
+    let kind_of = |arg: Option<usize>| -> Option<u32> {
+        let fd = unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg?) }.ok()?;
+        file_mode(cfg, fd)
     };
-    let Some(mode) = file_mode(cfg, fd) else {
-        return 0;
+    let in_kind = kind_of(input);
+    let out_kind = kind_of(output);
+    if nr == cfg.copy_file_range_nr {
+        return if in_kind == Some(S_IFREG) && out_kind == Some(S_IFREG) {
+            counter::UNCLASSIFIED_BYTES as u64
+        } else {
+            0
+        };
+    }
+    let low = match (in_kind, splices) {
+        (Some(S_IFREG), false) => counter::READ_REGULAR_BYTES,
+        (Some(S_IFREG), true) => counter::SPLICE_FROM_REGULAR_BYTES,
+        (Some(S_IFIFO), false) => counter::READ_PIPE_BYTES,
+        _ => 0,
     };
-    let kind = match (mode & S_IFMT, reads, splices) {
-        (S_IFREG, true, false) => counter::READ_REGULAR_BYTES,
-        (S_IFREG, true, true) => counter::SPLICE_FROM_REGULAR_BYTES,
-        (S_IFIFO, true, false) => counter::READ_PIPE_BYTES,
-        (S_IFIFO, false, _) => counter::WRITE_PIPE_BYTES,
-        (S_IFREG, false, _) => counter::WRITE_REGULAR_BYTES,
-        _ => return 0,
+    let high = match (out_kind, splices) {
+        (Some(S_IFREG), false) => counter::WRITE_REGULAR_BYTES,
+        (Some(S_IFREG), true) => counter::SPLICE_TO_REGULAR_BYTES,
+        (Some(S_IFIFO), false) => counter::WRITE_PIPE_BYTES,
+        _ => 0,
     };
-    kind as u64
+    (low as u64) | ((high as u64) << 8)
 }
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFIFO: u32 = 0o010000;
 
-/// i_mode of the file behind descriptor `fd` of the current task:
-/// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF.
+/// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
+/// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF. None for O_DIRECT
+/// files, whose data moves by DMA to and from user pages without a CPU copy.
 #[inline(always)]
 fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
     if cfg.task_files_off == zc_trace_common::UNKNOWN
@@ -136,11 +149,17 @@ fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
     }
     let array = read_ptr(fdt, cfg.fdt_fd_off)?;
     let file = read_ptr(array, (fd * 8) as u32)?;
+    let flags: u32 =
+        unsafe { bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32) }
+            .ok()?;
+    if flags & cfg.o_direct != 0 {
+        return None;
+    }
     let inode = read_ptr(file, cfg.file_inode_off)?;
     let mode: u16 =
         unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) }
             .ok()?;
-    Some(mode as u32)
+    Some(mode as u32 & S_IFMT)
 }
 
 fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
@@ -165,8 +184,15 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     // checked on a copy of the register; the mask bounds the very register (COUNT is 16).
     let source = task.pending_source;
     task.pending_source = 0;
-    if ret > 0 && source != 0 {
-        stats.counters[(source & 15) as usize] += ret as u64;
+    if ret > 0 {
+        let low = source & 0xff;
+        let high = (source >> 8) & 0xff;
+        if low != 0 {
+            stats.counters[(low & 15) as usize] += ret as u64;
+        }
+        if high != 0 {
+            stats.counters[(high & 15) as usize] += ret as u64;
+        }
     }
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {

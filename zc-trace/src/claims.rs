@@ -160,9 +160,9 @@ impl ClaimsReport {
 
 /// What the run can say about the conditions claims depend on.
 pub struct RunFacts {
-    /// Whether the sink's route has scatter-gather.
-    pub sink_has_sg: bool,
-    pub sink: &'static str,
+    /// Whether the sink's route has scatter-gather (None: the sink has no network route).
+    pub sink_has_sg: Option<bool>,
+    pub sink: String,
     /// The source was evicted from the page cache before each run.
     pub cold: bool,
 }
@@ -214,21 +214,33 @@ fn verdict(
     };
     let condition_met = match c.when {
         None => true,
-        Some(Condition::Sg) => facts.sink_has_sg,
-        Some(Condition::NoSg) => !facts.sink_has_sg,
+        Some(Condition::Sg) => facts.sink_has_sg == Some(true),
+        Some(Condition::NoSg) => facts.sink_has_sg == Some(false),
     };
     if !condition_met {
-        v.reason = format!(
-            "the claim is about a route {} scatter-gather, and this run's sink ({}) {} it; \
-             a sink without SG (veth with --no-sg) is not available yet",
-            if c.when == Some(Condition::NoSg) {
-                "without"
-            } else {
-                "with"
-            },
-            facts.sink,
-            if facts.sink_has_sg { "has" } else { "lacks" },
-        );
+        let wanted = if c.when == Some(Condition::NoSg) {
+            "without"
+        } else {
+            "with"
+        };
+        v.reason = match facts.sink_has_sg {
+            None => format!(
+                "the claim is about a network route {wanted} scatter-gather, and this run's sink \
+                 ({}) has no route",
+                facts.sink
+            ),
+            Some(sg) => format!(
+                "the claim is about a route {wanted} scatter-gather, and this run's sink ({}) {} \
+                 it; {}",
+                facts.sink,
+                if sg { "has" } else { "lacks" },
+                if sg {
+                    "run with --sink veth --no-sg for the case without"
+                } else {
+                    "run with --sink tcp for the case with"
+                }
+            ),
+        };
         return v;
     }
     let observed = match c.figure {

@@ -1,5 +1,6 @@
 //! Things that must not outlive zc-trace, even when it is interrupted: the receiver process,
-//! named temporary files, and a tracefs mount zc-trace made itself. eBPF programs need no entry
+//! named temporary files and directories, network namespaces of the veth sink, and a tracefs
+//! mount zc-trace made itself. eBPF programs need no entry
 //! here: their links are file descriptors, closed by the kernel when the process exits.
 
 use std::path::PathBuf;
@@ -9,7 +10,9 @@ use std::sync::Mutex;
 enum Item {
     Process(nix::unistd::Pid),
     File(PathBuf),
+    Dir(PathBuf),
     Unmount(PathBuf),
+    Netns(String),
 }
 
 static ITEMS: Mutex<Vec<Item>> = Mutex::new(Vec::new());
@@ -26,6 +29,28 @@ pub fn register_file(path: PathBuf) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(Item::File(path));
+}
+
+pub fn register_dir(path: PathBuf) {
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Item::Dir(path));
+}
+
+/// A network namespace to delete (`ip netns del`, which also removes its veth end).
+pub fn register_netns(name: String) {
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Item::Netns(name));
+}
+
+pub fn forget_dir(path: &std::path::Path) {
+    ITEMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|i| !matches!(i, Item::Dir(p) if p == path));
 }
 
 pub fn register_unmount(path: PathBuf) {
@@ -54,6 +79,16 @@ pub fn run_all() {
             }
             Item::File(path) => {
                 let _ = std::fs::remove_file(&path);
+            }
+            Item::Dir(path) => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            Item::Netns(name) => {
+                if std::path::Path::new("/run/netns").join(&name).exists() {
+                    let _ = std::process::Command::new("ip")
+                        .args(["netns", "del", &name])
+                        .status();
+                }
             }
             Item::Unmount(path) => {
                 if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {

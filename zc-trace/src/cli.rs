@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::receiver::ReceiverMode;
+use crate::sink::SinkKind;
 use crate::strategies::{self, Strategy};
 
 const EXAMPLES: &str = "\
@@ -14,6 +16,7 @@ Examples:
   zc-trace run --strategies sendfile,splice --format json > result.json
   zc-trace run --file /var/log/syslog --cold --format markdown
   zc-trace run --claims my-course.toml --no-fail # check your own textbook's numbers
+  zc-trace run --sink veth --no-sg --strategies sendfile   # sendfile without SG-DMA
   zc-trace probes                                # which hooks attach on this kernel, and how
   zc-trace strategies                            # the transfer strategies zc-trace knows
 
@@ -85,6 +88,17 @@ pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Where the payload goes. Strategies that need another kind of sink (copy_file_range
+    /// writes a file) use their own and say so.
+    #[arg(long, value_enum, default_value_t = SinkKind::Tcp)]
+    pub sink: SinkKind,
+    /// Turn scatter-gather off on the sending side of the veth sink (the article's "sendfile
+    /// without SG-DMA" case). Only with --sink veth.
+    #[arg(long)]
+    pub no_sg: bool,
+    /// How the receiver of a socket or pipe sink consumes the data.
+    #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
+    pub receiver: ReceiverMode,
     /// Claims to check instead of the seed article's (TOML; see claims/seed-article.toml).
     #[arg(long, value_name = "FILE")]
     pub claims: Option<PathBuf>,
@@ -102,9 +116,43 @@ pub struct ProbesArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiverArgs {
+    /// tcp:ADDR:PORT, unix:PATH or fifo:PATH.
+    #[arg(long)]
+    pub listen: String,
+    #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
+    pub mode: ReceiverMode,
     /// Size of the receive buffer passed to read().
     #[arg(long, default_value_t = 256 * 1024)]
     pub buffer: usize,
+    /// Network namespace to enter first (a /run/netns path).
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Combinations clap cannot express; a usage error (exit 2) each.
+    pub fn check(&self) -> Result<(), String> {
+        if self.no_sg && self.sink != SinkKind::Veth {
+            return Err(
+                "--no-sg needs --sink veth (loopback's scatter-gather cannot be turned off)".into(),
+            );
+        }
+        let has_receiver = matches!(
+            self.sink,
+            SinkKind::Tcp | SinkKind::Unix | SinkKind::Pipe | SinkKind::Veth
+        );
+        if self.receiver != ReceiverMode::Copy && !has_receiver {
+            return Err(
+                format!("--receiver: the {:?} sink has no receiver", self.sink).to_lowercase(),
+            );
+        }
+        if self.receiver == ReceiverMode::Discard && !self.sink.is_tcp() {
+            return Err(
+                "--receiver discard (MSG_TRUNC) needs a TCP sink (--sink tcp or veth)".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The strategies selected with --strategies, in the order given.

@@ -24,6 +24,8 @@ pub enum EnvError {
     },
     #[error("the kernel refused the eBPF object: {0}")]
     Load(String),
+    #[error("veth sink: {0}")]
+    Netns(String),
     #[error("required hook {hook} could not be attached by any method: {tried}")]
     RequiredHook { hook: String, tried: String },
 }
@@ -37,6 +39,8 @@ pub enum InputError {
     Claims { path: PathBuf, reason: String },
     #[error("--tmpdir {path}: {reason}")]
     TmpDir { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A measurement went wrong (exit status 4).

@@ -12,6 +12,7 @@ mod probes;
 mod receiver;
 mod report;
 mod runner;
+mod sink;
 mod strategies;
 mod syscall_names;
 mod tracefs;

@@ -1,16 +1,76 @@
-//! The receiving end of the TCP connection, in a separate process so that its work (the receive
-//! copy, its syscalls) is counted apart from the sender's.
+//! The receiving end of a socket or pipe sink, in a separate process so that its work (the
+//! receive copy, its syscalls) is counted apart from the sender's.
 //!
-//! Protocol on the child's stdout, one line each: `port N` once it listens on 127.0.0.1, then
-//! `done BYTES` after each connection reaches EOF.
+//! Protocol on the child's stdout, one line each: `ready ADDRESS` once it listens, then
+//! `done BYTES` after each connection (or FIFO writer) reaches EOF.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+
+use clap::ValueEnum;
+use serde::Serialize;
 
 use crate::cleanup;
 use crate::cli::ReceiverArgs;
 use crate::error::RunError;
+
+/// How the receiver consumes the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiverMode {
+    /// read() into a buffer: the kernel copies every byte into user memory.
+    Copy,
+    /// recv(MSG_TRUNC): TCP drops the data without copying it (TCP sinks only).
+    Discard,
+    /// splice() to /dev/null through a pipe: page references, no copy.
+    Splice,
+}
+
+impl ReceiverMode {
+    pub fn describe(self, buffer: usize) -> String {
+        match self {
+            ReceiverMode::Copy => format!("read() into a {} KiB buffer until EOF", buffer / 1024),
+            ReceiverMode::Discard => "recv(MSG_TRUNC): data dropped without a copy".into(),
+            ReceiverMode::Splice => "splice() to /dev/null through a pipe".into(),
+        }
+    }
+}
+
+/// Where the receiver listens.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    Fifo(PathBuf),
+}
+
+impl Listen {
+    pub fn to_arg(&self) -> String {
+        match self {
+            Listen::Tcp(a) => format!("tcp:{a}"),
+            Listen::Unix(p) => format!("unix:{}", p.display()),
+            Listen::Fifo(p) => format!("fifo:{}", p.display()),
+        }
+    }
+
+    pub fn parse(arg: &str) -> Result<Self, String> {
+        let (kind, rest) = arg.split_once(':').ok_or("expected KIND:ADDRESS")?;
+        match kind {
+            "tcp" => rest
+                .parse()
+                .map(Listen::Tcp)
+                .map_err(|e| format!("{rest}: {e}")),
+            "unix" => Ok(Listen::Unix(rest.into())),
+            "fifo" => Ok(Listen::Fifo(rest.into())),
+            other => Err(format!("unknown listen kind {other}")),
+        }
+    }
+}
 
 /// Child side: runs until killed (by zc-trace, or by the kernel when zc-trace dies).
 pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
@@ -19,25 +79,122 @@ pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
     if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
         return Ok(()); // the parent is already gone
     }
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    if let Some(ns) = &args.netns {
+        let f = File::open(ns)?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+    }
+    let listen = Listen::parse(&args.listen).map_err(std::io::Error::other)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "port {}", listener.local_addr()?.port())?;
-    out.flush()?;
-    // Touch every page now so the read loop takes no page faults of its own.
-    let mut buf = vec![0xa5u8; args.buffer.max(1)];
-    loop {
-        let (mut conn, _) = listener.accept()?;
-        let mut total = 0u64;
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => total += n as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    let mut sink = Consumer::new(args.mode, args.buffer)?;
+    match listen {
+        Listen::Tcp(addr) => {
+            let l = TcpListener::bind(addr)?;
+            writeln!(out, "ready {}", l.local_addr()?)?;
+            out.flush()?;
+            loop {
+                let (conn, _) = l.accept()?;
+                let n = sink.consume(conn.as_fd(), true)?;
+                writeln!(out, "done {n}")?;
+                out.flush()?;
             }
         }
-        writeln!(out, "done {total}")?;
-        out.flush()?;
+        Listen::Unix(path) => {
+            let l = UnixListener::bind(&path)?;
+            writeln!(out, "ready {}", path.display())?;
+            out.flush()?;
+            loop {
+                let (conn, _) = l.accept()?;
+                let n = sink.consume(conn.as_fd(), false)?;
+                writeln!(out, "done {n}")?;
+                out.flush()?;
+            }
+        }
+        Listen::Fifo(path) => {
+            writeln!(out, "ready {}", path.display())?;
+            out.flush()?;
+            loop {
+                // Blocks until the sender opens the FIFO for writing.
+                let f = File::open(&path)?;
+                let n = sink.consume(f.as_fd(), false)?;
+                writeln!(out, "done {n}")?;
+                out.flush()?;
+            }
+        }
+    }
+}
+
+/// Consumes one stream to EOF the way the mode says.
+struct Consumer {
+    mode: ReceiverMode,
+    buf: Vec<u8>,
+    pipe: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    null: Option<File>,
+}
+
+impl Consumer {
+    fn new(mode: ReceiverMode, buffer: usize) -> std::io::Result<Self> {
+        let (pipe, null) = if mode == ReceiverMode::Splice {
+            (
+                Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?),
+                Some(std::fs::OpenOptions::new().write(true).open("/dev/null")?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Consumer {
+            mode,
+            // Touched now so the read loop takes no page faults of its own.
+            buf: vec![0xa5u8; buffer.max(1)],
+            pipe,
+            null,
+        })
+    }
+
+    fn consume(&mut self, fd: BorrowedFd<'_>, tcp: bool) -> std::io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let n = match self.mode {
+                ReceiverMode::Copy => retry(|| nix::unistd::read(fd.as_raw_fd(), &mut self.buf))?,
+                ReceiverMode::Discard => {
+                    if !tcp {
+                        return Err(std::io::Error::other("discard mode needs a TCP sink"));
+                    }
+                    retry(|| {
+                        nix::sys::socket::recv(
+                            fd.as_raw_fd(),
+                            &mut self.buf,
+                            nix::sys::socket::MsgFlags::MSG_TRUNC,
+                        )
+                    })?
+                }
+                ReceiverMode::Splice => self.splice_once(fd)?,
+            };
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    fn splice_once(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+        use nix::fcntl::{splice, SpliceFFlags};
+        let (r, w) = self.pipe.as_ref().expect("splice mode has a pipe");
+        let null = self.null.as_ref().expect("splice mode has /dev/null");
+        let n = retry(|| splice(fd, None, w, None, 1 << 16, SpliceFFlags::SPLICE_F_MOVE))?;
+        let mut left = n;
+        while left > 0 {
+            left -= retry(|| splice(r, None, null, None, left, SpliceFFlags::SPLICE_F_MOVE))?;
+        }
+        Ok(n)
+    }
+}
+
+fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> std::io::Result<T> {
+    loop {
+        match f() {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => return other.map_err(std::io::Error::from),
+        }
     }
 }
 
@@ -45,17 +202,31 @@ pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
 pub struct Receiver {
     child: Child,
     stdout: BufReader<ChildStdout>,
-    pub addr: SocketAddr,
+    /// What the receiver reported when ready (its TCP address, or the path).
+    pub ready: String,
 }
 
 impl Receiver {
-    pub fn spawn(buffer: usize) -> Result<Self, RunError> {
+    pub fn spawn(
+        listen: &Listen,
+        mode: ReceiverMode,
+        buffer: usize,
+        netns: Option<&Path>,
+    ) -> Result<Self, RunError> {
         let exe = std::env::current_exe()
             .map_err(|e| RunError::Receiver(format!("cannot find zc-trace's own binary: {e}")))?;
-        let mut child = Command::new(exe)
-            .arg("__receiver")
+        let mut cmd = Command::new(exe);
+        cmd.arg("__receiver")
+            .arg("--listen")
+            .arg(listen.to_arg())
+            .arg("--mode")
+            .arg(mode.to_possible_value().expect("named").get_name())
             .arg("--buffer")
-            .arg(buffer.to_string())
+            .arg(buffer.to_string());
+        if let Some(ns) = netns {
+            cmd.arg("--netns").arg(ns);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -66,14 +237,13 @@ impl Receiver {
         let mut r = Receiver {
             child,
             stdout: BufReader::new(stdout),
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ready: String::new(),
         };
         let line = r.line()?;
-        let port = line
-            .strip_prefix("port ")
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| RunError::Receiver(format!("unexpected first line {line:?}")))?;
-        r.addr.set_port(port);
+        r.ready = line
+            .strip_prefix("ready ")
+            .ok_or_else(|| RunError::Receiver(format!("unexpected first line {line:?}")))?
+            .to_string();
         Ok(r)
     }
 
@@ -81,7 +251,7 @@ impl Receiver {
         self.child.id()
     }
 
-    /// Waits until the receiver has read the connection to EOF; returns the bytes it read.
+    /// Waits until the receiver has read the stream to EOF; returns the bytes it read.
     pub fn wait_done(&mut self) -> Result<u64, RunError> {
         let line = self.line()?;
         line.strip_prefix("done ")
@@ -106,5 +276,19 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_specs_round_trip() {
+        for spec in ["tcp:127.0.0.1:0", "unix:/tmp/x.sock", "fifo:/tmp/x.fifo"] {
+            assert_eq!(Listen::parse(spec).unwrap().to_arg(), spec);
+        }
+        assert!(Listen::parse("udp:1.2.3.4:5").is_err());
+        assert!(Listen::parse("nonsense").is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! detached by the kernel when the process's descriptors close.
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
@@ -13,10 +13,10 @@ use crate::capabilities::{self, HostFacts};
 use crate::claims::{self, Claims, RunFacts};
 use crate::cleanup;
 use crate::cli::RunArgs;
-use crate::error::{Error, RunError};
+use crate::error::{Error, InputError, RunError};
 use crate::payload::{SourceFile, DEFAULT_SEED};
-use crate::receiver::Receiver;
-use crate::report::{self, Report, RunConfig, Sample};
+use crate::report::{self, Report, RunConfig, Sample, SkippedStrategy};
+use crate::sink::{Sink, SinkOptions};
 use crate::strategies::{Strategy, TransferContext};
 use crate::tracefs;
 use crate::tracer::Tracer;
@@ -26,6 +26,7 @@ const RECEIVE_BUFFER: usize = 256 * 1024;
 
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // Bad input first (exit 2), then the environment (exit 3), then the expensive parts.
+    args.check().map_err(InputError::Usage)?;
     let user_file = args.file.as_deref().map(SourceFile::open).transpose()?;
     let claims = match &args.claims {
         Some(path) => Claims::load(path)?,
@@ -70,9 +71,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         &claims,
         &report,
         &RunFacts {
-            // Loopback's features are fixed: NETIF_F_SG is always on (drivers/net/loopback.c).
-            sink_has_sg: true,
-            sink: "loopback",
+            sink_has_sg: report.config.sink_scatter_gather,
+            sink: report.config.sink_description.clone(),
             cold: report.config.cold,
         },
     );
@@ -113,20 +113,71 @@ fn measure(
     source: SourceFile,
     args: &RunArgs,
 ) -> Result<(Report, crate::cli::Format, bool), Error> {
-    let mut receiver = Receiver::spawn(RECEIVE_BUFFER)?;
-    tracer.track(receiver.pid(), role::RECEIVER)?;
     let tid = nix::unistd::gettid().as_raw() as u32;
-    let strategies: Vec<&'static dyn Strategy> = args.strategies.0.clone();
+    let options = |kind| SinkOptions {
+        kind,
+        no_sg: args.no_sg,
+        mode: args.receiver,
+        tmpdir: args.tmpdir.clone(),
+        buffer: RECEIVE_BUFFER,
+    };
+    // Strategies that cannot use the chosen sink are left out, and the report says why.
+    let mut skipped = Vec::new();
+    let mut strategies: Vec<&'static dyn Strategy> = Vec::new();
+    for s in args.strategies.0.iter().copied() {
+        let kind = s.fixed_sink().unwrap_or(args.sink);
+        match s.unsupported(kind) {
+            Some(reason) => skipped.push(SkippedStrategy {
+                strategy: s.id(),
+                reason,
+            }),
+            None => strategies.push(s),
+        }
+    }
+    if strategies.is_empty() {
+        return Err(InputError::Usage(format!(
+            "no selected strategy can run with --sink {:?}: {}",
+            args.sink,
+            skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.strategy, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .into());
+    }
+    let mut sinks: Vec<Sink> = Vec::new();
+    for kind in strategies
+        .iter()
+        .map(|s| s.fixed_sink().unwrap_or(args.sink))
+    {
+        if !sinks.iter().any(|k| k.kind == kind) {
+            let sink = Sink::start(&options(kind))?;
+            if let Some(pid) = sink.receiver_pid() {
+                tracer.track(pid, role::RECEIVER)?;
+            }
+            sinks.push(sink);
+        }
+    }
     let mut samples: Vec<Vec<Sample>> = strategies.iter().map(|_| Vec::new()).collect();
     // Interleave strategies across iterations so slow drifts (page cache, CPU frequency) spread
     // over all of them instead of biasing one.
     for _ in 0..args.iterations {
         for (i, s) in strategies.iter().enumerate() {
             log::info!("running {}", s.name());
-            let sample = run_once(&tracer, &mut receiver, &source, *s, args, tid)?;
+            let kind = s.fixed_sink().unwrap_or(args.sink);
+            let sink = sinks
+                .iter_mut()
+                .find(|k| k.kind == kind)
+                .expect("every needed sink was started");
+            let sample = run_once(&tracer, sink, &source, *s, args, tid)?;
             samples[i].push(sample);
         }
     }
+    let main_sink = sinks
+        .iter()
+        .find(|k| k.kind == args.sink)
+        .unwrap_or(&sinks[0]);
     let config = RunConfig {
         payload_bytes: source.len,
         chunk_bytes: args.chunk,
@@ -134,22 +185,34 @@ fn measure(
         cold: args.cold,
         source: source.origin.clone(),
         source_fs: source.fs_type.clone(),
-        sink: "TCP over loopback (127.0.0.1)",
-        receiver: format!(
-            "separate process, read() into a {} KiB buffer until EOF",
-            RECEIVE_BUFFER / 1024
-        ),
+        sink: main_sink.kind,
+        sink_description: main_sink.description.clone(),
+        sink_scatter_gather: main_sink.sg,
+        receiver: main_sink.receiver_description.clone(),
+        skipped,
     };
-    let runs = strategies.into_iter().zip(samples).collect();
+    let sink_of = |s: &dyn Strategy| {
+        let kind = s.fixed_sink().unwrap_or(args.sink);
+        let sink = sinks.iter().find(|k| k.kind == kind).expect("started");
+        (kind, sink.receiver_pid().is_some())
+    };
+    let runs = strategies
+        .into_iter()
+        .zip(samples)
+        .map(|(s, samples)| {
+            let (kind, has_receiver) = sink_of(s);
+            (s, kind, has_receiver, samples)
+        })
+        .collect();
     let report = report::build(host, config, tracer.attach_report(), runs);
-    drop(receiver);
+    drop(sinks);
     drop(tracer);
     Ok((report, args.format, args.no_fail))
 }
 
 fn run_once(
     tracer: &Tracer,
-    receiver: &mut Receiver,
+    sink: &mut Sink,
     source: &SourceFile,
     strategy: &dyn Strategy,
     args: &RunArgs,
@@ -168,11 +231,12 @@ fn run_once(
             .evict_from_page_cache()
             .map_err(io("evicting the source from the page cache"))?;
     }
-    let sink = TcpStream::connect(receiver.addr).map_err(io("connecting to the receiver"))?;
+    let out = sink.open().map_err(io("opening the sink"))?;
     let mut transfer = strategy
         .prepare(TransferContext {
             source,
-            sink: &sink,
+            sink: out.fd.as_fd(),
+            sink_kind: sink.kind,
             chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
         })
         .map_err(io("preparing"))?;
@@ -185,9 +249,8 @@ fn run_once(
     mark(MARK_STOP);
 
     drop(transfer);
-    drop(sink); // EOF for the receiver
     let moved = moved.map_err(io("transferring"))?;
-    let received = receiver.wait_done()?;
+    let received = sink.finish(out)?;
     let sender_after = tracer.snapshot(role::SENDER)?;
     let receiver_after = tracer.snapshot(role::RECEIVER)?;
 
@@ -204,9 +267,10 @@ fn run_once(
                     .into(),
             )
         })?;
-    if moved != source.len || received != source.len {
+    if moved != source.len || received.is_some_and(|r| r != source.len) {
         return Err(check(format!(
-            "moved {moved} bytes and the receiver read {received}, expected {}",
+            "moved {moved} bytes and {} arrived at the sink, expected {}",
+            received.map_or("an unknown number".into(), |r| r.to_string()),
             source.len
         )));
     }

@@ -229,6 +229,8 @@ fn build_config(formats: &Formats) -> Config {
         pwritev_nr: nix::libc::SYS_pwritev as u32,
         sendfile_nr: nix::libc::SYS_sendfile as u32,
         splice_nr: nix::libc::SYS_splice as u32,
+        copy_file_range_nr: nix::libc::SYS_copy_file_range as u32,
+        o_direct: nix::libc::O_DIRECT as u32,
         ..Config::zeroed()
     }
 }
@@ -262,6 +264,7 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
         off("fdtable", "fd"),
         off("file", "f_inode"),
         off("inode", "i_mode"),
+        off("file", "f_flags"),
     ];
     if !path.contains(&UNKNOWN) {
         [
@@ -271,6 +274,7 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
             config.fdt_fd_off,
             config.file_inode_off,
             config.inode_mode_off,
+            config.file_flags_off,
         ] = path;
     }
     config.netif_f_sg = btf

@@ -6,7 +6,7 @@ mod model;
 mod stat;
 mod text;
 
-pub use model::{build, Provenance, Report, RunConfig, Sample, StrategyReport};
+pub use model::{build, Provenance, Report, RunConfig, Sample, SkippedStrategy, StrategyReport};
 
 use crate::cli::Format;
 
@@ -41,8 +41,11 @@ mod tests {
             cold: false,
             source: "generated".into(),
             source_fs: "ext2/3/4".into(),
-            sink: "TCP over loopback (127.0.0.1)",
-            receiver: "separate process".into(),
+            sink: crate::sink::SinkKind::Tcp,
+            sink_description: "TCP over loopback (127.0.0.1)".into(),
+            sink_scatter_gather: Some(true),
+            receiver: Some("separate process".into()),
+            skipped: vec![],
         };
         let host = HostFacts {
             kernel: "6.18.0-test".into(),
@@ -52,6 +55,8 @@ mod tests {
         };
         let runs = vec![(
             strategies::ALL[0],
+            crate::sink::SinkKind::Tcp,
+            true,
             vec![
                 sample(&[(0, 3, 1000), (1, 2, 1000)], 0, 2000),
                 sample(&[(0, 3, 1000), (1, 2, 1000)], 1, 4000),
@@ -75,7 +80,13 @@ mod tests {
             assert!(v["config"][k].is_u64(), "config.{k}");
         }
         assert!(v["config"]["cold"].is_boolean());
-        for k in ["source", "source_fs", "sink", "receiver"] {
+        for k in [
+            "source",
+            "source_fs",
+            "sink",
+            "sink_description",
+            "receiver",
+        ] {
             assert!(v["config"][k].is_string(), "config.{k}");
         }
         let probes = v["probes"].as_array().unwrap();
@@ -146,7 +157,10 @@ mod tests {
             s["figures"]["time_ns"]["value"]["samples"],
             serde_json::json!([2000, 4000])
         );
-        assert!(v["claims"].is_null(), "claims are judged by the runner, after build()");
+        assert!(
+            v["claims"].is_null(),
+            "claims are judged by the runner, after build()"
+        );
         let sites = s["copy_sites"].as_array().unwrap();
         let names: Vec<&str> = sites.iter().map(|c| c["site"].as_str().unwrap()).collect();
         assert_eq!(

@@ -182,6 +182,8 @@ pub struct StrategyReport {
     pub id: &'static str,
     pub name: &'static str,
     pub summary: &'static str,
+    /// The sink this strategy sent to.
+    pub sink: crate::sink::SinkKind,
     pub figures: Figures,
     /// The sender's copy sites, each with its own provenance; the copy figures are their sums.
     pub copy_sites: Vec<CopySiteReport>,
@@ -197,8 +199,21 @@ pub struct RunConfig {
     pub cold: bool,
     pub source: String,
     pub source_fs: String,
-    pub sink: &'static str,
-    pub receiver: String,
+    /// The sink chosen with --sink (strategies with a fixed sink say so in their own `sink`).
+    pub sink: crate::sink::SinkKind,
+    pub sink_description: String,
+    /// Scatter-gather on the sink's route; null when the sink has no network route.
+    pub sink_scatter_gather: Option<bool>,
+    /// How the receiver process consumes the data; null when the sink has none.
+    pub receiver: Option<String>,
+    /// Selected strategies that cannot use this sink, with the reason.
+    pub skipped: Vec<SkippedStrategy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedStrategy {
+    pub strategy: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -232,15 +247,21 @@ pub fn build(
     host: HostFacts,
     config: RunConfig,
     probes: &AttachReport,
-    runs: Vec<(&'static dyn Strategy, Vec<Sample>)>,
+    runs: Vec<(
+        &'static dyn Strategy,
+        crate::sink::SinkKind,
+        bool,
+        Vec<Sample>,
+    )>,
 ) -> Report {
     let strategies = runs
         .into_iter()
-        .map(|(s, samples)| StrategyReport {
+        .map(|(s, sink, has_receiver, samples)| StrategyReport {
             id: s.id(),
             name: s.name(),
             summary: s.summary(),
-            figures: figures(probes, &samples),
+            sink,
+            figures: figures(probes, &samples, has_receiver),
             copy_sites: SENDER_SITES
                 .iter()
                 .map(|&h| copy_site(probes.get(h), &samples))
@@ -296,7 +317,7 @@ fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Fi
     }
 }
 
-fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
+fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Figures {
     const SENDER: &str =
         "sender thread only (tid filter in the kernel), inside the measured window";
     let c =
@@ -411,16 +432,22 @@ fn figures(probes: &AttachReport, samples: &[Sample]) -> Figures {
         throughput_bytes_per_sec: throughput,
         receiver_copied_bytes: figure(
             "bytes",
-            observed(
-                recv,
-                if recv.method == Some(crate::probes::Method::Tracepoint) {
-                    "len of each socket-to-user copy (the tracepoint does not carry the iov_iter \
+            if !has_receiver {
+                Provenance::NotObservable {
+                    reason: "this sink has no receiver process (a file or /dev/null)".into(),
+                }
+            } else {
+                observed(
+                    recv,
+                    if recv.method == Some(crate::probes::Method::Tracepoint) {
+                        "len of each socket-to-user copy (the tracepoint does not carry the iov_iter \
                      type; a TCP reader's read() copies into user memory); receiver process only"
-                } else {
-                    "bytes copied into the reader's iov_iter, classified by its type; receiver \
+                    } else {
+                        "bytes copied into the reader's iov_iter, classified by its type; receiver \
                      process only (pid filter in the kernel)"
-                },
-            ),
+                    },
+                )
+            },
             stat(samples, |s| {
                 let r = &s.receiver.copies[site::SOCK_RECV];
                 (r[class::KERNEL_TO_USER] + r[class::KERNEL_TO_KERNEL]) as f64
@@ -500,7 +527,7 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
     let why = hook.why_not();
     // Where the site's function cannot be hooked, the bytes the syscalls returned, by the type
     // of file behind their descriptor (looked up in the kernel), stand in for it.
-    let derived = |what: &str, class_id: usize, counter_id: usize| {
+    let derived = |what: &str, pairs: &'static [(usize, usize)]| {
         (
             Provenance::Derived {
                 from: format!(
@@ -509,36 +536,36 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
                     hook.site
                 ),
             },
-            SiteValues::Derived(counter_id, class_id),
+            SiteValues::Derived(pairs),
         )
     };
     match hook.hook {
         HookId::FileRead => derived(
             "kernel->user = bytes returned by read-family syscalls on regular files: a buffered \
              read copies them from the page cache",
-            class::KERNEL_TO_USER,
-            counter::READ_REGULAR_BYTES,
+            &[(counter::READ_REGULAR_BYTES, class::KERNEL_TO_USER)],
         ),
         HookId::FileSpliceRead => derived(
             "by reference = bytes returned by sendfile/splice reading a regular file: the page \
              cache hands its pages to the pipe",
-            class::BY_REFERENCE,
-            counter::SPLICE_FROM_REGULAR_BYTES,
+            &[(counter::SPLICE_FROM_REGULAR_BYTES, class::BY_REFERENCE)],
         ),
         HookId::PipeWrite => derived(
             "user->kernel = bytes returned by write-family syscalls on pipes",
-            class::USER_TO_KERNEL,
-            counter::WRITE_PIPE_BYTES,
+            &[(counter::WRITE_PIPE_BYTES, class::USER_TO_KERNEL)],
         ),
         HookId::PipeRead => derived(
             "kernel->user = bytes returned by read-family syscalls on pipes",
-            class::KERNEL_TO_USER,
-            counter::READ_PIPE_BYTES,
+            &[(counter::READ_PIPE_BYTES, class::KERNEL_TO_USER)],
         ),
         HookId::FileWrite => derived(
-            "user->kernel = bytes returned by write-family syscalls on regular files (buffered)",
-            class::USER_TO_KERNEL,
-            counter::WRITE_REGULAR_BYTES,
+            "user->kernel = bytes returned by write-family syscalls on regular files \
+             (buffered), kernel->kernel = bytes returned by sendfile/splice into regular files \
+             (the spliced pages are copied into the page cache)",
+            &[
+                (counter::WRITE_REGULAR_BYTES, class::USER_TO_KERNEL),
+                (counter::SPLICE_TO_REGULAR_BYTES, class::KERNEL_TO_KERNEL),
+            ],
         ),
         _ => (
             Provenance::NotObservable {
@@ -552,8 +579,8 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
 #[derive(Clone, Copy)]
 enum SiteValues {
     Observed(usize),
-    /// (counter, class): all of the counter's bytes in that class.
-    Derived(usize, usize),
+    /// (counter, class) pairs: all of each counter's bytes in its class.
+    Derived(&'static [(usize, usize)]),
     Zero,
 }
 
@@ -561,14 +588,44 @@ impl SiteValues {
     fn bytes(self, s: &Sample, class_id: usize) -> u64 {
         match self {
             SiteValues::Observed(site_id) => s.sender.copies[site_id][class_id],
-            SiteValues::Derived(c, k) if k == class_id => s.sender.counters[c],
-            _ => 0,
+            SiteValues::Derived(pairs) => pairs
+                .iter()
+                .filter(|(_, k)| *k == class_id)
+                .map(|(c, _)| s.sender.counters[*c])
+                .sum(),
+            SiteValues::Zero => 0,
         }
     }
 }
 
+/// `site_source`, unless the strategy made calls whose copies the syscalls cannot classify
+/// (copy_file_range may copy or reflink): then a derived file-write figure would be a guess.
+fn site_source_for(hook: &HookOutcome, samples: &[Sample]) -> (Provenance, SiteValues) {
+    let (p, v) = site_source(hook);
+    let unclassified = samples
+        .iter()
+        .map(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES])
+        .max()
+        .unwrap_or(0);
+    if hook.hook == HookId::FileWrite && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
+        return (
+            Provenance::NotObservable {
+                reason: format!(
+                    "copy_file_range moved {unclassified} bytes between regular files, which the \
+                     filesystem may copy or share (reflink); the syscall result cannot tell, and \
+                     {} cannot be hooked here ({})",
+                    hook.site,
+                    hook.why_not()
+                ),
+            },
+            SiteValues::Zero,
+        );
+    }
+    (p, v)
+}
+
 fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
-    let (provenance, values) = site_source(hook);
+    let (provenance, values) = site_source_for(hook, samples);
     let of = |k: usize| stat(samples, |s| values.bytes(s, k) as f64).expect("samples");
     let bytes = match provenance {
         Provenance::NotObservable { .. } => None,
@@ -598,7 +655,7 @@ fn copy_total(
     let mut values = Vec::new();
     for &h in sites {
         let hook = probes.get(h);
-        let (p, v) = site_source(hook);
+        let (p, v) = site_source_for(hook, samples);
         let how = match &p {
             Provenance::NotObservable { reason } => {
                 return figure(
@@ -719,7 +776,7 @@ pub(crate) mod tests {
     #[test]
     fn transitions_are_entries_plus_exits_plus_fault_round_trips() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)]);
+        let f = figures(&r, &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)], true);
         assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
         assert_eq!(
             f.transitions.value.as_ref().unwrap().median,
@@ -736,7 +793,7 @@ pub(crate) mod tests {
     #[test]
     fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
-        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)]);
+        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true);
         assert!(f.page_faults_user_mode.value.is_none());
         let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
             panic!("{:?}", f.page_faults_user_mode.provenance)
@@ -754,7 +811,7 @@ pub(crate) mod tests {
     #[test]
     fn observed_figures_name_hook_and_method() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)]);
+        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true);
         assert_eq!(
             f.syscalls.provenance,
             Provenance::Observed {

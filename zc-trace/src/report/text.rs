@@ -33,7 +33,7 @@ pub fn render(report: &Report, style: Style) -> String {
         human_bytes(c.chunk_bytes as f64),
         c.iterations,
         if c.iterations == 1 { "" } else { "s" },
-        c.sink,
+        c.sink_description,
     );
     match style {
         Style::Terminal => writeln!(out, "{heading}").unwrap(),

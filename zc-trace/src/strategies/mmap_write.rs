@@ -29,7 +29,7 @@ impl Strategy for MmapWriteStrategy {
             .ok_or_else(|| io::Error::other("file too large to map"))?;
         Ok(Box::new(MmapWrite {
             file: cx.source.file.as_fd(),
-            sink: cx.sink.as_fd(),
+            sink: cx.sink,
             len,
             chunk: cx.chunk,
         }))

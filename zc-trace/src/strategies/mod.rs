@@ -10,20 +10,22 @@ mod splice;
 
 use std::fmt::Debug;
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
 
 use crate::payload::SourceFile;
+use crate::sink::SinkKind;
 
 pub use mmap_write::MmapWriteStrategy;
 pub use read_write::ReadWriteStrategy;
 pub use sendfile::SendfileStrategy;
 pub use splice::SpliceStrategy;
 
-/// Everything a strategy may use: the source file, the connected socket, the chunk size.
+/// Everything a strategy may use: the source file, the open sink, the chunk size.
 pub struct TransferContext<'a> {
     pub source: &'a SourceFile,
-    pub sink: &'a TcpStream,
+    pub sink: BorrowedFd<'a>,
+    #[allow(dead_code)] // for strategies whose calls depend on the sink (socket-only flags)
+    pub sink_kind: SinkKind,
     pub chunk: usize,
 }
 
@@ -36,6 +38,14 @@ pub trait Strategy: Debug + Sync {
     fn summary(&self) -> &'static str;
     /// Work done before the window opens; the returned transfer runs inside it.
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>>;
+    /// A sink this strategy always uses, whatever --sink says (file -> file strategies).
+    fn fixed_sink(&self) -> Option<SinkKind> {
+        None
+    }
+    /// Why the strategy cannot send to `sink`, if it cannot.
+    fn unsupported(&self, _sink: SinkKind) -> Option<String> {
+        None
+    }
 }
 
 /// A prepared transfer. `run` moves the whole source to the sink and returns the byte count;

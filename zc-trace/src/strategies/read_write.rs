@@ -23,7 +23,7 @@ impl Strategy for ReadWriteStrategy {
         nix::unistd::lseek(file.as_raw_fd(), 0, nix::unistd::Whence::SeekSet)?;
         Ok(Box::new(ReadWrite {
             file,
-            sink: cx.sink.as_fd(),
+            sink: cx.sink,
             // Touched now (non-zero fill) so the window sees no faults on the buffer.
             buf: vec![0x5a; cx.chunk],
         }))

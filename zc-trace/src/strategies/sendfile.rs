@@ -21,7 +21,7 @@ impl Strategy for SendfileStrategy {
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
         Ok(Box::new(Sendfile {
             file: cx.source.file.as_fd(),
-            sink: cx.sink.as_fd(),
+            sink: cx.sink,
             len: cx.source.len,
             chunk: cx.chunk,
         }))

@@ -33,7 +33,7 @@ impl Strategy for SpliceStrategy {
         }
         Ok(Box::new(Splice {
             file: cx.source.file.as_fd(),
-            sink: cx.sink.as_fd(),
+            sink: cx.sink,
             pipe_r,
             pipe_w,
             len: cx.source.len,

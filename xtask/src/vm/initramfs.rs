@@ -1,0 +1,248 @@
+//! The guest's userland: a static zc-trace, a static busybox and an /init that runs the host's
+//! commands, all in one initramfs (newc cpio, gzip).
+//!
+//! /init prints each command's output on the serial console between marker lines:
+//!
+//! ```text
+//! @@ZC-READY up=<guest uptime s> kernel=<uname -r> var_tmp=<ext4|tmpfs>@@
+//! @@ZC-BEGIN <id>@@            stdout of command <id>, plus one newline
+//! @@ZC-END <id> rc=<exit status>@@
+//! @@ZC-STDERR-BEGIN <id>@@     stderr of command <id>, plus one newline
+//! @@ZC-STDERR-END <id>@@
+//! @@ZC-TIME <id> start=<uptime s> end=<uptime s>@@
+//! @@ZC-DMESG-BEGIN@@         the kernel log, plus one newline
+//! @@ZC-DMESG-END@@
+//! @@ZC-DONE@@
+//! ```
+//!
+//! and then powers the VM off.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::util::{command, output, run, workspace_root, Result};
+
+use super::disk::Module;
+use super::host::BUSYBOX;
+use super::VarTmp;
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds zc-trace as a static executable (once per process) and returns its path.
+pub fn zc_trace_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(build_zc_trace).clone()
+}
+
+fn build_zc_trace() -> Result<PathBuf> {
+    let root = workspace_root();
+    let target_dir = super::vm_dir().join("build");
+    run(command("cargo")
+        .current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "zc-trace",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
+        .arg(&target_dir))?;
+    let bin = target_dir.join(TARGET).join("release").join("zc-trace");
+    check_static(&bin)?;
+    Ok(bin)
+}
+
+/// Fails unless `path` is an executable that needs no dynamic loader.
+pub fn check_static(path: &Path) -> Result {
+    if has_interpreter(path)? {
+        return Err(format!(
+            "{} has a PT_INTERP program header: it is not static and cannot run in the \
+             initramfs (build it with RUSTFLAGS=\"-C target-feature=+crt-static\")",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the ELF64 executable at `path` asks for a dynamic loader (has PT_INTERP).
+fn has_interpreter(path: &Path) -> Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let elf = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = || format!("{}: not a little-endian ELF64 file", path.display());
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return Err(bad());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    for i in 0..phnum {
+        let o = phoff + i * phentsize;
+        let p_type = elf
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(bad)?;
+        if p_type == PT_INTERP {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Builds `target/vm/initramfs/<tag>.cpio.gz` whose /init loads `modules` (in order), mounts
+/// /var/tmp as asked and runs `commands` (each a /bin/sh snippet, run in a subshell with stdin
+/// from /dev/null and cwd /tmp).
+pub fn build(
+    tag: &str,
+    zc_trace: &Path,
+    commands: &[&str],
+    modules: &[Module],
+    var_tmp: VarTmp,
+) -> Result<PathBuf> {
+    let dir = super::vm_dir().join("initramfs");
+    let staging = dir.join(format!("{tag}.root"));
+    let _ = std::fs::remove_dir_all(&staging);
+    let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "var/tmp", "etc",
+        "root", "run",
+    ] {
+        mkdir(&staging.join(d))?;
+    }
+
+    copy_executable(Path::new(BUSYBOX), &staging.join("bin/busybox"))?;
+    copy_executable(zc_trace, &staging.join("bin/zc-trace"))?;
+    // Every applet as a symlink to /bin/busybox, where busybox would install it.
+    let applets = output(command(BUSYBOX).arg("--list-full"))?;
+    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        let link = staging.join(applet);
+        if link.exists() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            mkdir(parent)?;
+        }
+        std::os::unix::fs::symlink("/bin/busybox", &link)
+            .map_err(|e| format!("{}: {e}", link.display()))?;
+    }
+    // The kernel opens /dev/console for init before anything is mounted. Without the node the
+    // kernel warns and /init redirects its output itself once devtmpfs is mounted.
+    let console = staging.join("dev/console");
+    if run(command("mknod").arg(&console).args(["c", "5", "1"])).is_err() {
+        eprintln!(
+            "xtask: cannot create {} (not root?); /init will open it",
+            console.display()
+        );
+    }
+    std::fs::write(
+        staging.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .map_err(|e| format!("{}: {e}", staging.display()))?;
+    std::fs::write(staging.join("etc/group"), "root:x:0:\n")
+        .map_err(|e| format!("{}: {e}", staging.display()))?;
+
+    if !modules.is_empty() {
+        let dir = staging.join("lib/modules/zc");
+        mkdir(&dir)?;
+        for (i, m) in modules.iter().enumerate() {
+            let path = dir.join(format!("{i:02}-{}.ko", m.name));
+            std::fs::write(&path, &m.image).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+
+    let init = staging.join("init");
+    std::fs::write(&init, init_script(commands, var_tmp))
+        .map_err(|e| format!("{}: {e}", init.display()))?;
+    set_mode(&init, 0o755)?;
+
+    let cpio = dir.join(format!("{tag}.cpio.gz"));
+    run(command("bash")
+        .args([
+            "-c",
+            "set -o pipefail; cd \"$1\" && find . -print0 | LC_ALL=C sort -z \
+             | cpio --null --create --format=newc --owner=0:0 --quiet | gzip -1 -n > \"$2\"",
+            "bash",
+        ])
+        .arg(&staging)
+        .arg(&cpio))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(cpio)
+}
+
+fn copy_executable(from: &Path, to: &Path) -> Result {
+    std::fs::copy(from, to).map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))?;
+    set_mode(to, 0o755)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn init_script(commands: &[&str], var_tmp: VarTmp) -> String {
+    let mut s = format!("#!/bin/sh\nVAR_TMP={}\n", var_tmp.name());
+    s.push_str(
+        r#"# Generated by `cargo xtask vm-test` (xtask/src/vm/initramfs.rs).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tracefs tracefs /sys/kernel/tracing || echo "init: cannot mount tracefs"
+mount -t debugfs debugfs /sys/kernel/debug || echo "init: cannot mount debugfs"
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+# Keep kernel messages off the console: they would land inside command output.
+dmesg -n 1
+for m in /lib/modules/zc/*.ko; do
+    [ -e "$m" ] && { insmod "$m" || echo "init: insmod $m failed"; }
+done
+# /var/tmp: the ext4 disk (/dev/vda) when asked for, else (or when that fails) tmpfs.
+if [ "$VAR_TMP" = ext4 ]; then
+    i=0
+    while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if mount -t ext4 /dev/vda /var/tmp; then
+        chmod 1777 /var/tmp
+    else
+        echo "init: cannot mount /dev/vda (ext4) on /var/tmp; using tmpfs"
+        VAR_TMP=tmpfs
+    fi
+fi
+[ "$VAR_TMP" = tmpfs ] && mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+ip link set lo up || echo "init: cannot bring lo up"
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+echo "@@ZC-READY up=$(uptime_s) kernel=$(uname -r) var_tmp=$VAR_TMP@@"
+"#,
+    );
+    for (id, cmd) in commands.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"
+# command {id}
+start=$(uptime_s)
+(
+cd /tmp
+{cmd}
+) >/tmp/zc-out.{id} 2>/tmp/zc-err.{id} </dev/null
+rc=$?
+end=$(uptime_s)
+echo "@@ZC-BEGIN {id}@@"
+cat /tmp/zc-out.{id}; echo
+echo "@@ZC-END {id} rc=$rc@@"
+echo "@@ZC-STDERR-BEGIN {id}@@"
+cat /tmp/zc-err.{id}; echo
+echo "@@ZC-STDERR-END {id}@@"
+echo "@@ZC-TIME {id} start=$start end=$end@@"
+"#
+        );
+    }
+    s.push_str(
+        "\necho \"@@ZC-DMESG-BEGIN@@\"\ndmesg; echo\necho \"@@ZC-DMESG-END@@\"\n\
+         echo \"@@ZC-DONE@@\"\nsync\npoweroff -f\n",
+    );
+    s
+}

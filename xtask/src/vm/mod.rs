@@ -1,0 +1,411 @@
+//! `cargo xtask vm-test`: runs zc-trace inside qemu VMs on other kernels (Debian cloud kernels,
+//! fetched with apt) and checks what it reports there.
+//!
+//! Everything is cached under `target/vm/`:
+//! - `kernels/<name>/`: the unpacked kernel package (`root/boot/vmlinuz-*`) and `package`,
+//!   the exact `package=version` fetched;
+//! - `build/`: the static zc-trace build;
+//! - `initramfs/<kernel>.cpio.gz`: the last initramfs booted on that kernel;
+//! - `disks/<kernel>.img`: the ext4 image of the guest's /var/tmp (made afresh each boot);
+//! - `logs/<kernel>.log`: the last serial console of that kernel.
+//!
+//! Host-side code can run anything in a guest with [`run_in_vm`] and assert on the result; see
+//! `check` for the assertions `vm-test` makes, and `expectations` for the per-kernel ones it
+//! reads from `zc-trace/tests/data/kernel-matrix.toml` (attach methods, functions absent on
+//! purpose, copy-table overrides). The kernels come from the Debian archives this machine's apt
+//! already uses (`apt`).
+
+mod apt;
+mod check;
+mod disk;
+pub mod expectations;
+mod host;
+mod initramfs;
+mod kernels;
+mod qemu;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::util::{workspace_root, Result};
+
+pub use kernels::{Kernel, KERNELS};
+
+/// Where the harness keeps everything it downloads and builds.
+pub fn vm_dir() -> PathBuf {
+    workspace_root().join("target").join("vm")
+}
+
+#[derive(clap::Args)]
+pub struct VmTestArgs {
+    /// Kernel to boot (repeat for several); default: every kernel in the table. See --list.
+    #[arg(long = "kernel", value_name = "NAME")]
+    kernels: Vec<String>,
+    /// List the known kernels (and whether they are cached), then exit.
+    #[arg(long)]
+    list: bool,
+    /// Seconds a VM may run before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 240)]
+    timeout: u64,
+    /// Copy the guest's serial console to stderr while it runs.
+    #[arg(long)]
+    console: bool,
+    /// Boot this zc-trace executable (it must be static) instead of building one from the
+    /// workspace.
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+    /// File system of the guest's /var/tmp, where zc-trace puts its payload.
+    #[arg(long, value_enum, default_value_t = VarTmp::Ext4)]
+    var_tmp: VarTmp,
+    /// Instead of the checks, run this shell command in each VM and print its output (repeat
+    /// for several; zc-trace is /bin/zc-trace). Fails if one exits non-zero.
+    #[arg(long, value_name = "COMMAND")]
+    exec: Vec<String>,
+}
+
+/// One command run in the guest.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// The command, as given.
+    pub command: String,
+    /// Its exit status in the guest (the shell's: 128+N when killed by signal N).
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Its duration in the guest, from /proc/uptime (10 ms resolution).
+    pub seconds: Option<f64>,
+}
+
+/// Everything about one boot.
+#[derive(Debug, Clone)]
+pub struct VmRun {
+    pub kernel: &'static str,
+    /// The package the kernel came from ("linux-image-...-unsigned=6.1.192-2").
+    pub package: String,
+    /// `uname -r` in the guest.
+    pub release: String,
+    /// What /var/tmp is in the guest ("ext4" or "tmpfs", as /init reports it).
+    pub var_tmp: String,
+    /// Guest uptime when /init was ready to run the first command.
+    pub boot_seconds: Option<f64>,
+    /// Host wall time of the whole VM (qemu start to power-off).
+    pub wall: Duration,
+    pub outputs: Vec<CommandOutput>,
+    /// The guest's kernel log after the last command (empty if /init did not get there).
+    pub dmesg: String,
+    /// The serial console log on the host.
+    pub log: PathBuf,
+}
+
+/// The guest's /var/tmp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VarTmp {
+    /// ext4 on a virtio disk (a fresh 256 MiB image each boot), like a real host's disk.
+    Ext4,
+    /// tmpfs (shmem), no disk.
+    Tmpfs,
+}
+
+impl VarTmp {
+    pub fn name(self) -> &'static str {
+        match self {
+            VarTmp::Ext4 => "ext4",
+            VarTmp::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub timeout: Duration,
+    /// Copy the serial console to stderr while it runs.
+    pub echo_console: bool,
+    pub var_tmp: VarTmp,
+    /// A static zc-trace to use instead of building the workspace's.
+    pub binary: Option<PathBuf>,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            timeout: Duration::from_secs(240),
+            echo_console: false,
+            var_tmp: VarTmp::Ext4,
+            binary: None,
+        }
+    }
+}
+
+/// Boots `kernel` with an initramfs holding a static zc-trace (`/bin/zc-trace`) and busybox,
+/// runs `commands` in order (each a `/bin/sh` snippet, cwd /tmp, stdin /dev/null), powers off
+/// and returns each command's exit status and output. Installs host tools, fetches the kernel
+/// and builds zc-trace first where needed.
+// The entry point for host-side assertions; `vm-test` itself uses `boot` for the timings.
+#[allow(dead_code)]
+pub fn run_in_vm(kernel: &Kernel, commands: &[&str]) -> Result<Vec<CommandOutput>> {
+    Ok(boot(kernel, commands, &VmOptions::default())?.outputs)
+}
+
+/// [`run_in_vm`], with options and every detail of the boot.
+pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<VmRun> {
+    host::ensure_tools()?;
+    let fetched = kernels::ensure(kernel)?;
+    let zc_trace = zc_trace_binary(options)?;
+    let (modules, disk) = match options.var_tmp {
+        VarTmp::Ext4 => {
+            let image = vm_dir().join("disks").join(format!("{}.img", kernel.name));
+            disk::make_ext4_image(&image)?;
+            (
+                disk::modules_for(&fetched.vmlinuz, disk::DISK_MODULES)?,
+                Some(image),
+            )
+        }
+        VarTmp::Tmpfs => (Vec::new(), None),
+    };
+    let initrd = initramfs::build(kernel.name, &zc_trace, commands, &modules, options.var_tmp)?;
+    let logs = vm_dir().join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let log = logs.join(format!("{}.log", kernel.name));
+
+    let booted = qemu::boot(
+        qemu::qemu_command(&fetched.vmlinuz, &initrd, disk.as_deref()),
+        options.timeout,
+        &log,
+        options.echo_console,
+    )?;
+    let parsed = parse_console(&booted.console, commands);
+    let what = format!(
+        "{} ({}, console log {})",
+        kernel.name,
+        fetched.package,
+        log.display()
+    );
+    let (ready, outputs, dmesg) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let why = if booted.timed_out {
+                format!("killed after {} s", options.timeout.as_secs())
+            } else {
+                match booted.exit {
+                    Some(s) => format!("qemu exited ({s})"),
+                    None => "qemu vanished".into(),
+                }
+            };
+            return Err(format!(
+                "VM {what}: {e}; {why}.\n--- qemu stderr ---\n{}\n--- last console lines ---\n{}",
+                booted.stderr.trim(),
+                tail(&booted.console, 30)
+            ));
+        }
+    };
+    if booted.timed_out {
+        eprintln!(
+            "xtask: warning: VM {what} ran every command but did not power off within {} s",
+            options.timeout.as_secs()
+        );
+    }
+    Ok(VmRun {
+        kernel: kernel.name,
+        package: fetched.package,
+        release: ready
+            .field("kernel")
+            .unwrap_or_else(|| kernels::release_of(&fetched.vmlinuz)),
+        var_tmp: ready.field("var_tmp").unwrap_or_else(|| "?".into()),
+        boot_seconds: ready.field("up").and_then(|u| u.parse().ok()),
+        wall: booted.wall,
+        outputs,
+        dmesg,
+        log,
+    })
+}
+
+/// The zc-trace executable to boot: the one given, else the workspace's, built static.
+pub fn zc_trace_binary(options: &VmOptions) -> Result<PathBuf> {
+    match &options.binary {
+        Some(path) => initramfs::check_static(path).map(|()| path.clone()),
+        None => initramfs::zc_trace_binary(),
+    }
+}
+
+/// The fields of the `@@ZC-READY ...@@` line.
+struct Ready(String);
+
+impl Ready {
+    fn field(&self, key: &str) -> Option<String> {
+        self.0
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    }
+}
+
+/// The marker on a console line: from `@@ZC-` to the closing `@@`. Terminal control sequences
+/// (the firmware clears the screen) may precede it on the line.
+fn marker(line: &str) -> Option<&str> {
+    let line = line.trim_end();
+    let m = &line[line.find("@@ZC-")?..];
+    (m.len() > 7 && m.ends_with("@@")).then_some(m)
+}
+
+/// The last `n` lines of the console, without terminal control sequences.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| strip_escapes(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Drops ESC sequences (`ESC c`, `ESC [ ... letter`) and other control characters.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next_if_eq(&'[').is_some() {
+                while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Cuts the console into the commands' outputs (see `initramfs` for the markers).
+fn parse_console(console: &str, commands: &[&str]) -> Result<(Ready, Vec<CommandOutput>, String)> {
+    let lines: Vec<&str> = console.lines().collect();
+    let ready = lines
+        .iter()
+        .find_map(|l| marker(l)?.strip_prefix("@@ZC-READY ")?.strip_suffix("@@"))
+        .map(|r| Ready(r.to_string()))
+        .ok_or("the guest never reached /init's first command (no @@ZC-READY@@ line)")?;
+    // Text between two marker lines. /init prints a newline after the output, so the output
+    // is exactly the lines in between joined by newlines.
+    let between = |begin: &str, end_prefix: &str| -> Option<(String, String)> {
+        let b = lines.iter().position(|l| marker(l) == Some(begin))?;
+        let e = b
+            + 1
+            + lines[b + 1..]
+                .iter()
+                .position(|l| marker(l).is_some_and(|m| m.starts_with(end_prefix)))?;
+        Some((lines[b + 1..e].join("\n"), marker(lines[e])?.to_string()))
+    };
+    let mut outputs = Vec::new();
+    for (id, cmd) in commands.iter().enumerate() {
+        let (stdout, end) = between(&format!("@@ZC-BEGIN {id}@@"), &format!("@@ZC-END {id} "))
+            .ok_or_else(|| format!("no complete output of command {id} ({cmd:?})"))?;
+        let rc = end
+            .strip_prefix(&format!("@@ZC-END {id} rc="))
+            .and_then(|r| r.strip_suffix("@@"))
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| format!("bad end marker {end:?}"))?;
+        let stderr = between(
+            &format!("@@ZC-STDERR-BEGIN {id}@@"),
+            &format!("@@ZC-STDERR-END {id}@@"),
+        )
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+        let seconds = lines.iter().find_map(|l| {
+            let t = marker(l)?
+                .strip_prefix(&format!("@@ZC-TIME {id} "))?
+                .strip_suffix("@@")?;
+            let r = Ready(t.to_string());
+            let start: f64 = r.field("start")?.parse().ok()?;
+            let end: f64 = r.field("end")?.parse().ok()?;
+            Some(end - start)
+        });
+        outputs.push(CommandOutput {
+            command: cmd.to_string(),
+            rc,
+            stdout,
+            stderr,
+            seconds,
+        });
+    }
+    let dmesg = between("@@ZC-DMESG-BEGIN@@", "@@ZC-DMESG-END@@")
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    Ok((ready, outputs, dmesg))
+}
+
+/// Why the matrix of [`test_matrix`] did not pass.
+pub enum MatrixError {
+    /// qemu, the host tools or a kernel could not be set up (no apt, no network, not root...).
+    Setup(String),
+    /// The VMs ran (or zc-trace did not build, or the expectations are wrong): a real failure.
+    Failed(String),
+}
+
+/// `vm-test` on every kernel with the default options, for `cargo xtask test`; setting up the
+/// host tools and the kernels comes first, so that its failure can be told apart.
+pub fn test_matrix() -> std::result::Result<(), MatrixError> {
+    let selected: Vec<&Kernel> = KERNELS.iter().collect();
+    host::ensure_tools().map_err(MatrixError::Setup)?;
+    for k in &selected {
+        kernels::ensure(k).map_err(|e| MatrixError::Setup(format!("kernel {}: {e}", k.name)))?;
+    }
+    check::vm_test(&selected, &VmOptions::default()).map_err(MatrixError::Failed)
+}
+
+/// `cargo xtask vm-test`.
+pub fn run(args: VmTestArgs) -> Result {
+    if args.list {
+        for k in KERNELS {
+            let state = match kernels::cached(k) {
+                Some(f) => format!("cached: {}", f.package),
+                None => "not fetched yet".into(),
+            };
+            println!("{:<16} {} ({state})", k.name, k.description);
+        }
+        return Ok(());
+    }
+    let selected: Vec<&Kernel> = if args.kernels.is_empty() {
+        KERNELS.iter().collect()
+    } else {
+        args.kernels
+            .iter()
+            .map(|n| kernels::by_name(n))
+            .collect::<Result<_>>()?
+    };
+    let options = VmOptions {
+        timeout: Duration::from_secs(args.timeout),
+        echo_console: args.console,
+        var_tmp: args.var_tmp,
+        binary: args.binary,
+    };
+    if args.exec.is_empty() {
+        return check::vm_test(&selected, &options);
+    }
+    let commands: Vec<&str> = args.exec.iter().map(String::as_str).collect();
+    let mut failed = Vec::new();
+    for k in selected {
+        println!("== {}: {}", k.name, k.description);
+        let started = std::time::Instant::now();
+        let outputs = boot(k, &commands, &options)?.outputs;
+        for o in outputs {
+            println!("-- `{}`: exit status {}", o.command, o.rc);
+            print!("{}", o.stdout);
+            if !o.stderr.trim().is_empty() {
+                println!("-- stderr:");
+                print!("{}", o.stderr);
+            }
+            if o.rc != 0 {
+                failed.push(format!(
+                    "{}: `{}` exited with status {}",
+                    k.name, o.command, o.rc
+                ));
+            }
+        }
+        println!("-- {:.1} s", started.elapsed().as_secs_f64());
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
+}

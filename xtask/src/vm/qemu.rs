@@ -1,0 +1,115 @@
+//! Booting a kernel and an initramfs under qemu (TCG) and reading the serial console.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{command, Result};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// What a boot left behind.
+pub struct Boot {
+    /// Everything the guest wrote to its serial console, with CR LF turned into LF.
+    pub console: String,
+    /// qemu's own stderr.
+    pub stderr: String,
+    pub wall: Duration,
+    pub timed_out: bool,
+    /// qemu's exit status, when it exited by itself.
+    pub exit: Option<std::process::ExitStatus>,
+}
+
+/// The qemu command line; `disk` is a raw image attached as a virtio disk (`/dev/vda`).
+pub fn qemu_command(vmlinuz: &Path, initrd: &Path, disk: Option<&Path>) -> Command {
+    let mut c = command(QEMU);
+    c.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
+        // The serial console on stdio; no network device (the guest only uses loopback).
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+    if let Some(disk) = disk {
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(disk);
+        drive.push(",format=raw,if=virtio,cache=unsafe");
+        c.arg("-drive").arg(drive);
+    }
+    c
+}
+
+/// Boots and waits for the guest to power off, killing qemu after `timeout`. The console goes
+/// to `log` as it arrives (and to stderr too with `echo`).
+pub fn boot(mut cmd: Command, timeout: Duration, log: &Path, echo: bool) -> Result<Boot> {
+    eprintln!("xtask: running {cmd:?}");
+    let mut log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let console_reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = log_file.write_all(&buf[..n]);
+                    if echo {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
+                    all.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        all
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all);
+        all
+    });
+
+    let (exit, timed_out) = wait_or_kill(&mut child, timeout)?;
+    let wall = start.elapsed();
+    let console = console_reader.join().unwrap_or_default();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    Ok(Boot {
+        console: String::from_utf8_lossy(&console)
+            .replace("\r\n", "\n")
+            .replace('\r', ""),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        wall,
+        timed_out,
+        exit,
+    })
+}
+
+fn wait_or_kill(
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<(Option<std::process::ExitStatus>, bool)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for {QEMU}: {e}"))?
+        {
+            return Ok((Some(status), false));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok((None, true));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

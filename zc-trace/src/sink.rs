@@ -1,0 +1,404 @@
+//! Where the strategies send the payload: TCP over loopback (default), a UNIX stream socket, a
+//! pipe (FIFO), a regular file, /dev/null, or TCP over a veth pair between two network
+//! namespaces that zc-trace creates and removes itself (with `--no-sg` turning scatter-gather
+//! off on the sending side, the article's "sendfile without SG-DMA" case).
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::cleanup;
+use crate::error::{EnvError, RunError};
+use crate::receiver::{Listen, Receiver, ReceiverMode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// TCP to a receiver process on 127.0.0.1 (loopback: scatter-gather always on).
+    Tcp,
+    /// A UNIX stream socket to a receiver process.
+    Unix,
+    /// A named pipe (FIFO) read by a receiver process.
+    Pipe,
+    /// A new regular file in --tmpdir for every run.
+    File,
+    /// /dev/null.
+    Null,
+    /// TCP over a veth pair between two network namespaces made for the run.
+    Veth,
+}
+
+impl SinkKind {
+    pub fn is_tcp(self) -> bool {
+        matches!(self, SinkKind::Tcp | SinkKind::Veth)
+    }
+}
+
+/// Everything needed to set a sink up.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    pub kind: SinkKind,
+    pub no_sg: bool,
+    pub mode: ReceiverMode,
+    pub tmpdir: PathBuf,
+    pub buffer: usize,
+}
+
+/// A sink that is set up: per run, `open` gives the sender a descriptor and `finish` closes it
+/// and says how many bytes arrived.
+pub struct Sink {
+    pub kind: SinkKind,
+    target: Target,
+    receiver: Option<Receiver>,
+    /// Scatter-gather on the sending route, where the sink has a route.
+    pub sg: Option<bool>,
+    pub description: String,
+    pub receiver_description: Option<String>,
+    _netns: Option<Netns>,
+    _dir: Option<TempDir>,
+}
+
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    Fifo(PathBuf),
+    File(PathBuf),
+    Null,
+}
+
+/// An open sink for one run.
+pub struct SinkFd {
+    pub fd: OwnedFd,
+}
+
+impl Sink {
+    /// Sets the sink up. Runs on the sender thread: for veth it moves that thread into the
+    /// sending namespace.
+    pub fn start(opts: &SinkOptions) -> Result<Sink, crate::error::Error> {
+        let mut sink = Sink {
+            kind: opts.kind,
+            target: Target::Null,
+            receiver: None,
+            sg: None,
+            description: String::new(),
+            receiver_description: None,
+            _netns: None,
+            _dir: None,
+        };
+        let receiver_mode = |sink: &mut Sink, listen: &Listen, netns: Option<&Path>| {
+            let r = Receiver::spawn(listen, opts.mode, opts.buffer, netns)?;
+            sink.receiver_description = Some(format!(
+                "separate process, {}",
+                opts.mode.describe(opts.buffer)
+            ));
+            Ok::<Receiver, RunError>(r)
+        };
+        match opts.kind {
+            SinkKind::Tcp => {
+                let listen = Listen::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+                let r = receiver_mode(&mut sink, &listen, None)?;
+                sink.target = Target::Tcp(parse_addr(&r.ready)?);
+                sink.receiver = Some(r);
+                sink.sg = Some(true);
+                sink.description = "TCP over loopback (127.0.0.1; scatter-gather always on)".into();
+            }
+            SinkKind::Unix => {
+                let dir = TempDir::new(&opts.tmpdir)?;
+                let path = dir.path.join("sink.sock");
+                let r = receiver_mode(&mut sink, &Listen::Unix(path.clone()), None)?;
+                sink.receiver = Some(r);
+                sink.target = Target::Unix(path);
+                sink.description = "UNIX stream socket".into();
+                sink._dir = Some(dir);
+            }
+            SinkKind::Pipe => {
+                let dir = TempDir::new(&opts.tmpdir)?;
+                let path = dir.path.join("sink.fifo");
+                nix::unistd::mkfifo(
+                    &path,
+                    nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+                )
+                .map_err(|e| RunError::Receiver(format!("mkfifo {}: {e}", path.display())))?;
+                let r = receiver_mode(&mut sink, &Listen::Fifo(path.clone()), None)?;
+                sink.receiver = Some(r);
+                sink.target = Target::Fifo(path);
+                sink.description = "pipe (FIFO) read by a separate process".into();
+                sink._dir = Some(dir);
+            }
+            SinkKind::File => {
+                sink.target = Target::File(opts.tmpdir.clone());
+                sink.description =
+                    format!("a new regular file in {} per run", opts.tmpdir.display());
+            }
+            SinkKind::Null => {
+                sink.description = "/dev/null".into();
+            }
+            SinkKind::Veth => {
+                let netns = Netns::create(!opts.no_sg)?;
+                netns.enter_sender()?;
+                let listen = Listen::Tcp(SocketAddr::from((netns.receiver_ip, 0)));
+                let r = receiver_mode(&mut sink, &listen, Some(&netns.receiver_path()))?;
+                sink.target = Target::Tcp(parse_addr(&r.ready)?);
+                sink.receiver = Some(r);
+                sink.sg = Some(netns.sg);
+                sink.description = format!(
+                    "TCP over a veth pair between two network namespaces zc-trace made \
+                     (scatter-gather {} on the sending side, checked with ETHTOOL_GSG)",
+                    if netns.sg { "on" } else { "off" }
+                );
+                sink._netns = Some(netns);
+            }
+        }
+        Ok(sink)
+    }
+
+    pub fn receiver_pid(&self) -> Option<u32> {
+        self.receiver.as_ref().map(Receiver::pid)
+    }
+
+    pub fn open(&self) -> std::io::Result<SinkFd> {
+        let fd: OwnedFd = match &self.target {
+            Target::Tcp(a) => TcpStream::connect(a)?.into(),
+            Target::Unix(p) => UnixStream::connect(p)?.into(),
+            Target::Fifo(p) => std::fs::OpenOptions::new().write(true).open(p)?.into(),
+            Target::File(dir) => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_TMPFILE)
+                .mode(0o600)
+                .open(dir)?
+                .into(),
+            Target::Null => std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")?
+                .into(),
+        };
+        Ok(SinkFd { fd })
+    }
+
+    /// Closes the run's descriptor; returns the bytes that arrived, where the sink can tell.
+    pub fn finish(&mut self, fd: SinkFd) -> Result<Option<u64>, RunError> {
+        let size = match self.target {
+            Target::File(_) => Some(
+                nix::sys::stat::fstat(fd.fd.as_raw_fd())
+                    .map_err(|e| RunError::Receiver(format!("fstat of the sink file: {e}")))?
+                    .st_size as u64,
+            ),
+            _ => None,
+        };
+        drop(fd); // EOF for the receiver
+        match &mut self.receiver {
+            Some(r) => r.wait_done().map(Some),
+            None => Ok(size),
+        }
+    }
+}
+
+fn parse_addr(ready: &str) -> Result<SocketAddr, RunError> {
+    ready
+        .parse()
+        .map_err(|e| RunError::Receiver(format!("bad address {ready:?}: {e}")))
+}
+
+/// A private directory for a socket or FIFO path, removed on drop or at interrupt.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new(parent: &Path) -> Result<Self, RunError> {
+        let template = parent.join("zc-trace-sink.XXXXXX");
+        let path = nix::unistd::mkdtemp(&template)
+            .map_err(|e| RunError::Receiver(format!("mkdtemp in {}: {e}", parent.display())))?;
+        cleanup::register_dir(path.clone());
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        cleanup::forget_dir(&self.path);
+    }
+}
+
+/// Two network namespaces joined by a veth pair, on addresses that exist only inside them.
+struct Netns {
+    sender: String,
+    receiver: String,
+    sender_dev: String,
+    receiver_ip: Ipv4Addr,
+    sg: bool,
+}
+
+const SENDER_IP: &str = "169.254.203.1/30";
+const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
+
+impl Netns {
+    fn create(sg: bool) -> Result<Self, crate::error::Error> {
+        let id = std::process::id();
+        let n = Netns {
+            sender: format!("zc-trace-{id}-tx"),
+            receiver: format!("zc-trace-{id}-rx"),
+            sender_dev: format!("zct{id}tx"),
+            receiver_ip: RECEIVER_IP,
+            sg,
+        };
+        let receiver_dev = format!("zct{id}rx");
+        // Registered first: whatever part of this succeeds is removed at exit or interrupt.
+        cleanup::register_netns(n.receiver.clone());
+        cleanup::register_netns(n.sender.clone());
+        let rx_ip = format!("{RECEIVER_IP}/30");
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &n.sender],
+            vec!["netns", "add", &n.receiver],
+            vec![
+                "link",
+                "add",
+                &n.sender_dev,
+                "netns",
+                &n.sender,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &receiver_dev,
+                "netns",
+                &n.receiver,
+            ],
+            vec![
+                "-n",
+                &n.sender,
+                "addr",
+                "add",
+                SENDER_IP,
+                "dev",
+                &n.sender_dev,
+            ],
+            vec![
+                "-n",
+                &n.receiver,
+                "addr",
+                "add",
+                &rx_ip,
+                "dev",
+                &receiver_dev,
+            ],
+            vec!["-n", &n.sender, "link", "set", "lo", "up"],
+            vec!["-n", &n.receiver, "link", "set", "lo", "up"],
+            vec!["-n", &n.sender, "link", "set", &n.sender_dev, "up"],
+            vec!["-n", &n.receiver, "link", "set", &receiver_dev, "up"],
+        ];
+        for args in steps {
+            ip(&args)?;
+        }
+        Ok(n)
+    }
+
+    fn receiver_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.receiver)
+    }
+
+    /// Moves the calling thread (only it) into the sending namespace, then sets and checks
+    /// scatter-gather on the sending device.
+    fn enter_sender(&self) -> Result<(), crate::error::Error> {
+        let path = Path::new("/run/netns").join(&self.sender);
+        let f = File::open(&path).map_err(|source| EnvError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| EnvError::Netns(format!("setns into {}: {e}", self.sender)))?;
+        ethtool_sg(&self.sender_dev, Some(self.sg))
+            .and_then(|()| ethtool_sg(&self.sender_dev, None))
+            .map_err(|e| EnvError::Netns(format!("scatter-gather on {}: {e}", self.sender_dev)))?;
+        Ok(())
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), EnvError> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        EnvError::Netns(format!(
+            "cannot run `ip` ({e}): the veth sink needs iproute2 (apt-get install iproute2)"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(EnvError::Netns(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// ETHTOOL_SSG (set = Some) or ETHTOOL_GSG (set = None, checks the value set before) through
+/// SIOCETHTOOL on the calling thread's network namespace: no ethtool binary needed.
+fn ethtool_sg(dev: &str, set: Option<bool>) -> Result<(), String> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    const SIOCETHTOOL: u64 = 0x8946;
+    const ETHTOOL_GSG: u32 = 0x18;
+    const ETHTOOL_SSG: u32 = 0x19;
+    thread_local!(static WANTED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) });
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let mut value = EthtoolValue {
+        cmd: if set.is_some() {
+            ETHTOOL_SSG
+        } else {
+            ETHTOOL_GSG
+        },
+        data: set.map_or(0, u32::from),
+    };
+    let mut req = IfReq {
+        name: [0; 16],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    let name = dev.as_bytes();
+    if name.len() >= 16 {
+        return Err(format!("interface name {dev} too long"));
+    }
+    req.name[..name.len()].copy_from_slice(name);
+    // SAFETY: SIOCETHTOOL reads the ifreq and the ethtool_value it points to, both alive here.
+    let rc = unsafe { nix::libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    match set {
+        Some(v) => WANTED.with(|w| w.set(Some(v))),
+        None => {
+            let wanted = WANTED.with(|w| w.get());
+            if wanted.is_some_and(|w| w != (value.data != 0)) {
+                return Err(format!(
+                    "asked for sg {}, the device reports {}",
+                    if wanted == Some(true) { "on" } else { "off" },
+                    if value.data != 0 { "on" } else { "off" }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
