@@ -1,18 +1,90 @@
 //! Builds zc-trace-ebpf with the nightly toolchain and bpf-linker, and installs or checks the
-//! committed object. The build is reproducible (no debug info, hence no paths in the object),
-//! which is what lets CI demand byte equality.
+//! committed object. The build is reproducible, which is what lets CI demand byte equality:
+//! no debug info (no paths in the object), and the two crates are built from a fixed staging
+//! directory, because cargo hashes the absolute path of a path dependency outside the crate's
+//! workspace (zc-trace-common) into the symbol names of non-inlined functions.
+
+use std::path::Path;
 
 use crate::util::{command, run, workspace_root, Result};
+
+/// The crates' files, relative to the workspace root, that the eBPF build reads.
+const INPUTS: &[&str] = &["zc-trace-ebpf", "zc-trace-common"];
+
+/// Mirrors the inputs into `staging`, writing only files whose content changed (so cargo's
+/// incremental checks keep working) and removing files that are gone.
+fn stage(root: &Path, staging: &Path) -> Result {
+    fn walk(src: &Path, dst: &Path) -> Result {
+        std::fs::create_dir_all(dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        let mut wanted = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(src).map_err(|e| format!("{}: {e}", src.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.file_name();
+            if name == "target" {
+                continue;
+            }
+            wanted.insert(name.clone());
+            let (from, to) = (entry.path(), dst.join(&name));
+            if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+                walk(&from, &to)?;
+            } else {
+                let data = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+                if std::fs::read(&to).ok().as_deref() != Some(&data[..]) {
+                    std::fs::write(&to, &data).map_err(|e| format!("{}: {e}", to.display()))?;
+                }
+            }
+        }
+        for entry in std::fs::read_dir(dst).map_err(|e| e.to_string())?.flatten() {
+            let name = entry.file_name();
+            if name != "target" && !wanted.contains(&name) {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        Ok(())
+    }
+    for input in INPUTS {
+        walk(&root.join(input), &staging.join(input))?;
+    }
+    // zc-trace-common inherits package fields and its aya dependency from the workspace root:
+    // stage that manifest too, with only the staged member.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let staged: String = manifest
+        .lines()
+        .map(|l| {
+            if l.starts_with("members") {
+                "members = [\"zc-trace-common\"]"
+            } else if l.starts_with("default-members") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = staging.join("Cargo.toml");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(&staged[..]) {
+        std::fs::write(&path, staged).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
 
 pub const OBJECT: &str = "zc-trace/ebpf/zc-trace.bpf.o";
 
 pub fn build(check: bool) -> Result {
     let root = workspace_root();
-    let target_dir = root.join("target").join("ebpf");
+    // A fixed place, the same on every machine and for every clone.
+    let staging = Path::new("/tmp/zc-trace-ebpf-build");
+    stage(&root, staging)?;
+    let target_dir = staging.join("target");
     // The crate's own .cargo/config.toml (target, build-std, linker) is found from its directory.
     run(command("rustup")
         .args(["run", "nightly", "cargo", "build", "--release", "--locked"])
-        .current_dir(root.join("zc-trace-ebpf"))
+        .current_dir(staging.join("zc-trace-ebpf"))
         .env("CARGO_TARGET_DIR", &target_dir))?;
     let built = target_dir.join("bpfel-unknown-none/release/zc-trace");
     let committed = root.join(OBJECT);
