@@ -83,7 +83,11 @@ pub mod site {
     pub const PIPE_READ: usize = 6;
     /// generic_perform_write(): buffered file write into the page cache.
     pub const FILE_WRITE: usize = 7;
-    pub const COUNT: usize = 8;
+    /// Frames of the sender's TCP sockets leaving a device: payload found in the frame's linear
+    /// part was copied there by GSO segmentation or linearization, which a device without
+    /// scatter-gather needs (the article's "no SG-DMA" copy).
+    pub const NIC_LINEARIZE: usize = 8;
+    pub const COUNT: usize = 10;
 }
 
 /// Size of the per-syscall table; syscall numbers at or above it are counted in
@@ -245,6 +249,14 @@ pub struct Config {
     /// file.f_flags, to leave O_DIRECT files out of the derived copies (they DMA to user pages).
     pub file_flags_off: u32,
     pub o_direct: u32,
+    /// net:net_dev_start_xmit field offsets (tracefs) and sk_buff member offsets (BTF).
+    pub xmit_skbaddr_off: u32,
+    pub xmit_len_off: u32,
+    pub xmit_data_len_off: u32,
+    pub xmit_transport_valid_off: u32,
+    pub xmit_transport_off: u32,
+    pub skb_sk_off: u32,
+    pub skb_data_off: u32,
 }
 
 impl Config {
@@ -294,6 +306,13 @@ impl Config {
             inode_mode_off: UNKNOWN,
             file_flags_off: UNKNOWN,
             o_direct: 0,
+            xmit_skbaddr_off: 0,
+            xmit_len_off: 0,
+            xmit_data_len_off: 0,
+            xmit_transport_valid_off: 0,
+            xmit_transport_off: 0,
+            skb_sk_off: UNKNOWN,
+            skb_data_off: UNKNOWN,
         }
     }
 }

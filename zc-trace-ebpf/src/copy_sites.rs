@@ -16,7 +16,16 @@ use aya_ebpf::{
 };
 use zc_trace_common::{class, pending_key, site, Config, PendingCopy, UNKNOWN};
 
-use crate::state::{self, PENDING};
+use crate::state::{self, PENDING, SOCKS};
+
+/// Remembers a socket the (active) sender sends on; see `SOCKS`.
+#[inline(always)]
+fn track_socket(tid: u32, sk: *const u8) {
+    if let Some(task) = state::active_task(tid) {
+        let role = unsafe { (*task).role };
+        let _ = SOCKS.insert(&(sk as u64), &role, 0);
+    }
+}
 
 /// What an iov_iter's type says about the memory behind it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,6 +141,7 @@ pub fn zc_tcp_send_fexit(ctx: FExitContext) -> i32 {
     let sk: *const u8 = unsafe { ctx.arg(0) };
     let msg: *const u8 = unsafe { ctx.arg(1) };
     let ret: i64 = unsafe { ctx.arg::<i32>(3) } as i64;
+    track_socket(tid, sk);
     if let Some(c) = tcp_send_class(sk, msg) {
         record(tid, site::TCP_SEND, c, ret);
     }
@@ -144,6 +154,7 @@ pub fn zc_tcp_send_kprobe(ctx: ProbeContext) -> u32 {
     let (Some(sk), Some(msg)) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1)) else {
         return 0;
     };
+    track_socket(tid, sk);
     if let Some(c) = tcp_send_class(sk, msg) {
         remember(tid, site::TCP_SEND, c, 0);
     }
@@ -164,6 +175,7 @@ pub fn zc_tcp_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     let tid = state::current_tid();
     let sk: *const u8 = unsafe { ctx.arg(0) };
     let msg: *const u8 = unsafe { ctx.arg(1) };
+    track_socket(tid, sk);
     if let Some(c) = tcp_send_class(sk, msg) {
         remember(tid, site::TCP_SEND, c, 0);
     }
@@ -463,4 +475,48 @@ pub fn zc_file_write_kretprobe(ctx: RetProbeContext) -> u32 {
         ctx.ret().unwrap_or(0),
     );
     0
+}
+
+// ---- net:net_dev_start_xmit: frames leaving a device ----
+// Attributed by the frame's socket (SOCKS), not by the current task: transmits also happen in
+// softirq context. TCP keeps payload in page fragments (its route caps always include SG,
+// software GSO); payload in a frame's linear part was copied there by segmentation or
+// linearization because the device lacks scatter-gather.
+
+#[tracepoint]
+pub fn zc_net_xmit(ctx: TracePointContext) -> u32 {
+    let _ = on_net_xmit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
+    let cfg = state::config();
+    if cfg.skb_sk_off == UNKNOWN || cfg.skb_data_off == UNKNOWN {
+        return None;
+    }
+    let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
+    let sk: u64 =
+        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_sk_off as usize) as *const u64) }.ok()?;
+    let role = *unsafe { SOCKS.get(&sk) }?;
+    let valid: u8 = unsafe { ctx.read_at(cfg.xmit_transport_valid_off as usize) }.ok()?;
+    if valid == 0 {
+        return None;
+    }
+    let len: u32 = unsafe { ctx.read_at(cfg.xmit_len_off as usize) }.ok()?;
+    let data_len: u32 = unsafe { ctx.read_at(cfg.xmit_data_len_off as usize) }.ok()?;
+    let transport: i32 = unsafe { ctx.read_at(cfg.xmit_transport_off as usize) }.ok()?;
+    let data: *const u8 =
+        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_off as usize) as *const *const u8) }
+            .ok()?;
+    // TCP data offset: the high nibble of byte 12 of the header, in 32-bit words.
+    let doff: u8 = unsafe { bpf_probe_read_kernel(data.add(transport as usize + 12)) }.ok()?;
+    let headers = transport as i64 + ((doff >> 4) as i64) * 4;
+    let linear_payload = (len as i64 - data_len as i64) - headers;
+    if linear_payload > 0 {
+        let stats = state::stats(role)?;
+        stats.copies[site::NIC_LINEARIZE][class::KERNEL_TO_KERNEL] += linear_payload as u64;
+        stats.site_calls[site::NIC_LINEARIZE] += 1;
+    }
+    Some(())
 }

@@ -20,6 +20,13 @@ pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static PENDING: HashMap<u64, PendingCopy> = HashMap::with_max_entries(4096, 0);
 
+/// The sender's TCP sockets (struct sock addresses) and their role, recorded by the TCP send
+/// hooks in process context, so that work done for them in any context (a softirq transmit)
+/// is attributed by socket, never by whatever task happens to be current. Cleared by user
+/// space after every run.
+#[map]
+pub static SOCKS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Written by user space before load (read-only data section).
 #[no_mangle]
 static CONFIG: Config = Config::zeroed();

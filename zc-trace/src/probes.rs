@@ -98,6 +98,7 @@ pub enum HookId {
     PipeWrite,
     PipeRead,
     FileWrite,
+    NicLinearize,
 }
 
 impl HookId {
@@ -116,6 +117,7 @@ impl HookId {
             HookId::PipeWrite => "pipe_write",
             HookId::PipeRead => "pipe_read",
             HookId::FileWrite => "file_write",
+            HookId::NicLinearize => "nic_linearize",
         }
     }
 
@@ -131,6 +133,7 @@ impl HookId {
             HookId::PipeWrite => Some(site::PIPE_WRITE),
             HookId::PipeRead => Some(site::PIPE_READ),
             HookId::FileWrite => Some(site::FILE_WRITE),
+            HookId::NicLinearize => Some(site::NIC_LINEARIZE),
             _ => None,
         }
     }
@@ -312,6 +315,15 @@ pub const PLAN: &[Hook] = &[
             fexit("zc_file_write_fexit", "generic_perform_write"),
             kprobe_pair("zc_file_write_kprobe", "zc_file_write_kretprobe", "generic_perform_write"),
         ],
+    },
+    Hook {
+        id: HookId::NicLinearize,
+        site: "frames of the sender's TCP sockets leaving a device: payload in the linear part \
+               was copied there by GSO segmentation or linearization (a device without \
+               scatter-gather)",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        candidates: &[tp("zc_net_xmit", "net:net_dev_start_xmit")],
     },
 ];
 

@@ -170,7 +170,7 @@ fn measure(
                 .iter_mut()
                 .find(|k| k.kind == kind)
                 .expect("every needed sink was started");
-            let sample = run_once(&tracer, sink, &source, *s, args, tid)?;
+            let sample = run_once(&mut tracer, sink, &source, *s, args, tid)?;
             samples[i].push(sample);
         }
     }
@@ -211,7 +211,7 @@ fn measure(
 }
 
 fn run_once(
-    tracer: &Tracer,
+    tracer: &mut Tracer,
     sink: &mut Sink,
     source: &SourceFile,
     strategy: &dyn Strategy,
@@ -253,6 +253,7 @@ fn run_once(
     let received = sink.finish(out)?;
     let sender_after = tracer.snapshot(role::SENDER)?;
     let receiver_after = tracer.snapshot(role::RECEIVER)?;
+    tracer.forget_sockets()?;
 
     let check = |message: String| RunError::Check {
         strategy: strategy.name().into(),

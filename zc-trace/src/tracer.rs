@@ -134,6 +134,18 @@ impl Tracer {
             .map_err(|e| RunError::Maps(format!("tracking tid {tid}: {e}")))
     }
 
+    /// Forgets the sockets the sender used (their addresses may be reused by anyone once closed).
+    pub fn forget_sockets(&mut self) -> Result<(), RunError> {
+        let mut socks: BpfHashMap<&mut MapData, u64, u32> =
+            BpfHashMap::try_from(self.ebpf.map_mut("SOCKS").expect("SOCKS is in the object"))
+                .map_err(|e| RunError::Maps(e.to_string()))?;
+        let keys: Vec<u64> = socks.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = socks.remove(&k);
+        }
+        Ok(())
+    }
+
     /// The state of a tracked thread (window timestamps, window count).
     pub fn task(&self, tid: u32) -> Option<TaskState> {
         let tasks: BpfHashMap<&MapData, u32, TaskState> =
@@ -219,6 +231,11 @@ fn build_config(formats: &Formats) -> Config {
         skb_copy_len_off: off("skb:skb_copy_datagram_iovec", "len"),
         user_address_limit: USER_ADDRESS_LIMIT,
         sock_send_ret_off: off("sock:sock_send_length", "ret"),
+        xmit_skbaddr_off: off("net:net_dev_start_xmit", "skbaddr"),
+        xmit_len_off: off("net:net_dev_start_xmit", "len"),
+        xmit_data_len_off: off("net:net_dev_start_xmit", "data_len"),
+        xmit_transport_valid_off: off("net:net_dev_start_xmit", "transport_offset_valid"),
+        xmit_transport_off: off("net:net_dev_start_xmit", "transport_offset"),
         read_nr: nix::libc::SYS_read as u32,
         pread_nr: nix::libc::SYS_pread64 as u32,
         readv_nr: nix::libc::SYS_readv as u32,
@@ -250,6 +267,8 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
         .filter(|f| f.size == 1)
         .map_or(UNKNOWN, |f| f.offset);
     config.sock_route_caps_off = off("sock", "sk_route_caps");
+    config.skb_sk_off = off("sk_buff", "sk");
+    config.skb_data_off = off("sk_buff", "data");
     config.iter_ubuf = val("ITER_UBUF");
     config.iter_iovec = val("ITER_IOVEC");
     config.iter_kvec = val("ITER_KVEC");
@@ -308,6 +327,10 @@ fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
     {
         return Err("iov_iter.iter_type or its enum not found in kernel BTF".into());
     }
+    if program == "zc_net_xmit" && (config.skb_sk_off == UNKNOWN || config.skb_data_off == UNKNOWN)
+    {
+        return Err("sk_buff.sk or sk_buff.data not found in kernel BTF".into());
+    }
     if program.starts_with("zc_tcp_send")
         && (config.msghdr_flags_off == UNKNOWN
             || config.msghdr_iter_off == UNKNOWN
@@ -328,6 +351,13 @@ fn required_fields(target: &str) -> &'static [&'static str] {
         "exceptions:page_fault_kernel" => &["address"],
         "skb:skb_copy_datagram_iovec" => &["len"],
         "sock:sock_send_length" => &["ret"],
+        "net:net_dev_start_xmit" => &[
+            "skbaddr",
+            "len",
+            "data_len",
+            "transport_offset_valid",
+            "transport_offset",
+        ],
         _ => &[],
     }
 }

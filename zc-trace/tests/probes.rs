@@ -32,7 +32,8 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "sock_recv",
             "pipe_write",
             "pipe_read",
-            "file_write"
+            "file_write",
+            "nic_linearize"
         ]
     );
     for p in probes {

@@ -172,7 +172,8 @@ mod tests {
                 "pipe_read",
                 "file_write",
                 "tcp_send",
-                "tcp_sendpage"
+                "tcp_sendpage",
+                "nic_linearize"
             ]
         );
         for c in sites {

@@ -486,7 +486,7 @@ fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Fig
 }
 
 /// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 7] = [
+const SENDER_SITES: [HookId; 8] = [
     HookId::FileRead,
     HookId::FileSpliceRead,
     HookId::PipeWrite,
@@ -494,6 +494,7 @@ const SENDER_SITES: [HookId; 7] = [
     HookId::FileWrite,
     HookId::TcpSend,
     HookId::TcpSendpage,
+    HookId::NicLinearize,
 ];
 
 /// Sites where bytes enter the socket: "by reference" counts here, so that the file->pipe leg
