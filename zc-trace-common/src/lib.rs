@@ -87,6 +87,8 @@ pub mod site {
     /// part was copied there by GSO segmentation or linearization, which a device without
     /// scatter-gather needs (the article's "no SG-DMA" copy).
     pub const NIC_LINEARIZE: usize = 8;
+    /// unix_stream_sendmsg(): UNIX stream socket send.
+    pub const UNIX_SEND: usize = 9;
     pub const COUNT: usize = 10;
 }
 

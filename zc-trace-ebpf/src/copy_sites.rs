@@ -520,3 +520,56 @@ fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
     }
     Some(())
 }
+
+// ---- unix_stream_sendmsg(struct socket *, struct msghdr *, size_t) -> int ----
+// Spliced pages are appended by reference (MSG_SPLICE_PAGES, 6.5+); anything else is copied
+// from the message's iov_iter into the skb.
+
+#[inline(always)]
+fn unix_send_class(msg: *const u8) -> Option<usize> {
+    let cfg = state::config();
+    if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
+        return None;
+    }
+    let flags: u32 =
+        unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_flags_off as usize) as *const u32) }
+            .ok()?;
+    if cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0 {
+        return Some(class::BY_REFERENCE);
+    }
+    match memory(cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
+        Memory::User => Some(class::USER_TO_KERNEL),
+        _ => Some(class::KERNEL_TO_KERNEL),
+    }
+}
+
+#[fexit(function = "unix_stream_sendmsg")]
+pub fn zc_unix_send_fexit(ctx: FExitContext) -> i32 {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return 0;
+    }
+    let msg: *const u8 = unsafe { ctx.arg(1) };
+    let ret: i64 = unsafe { ctx.arg::<i32>(3) } as i64;
+    if let Some(c) = unix_send_class(msg) {
+        record(tid, site::UNIX_SEND, c, ret);
+    }
+    0
+}
+
+#[kprobe]
+pub fn zc_unix_send_kprobe(ctx: ProbeContext) -> u32 {
+    if let Some(msg) = ctx.arg::<*const u8>(1) {
+        if let Some(c) = unix_send_class(msg) {
+            remember(state::current_tid(), site::UNIX_SEND, c, 0);
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_unix_send_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret().unwrap_or(0);
+    complete(state::current_tid(), site::UNIX_SEND, ret as i64);
+    0
+}

@@ -99,6 +99,7 @@ pub enum HookId {
     PipeRead,
     FileWrite,
     NicLinearize,
+    UnixSend,
 }
 
 impl HookId {
@@ -118,6 +119,7 @@ impl HookId {
             HookId::PipeRead => "pipe_read",
             HookId::FileWrite => "file_write",
             HookId::NicLinearize => "nic_linearize",
+            HookId::UnixSend => "unix_send",
         }
     }
 
@@ -134,6 +136,7 @@ impl HookId {
             HookId::PipeRead => Some(site::PIPE_READ),
             HookId::FileWrite => Some(site::FILE_WRITE),
             HookId::NicLinearize => Some(site::NIC_LINEARIZE),
+            HookId::UnixSend => Some(site::UNIX_SEND),
             _ => None,
         }
     }
@@ -325,6 +328,18 @@ pub const PLAN: &[Hook] = &[
         required: false,
         candidates: &[tp("zc_net_xmit", "net:net_dev_start_xmit")],
     },
+    Hook {
+        id: HookId::UnixSend,
+        site: "UNIX stream send: bytes copied from the message's iov_iter, or spliced pages kept \
+               as references (unix_stream_sendmsg; before 6.5 splice goes through \
+               unix_stream_sendpage, not hooked)",
+        feeds: "CPU-copied bytes, bytes by reference (sender, UNIX sink)",
+        required: false,
+        candidates: &[
+            fexit("zc_unix_send_fexit", "unix_stream_sendmsg"),
+            kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg"),
+        ],
+    },
 ];
 
 /// One failed try of a candidate.
@@ -498,6 +513,7 @@ mod tests {
             "pipe_read",
             "anon_pipe_read",
             "generic_perform_write",
+            "unix_stream_sendmsg",
         ] {
             assert_eq!(
                 names.iter().filter(|n| **n == expected).count(),

@@ -162,16 +162,37 @@ fn measure(
     let mut samples: Vec<Vec<Sample>> = strategies.iter().map(|_| Vec::new()).collect();
     // Interleave strategies across iterations so slow drifts (page cache, CPU frequency) spread
     // over all of them instead of biasing one.
+    // A strategy the host cannot run (O_DIRECT on tmpfs...) says so when it prepares; it is
+    // left out with its reason rather than failing the whole run.
+    let mut unsupported: Vec<Option<String>> = strategies.iter().map(|_| None).collect();
     for _ in 0..args.iterations {
         for (i, s) in strategies.iter().enumerate() {
+            if unsupported[i].is_some() {
+                continue;
+            }
             log::info!("running {}", s.name());
             let kind = s.fixed_sink().unwrap_or(args.sink);
             let sink = sinks
                 .iter_mut()
                 .find(|k| k.kind == kind)
                 .expect("every needed sink was started");
-            let sample = run_once(&mut tracer, sink, &source, *s, args, tid)?;
-            samples[i].push(sample);
+            match run_once(&mut tracer, sink, &source, *s, args, tid) {
+                Ok(sample) => samples[i].push(sample),
+                Err(RunError::Io {
+                    what, source: e, ..
+                }) if what == "preparing" && e.kind() == std::io::ErrorKind::Unsupported => {
+                    unsupported[i] = Some(e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for (s, why) in strategies.iter().zip(&unsupported) {
+        if let Some(reason) = why {
+            skipped.push(SkippedStrategy {
+                strategy: s.id(),
+                reason: reason.clone(),
+            });
         }
     }
     let main_sink = sinks
@@ -199,6 +220,7 @@ fn measure(
     let runs = strategies
         .into_iter()
         .zip(samples)
+        .filter(|(_, samples)| !samples.is_empty())
         .map(|(s, samples)| {
             let (kind, has_receiver) = sink_of(s);
             (s, kind, has_receiver, samples)

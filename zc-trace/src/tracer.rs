@@ -312,6 +312,7 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
 /// refused instead.
 fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
     let needs_iter = [
+        "zc_unix_send",
         "zc_tcp_send",
         "zc_file_read",
         "zc_sock_recv",

@@ -33,7 +33,8 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "pipe_write",
             "pipe_read",
             "file_write",
-            "nic_linearize"
+            "nic_linearize",
+            "unix_send"
         ]
     );
     for p in probes {

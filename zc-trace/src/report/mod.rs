@@ -173,6 +173,7 @@ mod tests {
                 "file_write",
                 "tcp_send",
                 "tcp_sendpage",
+                "unix_send",
                 "nic_linearize"
             ]
         );

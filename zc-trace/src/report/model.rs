@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use zc_trace_common::{class, counter, site, RoleStats, SYSCALL_SLOTS};
+use zc_trace_common::{class, counter, RoleStats, SYSCALL_SLOTS};
 
 use super::stat::Stat;
 use crate::capabilities::HostFacts;
 use crate::probes::{AttachReport, HookId, HookOutcome};
+use crate::sink::SinkKind;
 use crate::strategies::Strategy;
 use crate::syscall_names;
 
@@ -261,7 +262,7 @@ pub fn build(
             name: s.name(),
             summary: s.summary(),
             sink,
-            figures: figures(probes, &samples, has_receiver),
+            figures: figures(probes, &samples, has_receiver, sink),
             copy_sites: SENDER_SITES
                 .iter()
                 .map(|&h| copy_site(probes.get(h), &samples))
@@ -317,7 +318,12 @@ fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Fi
     }
 }
 
-fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Figures {
+fn figures(
+    probes: &AttachReport,
+    samples: &[Sample],
+    has_receiver: bool,
+    sink: SinkKind,
+) -> Figures {
     const SENDER: &str =
         "sender thread only (tid filter in the kernel), inside the measured window";
     let c =
@@ -330,7 +336,6 @@ fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Fig
     let fault_user = probes.get(HookId::FaultUserMode);
     let fault_kernel = probes.get(HookId::FaultKernelMode);
     let csw = probes.get(HookId::ContextSwitch);
-    let recv = probes.get(HookId::SockRecv);
 
     let syscalls = figure(
         "count",
@@ -430,29 +435,24 @@ fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Fig
         ),
         time_ns,
         throughput_bytes_per_sec: throughput,
-        receiver_copied_bytes: figure(
-            "bytes",
-            if !has_receiver {
+        receiver_copied_bytes: if has_receiver {
+            copy_total(
+                probes,
+                samples,
+                &[class::KERNEL_TO_USER, class::KERNEL_TO_KERNEL],
+                &RECEIVER_SITES,
+                Side::Receiver,
+                sink,
+            )
+        } else {
+            figure(
+                "bytes",
                 Provenance::NotObservable {
                     reason: "this sink has no receiver process (a file or /dev/null)".into(),
-                }
-            } else {
-                observed(
-                    recv,
-                    if recv.method == Some(crate::probes::Method::Tracepoint) {
-                        "len of each socket-to-user copy (the tracepoint does not carry the iov_iter \
-                     type; a TCP reader's read() copies into user memory); receiver process only"
-                    } else {
-                        "bytes copied into the reader's iov_iter, classified by its type; receiver \
-                     process only (pid filter in the kernel)"
-                    },
-                )
-            },
-            stat(samples, |s| {
-                let r = &s.receiver.copies[site::SOCK_RECV];
-                (r[class::KERNEL_TO_USER] + r[class::KERNEL_TO_KERNEL]) as f64
-            }),
-        ),
+                },
+                None,
+            )
+        },
         cpu_copied_bytes: copy_total(
             probes,
             samples,
@@ -462,31 +462,46 @@ fn figures(probes: &AttachReport, samples: &[Sample], has_receiver: bool) -> Fig
                 class::KERNEL_TO_KERNEL,
             ],
             &SENDER_SITES,
+            Side::Sender,
+            sink,
         ),
         copied_user_to_kernel_bytes: copy_total(
             probes,
             samples,
             &[class::USER_TO_KERNEL],
             &SENDER_SITES,
+            Side::Sender,
+            sink,
         ),
         copied_kernel_to_user_bytes: copy_total(
             probes,
             samples,
             &[class::KERNEL_TO_USER],
             &SENDER_SITES,
+            Side::Sender,
+            sink,
         ),
         copied_kernel_to_kernel_bytes: copy_total(
             probes,
             samples,
             &[class::KERNEL_TO_KERNEL],
             &SENDER_SITES,
+            Side::Sender,
+            sink,
         ),
-        by_reference_bytes: copy_total(probes, samples, &[class::BY_REFERENCE], &SOCKET_SITES),
+        by_reference_bytes: copy_total(
+            probes,
+            samples,
+            &[class::BY_REFERENCE],
+            &SOCKET_SITES,
+            Side::Sender,
+            sink,
+        ),
     }
 }
 
 /// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 8] = [
+const SENDER_SITES: [HookId; 9] = [
     HookId::FileRead,
     HookId::FileSpliceRead,
     HookId::PipeWrite,
@@ -494,19 +509,35 @@ const SENDER_SITES: [HookId; 8] = [
     HookId::FileWrite,
     HookId::TcpSend,
     HookId::TcpSendpage,
+    HookId::UnixSend,
     HookId::NicLinearize,
 ];
 
+/// Where the receiver process copies: out of a socket, or out of a pipe (FIFO sink).
+const RECEIVER_SITES: [HookId; 2] = [HookId::SockRecv, HookId::PipeRead];
+
 /// Sites where bytes enter the socket: "by reference" counts here, so that the file->pipe leg
 /// of splice/sendfile (also by reference) is not counted a second time.
-const SOCKET_SITES: [HookId; 2] = [HookId::TcpSend, HookId::TcpSendpage];
+const SOCKET_SITES: [HookId; 3] = [HookId::TcpSend, HookId::TcpSendpage, HookId::UnixSend];
 
 /// How a site's bytes per class are obtained on this kernel, and the per-sample values.
 fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
     let site_id = hook.hook.copy_site().expect("a copy-site hook");
     if hook.method.is_some() {
-        let detail = "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the route's \
-                      scatter-gather capability; sender thread only";
+        let detail = match (hook.hook, hook.method) {
+            (HookId::SockRecv, Some(crate::probes::Method::Tracepoint)) => {
+                "len of each socket-to-reader copy; the tracepoint does not carry the iov_iter \
+                 type, and a read()/recv() into a buffer copies into user memory"
+            }
+            (HookId::NicLinearize, _) => {
+                "payload found in the linear part of frames of the sender's sockets (attributed \
+                 by socket, in any context)"
+            }
+            _ => {
+                "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the route's \
+                 scatter-gather capability; traced thread only"
+            }
+        };
         return (observed(hook, detail), SiteValues::Observed(site_id));
     }
     let absent = !hook.failed.is_empty()
@@ -586,13 +617,13 @@ enum SiteValues {
 }
 
 impl SiteValues {
-    fn bytes(self, s: &Sample, class_id: usize) -> u64 {
+    fn bytes(self, stats: &RoleStats, class_id: usize) -> u64 {
         match self {
-            SiteValues::Observed(site_id) => s.sender.copies[site_id][class_id],
+            SiteValues::Observed(site_id) => stats.copies[site_id][class_id],
             SiteValues::Derived(pairs) => pairs
                 .iter()
                 .filter(|(_, k)| *k == class_id)
-                .map(|(c, _)| s.sender.counters[*c])
+                .map(|(c, _)| stats.counters[*c])
                 .sum(),
             SiteValues::Zero => 0,
         }
@@ -627,7 +658,7 @@ fn site_source_for(hook: &HookOutcome, samples: &[Sample]) -> (Provenance, SiteV
 
 fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
     let (provenance, values) = site_source_for(hook, samples);
-    let of = |k: usize| stat(samples, |s| values.bytes(s, k) as f64).expect("samples");
+    let of = |k: usize| stat(samples, |s| values.bytes(&s.sender, k) as f64).expect("samples");
     let bytes = match provenance {
         Provenance::NotObservable { .. } => None,
         _ => Some(ClassBytes {
@@ -646,15 +677,43 @@ fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
 }
 
 /// The sum of `classes` over `sites`; not observable if any site is.
+/// Whose copies a total adds up.
+#[derive(Clone, Copy)]
+enum Side {
+    Sender,
+    Receiver,
+}
+
+impl Side {
+    fn of(self, s: &Sample) -> &RoleStats {
+        match self {
+            Side::Sender => &s.sender,
+            Side::Receiver => &s.receiver,
+        }
+    }
+}
+
+/// Whether a site can carry payload to this sink: the socket sites of other socket families
+/// are left out of the totals (they stay in the per-site detail).
+fn relevant(h: HookId, sink: SinkKind) -> bool {
+    match h {
+        HookId::TcpSend | HookId::TcpSendpage | HookId::NicLinearize => sink.is_tcp(),
+        HookId::UnixSend => sink == SinkKind::Unix,
+        _ => true,
+    }
+}
+
 fn copy_total(
     probes: &AttachReport,
     samples: &[Sample],
     classes: &[usize],
     sites: &[HookId],
+    side: Side,
+    sink: SinkKind,
 ) -> Figure {
     let mut parts = Vec::new();
     let mut values = Vec::new();
-    for &h in sites {
+    for &h in sites.iter().filter(|&&h| relevant(h, sink)) {
         let hook = probes.get(h);
         let (p, v) = site_source_for(hook, samples);
         let how = match &p {
@@ -685,7 +744,7 @@ fn copy_total(
         stat(samples, |s| {
             values
                 .iter()
-                .map(|v| classes.iter().map(|&k| v.bytes(s, k)).sum::<u64>())
+                .map(|v| classes.iter().map(|&k| v.bytes(side.of(s), k)).sum::<u64>())
                 .sum::<u64>() as f64
         }),
     )
@@ -765,7 +824,7 @@ pub(crate) mod tests {
         }
         sender.counters[counter::FAULTS_USER_MODE] = faults_user;
         let mut receiver = Box::new(RoleStats::zeroed());
-        receiver.copies[site::SOCK_RECV][class::KERNEL_TO_USER] = 1000;
+        receiver.copies[zc_trace_common::site::SOCK_RECV][class::KERNEL_TO_USER] = 1000;
         Sample {
             sender,
             receiver,
@@ -777,7 +836,12 @@ pub(crate) mod tests {
     #[test]
     fn transitions_are_entries_plus_exits_plus_fault_round_trips() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)], true);
+        let f = figures(
+            &r,
+            &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)],
+            true,
+            SinkKind::Tcp,
+        );
         assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
         assert_eq!(
             f.transitions.value.as_ref().unwrap().median,
@@ -794,7 +858,7 @@ pub(crate) mod tests {
     #[test]
     fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
-        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true);
+        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp);
         assert!(f.page_faults_user_mode.value.is_none());
         let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
             panic!("{:?}", f.page_faults_user_mode.provenance)
@@ -812,7 +876,7 @@ pub(crate) mod tests {
     #[test]
     fn observed_figures_name_hook_and_method() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true);
+        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp);
         assert_eq!(
             f.syscalls.provenance,
             Provenance::Observed {

@@ -3,10 +3,15 @@
 //! A strategy prepares outside the measured window (buffers allocated and touched, pipes made,
 //! file offset reset) so that the window holds only the calls the strategy itself is about.
 
+mod copy_file_range;
 mod mmap_write;
+mod odirect;
 mod read_write;
 mod sendfile;
+mod sendfile_file;
 mod splice;
+mod tee;
+mod vmsplice;
 
 use std::fmt::Debug;
 use std::io;
@@ -15,10 +20,15 @@ use std::os::fd::BorrowedFd;
 use crate::payload::SourceFile;
 use crate::sink::SinkKind;
 
+pub use copy_file_range::CopyFileRangeStrategy;
 pub use mmap_write::MmapWriteStrategy;
+pub use odirect::OdirectStrategy;
 pub use read_write::ReadWriteStrategy;
 pub use sendfile::SendfileStrategy;
+pub use sendfile_file::SendfileFileStrategy;
 pub use splice::SpliceStrategy;
+pub use tee::TeeStrategy;
+pub use vmsplice::VmspliceStrategy;
 
 /// Everything a strategy may use: the source file, the open sink, the chunk size.
 pub struct TransferContext<'a> {
@@ -59,6 +69,11 @@ pub static ALL: &[&dyn Strategy] = &[
     &MmapWriteStrategy,
     &SendfileStrategy,
     &SpliceStrategy,
+    &VmspliceStrategy,
+    &TeeStrategy,
+    &OdirectStrategy,
+    &CopyFileRangeStrategy,
+    &SendfileFileStrategy,
 ];
 
 /// Finds a strategy by id (`read-write`) or display name (`read+write`), ignoring case.

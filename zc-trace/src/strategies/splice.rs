@@ -22,15 +22,7 @@ impl Strategy for SpliceStrategy {
         "splice(file -> pipe, chunk) then splice(pipe -> socket) per chunk"
     }
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
-        let (pipe_r, pipe_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let capacity = size_pipe(&pipe_w, cx.chunk)?;
-        if capacity < cx.chunk {
-            log::warn!(
-                "splice: the pipe holds at most {capacity} bytes (fs.pipe-max-size), less than \
-                 the {} byte chunk: expect more than two splices per chunk",
-                cx.chunk
-            );
-        }
+        let (pipe_r, pipe_w) = new_pipe(cx.chunk)?;
         Ok(Box::new(Splice {
             file: cx.source.file.as_fd(),
             sink: cx.sink,
@@ -40,6 +32,35 @@ impl Strategy for SpliceStrategy {
             chunk: cx.chunk,
         }))
     }
+}
+
+/// A pipe sized for one chunk (see `size_pipe`); warns when fs.pipe-max-size caps it lower.
+pub(super) fn new_pipe(chunk: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let capacity = size_pipe(&w, chunk)?;
+    if capacity < chunk {
+        log::warn!(
+            "the pipe holds at most {capacity} bytes (fs.pipe-max-size), less than the {chunk} \
+             byte chunk: expect more pipe calls per chunk"
+        );
+    }
+    Ok((r, w))
+}
+
+/// splice() `n` bytes out of a pipe into `to` (a sink, or /dev/null), however many calls it takes.
+pub(super) fn drain_pipe(pipe_r: &OwnedFd, to: BorrowedFd<'_>, mut n: usize) -> io::Result<()> {
+    while n > 0 {
+        let m =
+            retry(|| nix::fcntl::splice(pipe_r, None, to, None, n, SpliceFFlags::SPLICE_F_MOVE))?;
+        if m == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "splice out of the pipe returned 0",
+            ));
+        }
+        n -= m;
+    }
+    Ok(())
 }
 
 /// Makes the pipe big enough for one chunk at any file offset (one extra page for an unaligned
@@ -74,7 +95,7 @@ impl Transfer for Splice<'_> {
         let mut offset: nix::libc::loff_t = 0;
         while (offset as u64) < self.len {
             let want = (self.len - offset as u64).min(self.chunk as u64) as usize;
-            let mut in_pipe = retry(|| {
+            let in_pipe = retry(|| {
                 nix::fcntl::splice(
                     self.file,
                     Some(&mut offset),
@@ -87,25 +108,7 @@ impl Transfer for Splice<'_> {
             if in_pipe == 0 {
                 return Err(unexpected_eof(offset as u64, self.len));
             }
-            while in_pipe > 0 {
-                let n = retry(|| {
-                    nix::fcntl::splice(
-                        &self.pipe_r,
-                        None,
-                        self.sink,
-                        None,
-                        in_pipe,
-                        SpliceFFlags::SPLICE_F_MOVE,
-                    )
-                })?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "socket splice returned 0",
-                    ));
-                }
-                in_pipe -= n;
-            }
+            drain_pipe(&self.pipe_r, self.sink, in_pipe)?;
         }
         Ok(offset as u64)
     }

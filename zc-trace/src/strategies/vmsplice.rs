@@ -1,0 +1,82 @@
+//! vmsplice + splice: the file is mapped, each chunk of the mapping is vmspliced into a pipe
+//! (the pipe takes references to the pages, nothing is copied) and spliced on to the sink.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::fcntl::SpliceFFlags;
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+
+use super::splice::{drain_pipe, new_pipe};
+use super::{retry, Strategy, Transfer, TransferContext};
+
+#[derive(Debug)]
+pub struct VmspliceStrategy;
+
+impl Strategy for VmspliceStrategy {
+    fn id(&self) -> &'static str {
+        "vmsplice"
+    }
+    fn name(&self) -> &'static str {
+        "vmsplice+splice"
+    }
+    fn summary(&self) -> &'static str {
+        "mmap(file), then per chunk vmsplice(pipe, mapping) and splice(pipe -> sink), munmap"
+    }
+    fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
+        let len = usize::try_from(cx.source.len)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| io::Error::other("file too large to map"))?;
+        let (pipe_r, pipe_w) = new_pipe(cx.chunk)?;
+        Ok(Box::new(Vmsplice {
+            file: cx.source.file.as_fd(),
+            sink: cx.sink,
+            len,
+            chunk: cx.chunk,
+            pipe_r,
+            pipe_w,
+        }))
+    }
+}
+
+struct Vmsplice<'a> {
+    file: BorrowedFd<'a>,
+    sink: BorrowedFd<'a>,
+    len: NonZeroUsize,
+    chunk: usize,
+    pipe_r: OwnedFd,
+    pipe_w: OwnedFd,
+}
+
+impl Transfer for Vmsplice<'_> {
+    fn run(&mut self) -> io::Result<u64> {
+        // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
+        let map = unsafe {
+            mmap(
+                None,
+                self.len,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                self.file,
+                0,
+            )
+        }?;
+        // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
+        let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, self.len.get()) };
+        let result = data.chunks(self.chunk).try_for_each(|c| {
+            let mut rest = c;
+            while !rest.is_empty() {
+                let iov = [io::IoSlice::new(rest)];
+                let n = retry(|| nix::fcntl::vmsplice(&self.pipe_w, &iov, SpliceFFlags::empty()))?;
+                drain_pipe(&self.pipe_r, self.sink, n)?;
+                rest = &rest[n..];
+            }
+            Ok(())
+        });
+        // SAFETY: `data` is not used past this point.
+        unsafe { munmap(map, self.len.get()) }?;
+        result.map(|()| self.len.get() as u64)
+    }
+}
