@@ -259,6 +259,12 @@ pub struct Config {
     pub xmit_transport_off: u32,
     pub skb_sk_off: u32,
     pub skb_data_off: u32,
+    /// Zero-copy sends: MSG_ZEROCOPY on a socket with SOCK_ZEROCOPY set (sk_flags bit), or a
+    /// message carrying its own ubuf_info (io_uring SEND_ZC, msghdr.msg_ubuf, 6.0+).
+    pub msg_zerocopy: u32,
+    pub sock_flags_off: u32,
+    pub sock_zerocopy_bit: u32,
+    pub msghdr_ubuf_off: u32,
 }
 
 impl Config {
@@ -315,6 +321,10 @@ impl Config {
             xmit_transport_off: 0,
             skb_sk_off: UNKNOWN,
             skb_data_off: UNKNOWN,
+            msg_zerocopy: 0,
+            sock_flags_off: UNKNOWN,
+            sock_zerocopy_bit: UNKNOWN,
+            msghdr_ubuf_off: UNKNOWN,
         }
     }
 }

@@ -102,9 +102,11 @@ fn complete(tid: u32, site_id: usize, ret: i64) {
 
 // ---- tcp_sendmsg_locked(struct sock *sk, struct msghdr *msg, size_t size) -> int ----
 
-/// The class of a TCP send: spliced pages stay references when the route can scatter-gather
-/// (tcp_sendmsg_locked only takes the zero-copy branch then); anything else is copied from the
-/// message's iov_iter.
+/// The class of a TCP send, decided as tcp_sendmsg_locked decides it: on a route with
+/// scatter-gather, spliced pages (MSG_SPLICE_PAGES), MSG_ZEROCOPY sends on a socket with
+/// SOCK_ZEROCOPY, and messages carrying their own ubuf_info (io_uring SEND_ZC) keep their
+/// pages by reference (user pages pinned, for the zero-copy sends); anything else is copied
+/// from the message's iov_iter.
 #[inline(always)]
 fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
     let cfg = state::config();
@@ -114,10 +116,25 @@ fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
     let flags: u32 =
         unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_flags_off as usize) as *const u32) }
             .ok()?;
-    if cfg.msg_splice_pages != 0
-        && flags & cfg.msg_splice_pages != 0
-        && cfg.sock_route_caps_off != UNKNOWN
+    let spliced = cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0;
+    let mut zerocopy = false;
+    if cfg.msg_zerocopy != 0
+        && flags & cfg.msg_zerocopy != 0
+        && cfg.sock_flags_off != UNKNOWN
+        && cfg.sock_zerocopy_bit < 64
     {
+        let sk_flags: u64 =
+            unsafe { bpf_probe_read_kernel(sk.add(cfg.sock_flags_off as usize) as *const u64) }
+                .ok()?;
+        zerocopy = sk_flags & (1u64 << (cfg.sock_zerocopy_bit & 63)) != 0;
+    }
+    if cfg.msghdr_ubuf_off != UNKNOWN {
+        let ubuf: u64 =
+            unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_ubuf_off as usize) as *const u64) }
+                .ok()?;
+        zerocopy |= ubuf != 0;
+    }
+    if (spliced || zerocopy) && cfg.sock_route_caps_off != UNKNOWN {
         let caps: u64 = unsafe {
             bpf_probe_read_kernel(sk.add(cfg.sock_route_caps_off as usize) as *const u64)
         }
@@ -126,7 +143,7 @@ fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
             return Some(class::BY_REFERENCE);
         }
     }
-    match memory(&cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
+    match memory(cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
         Memory::User => Some(class::USER_TO_KERNEL),
         _ => Some(class::KERNEL_TO_KERNEL),
     }

@@ -270,6 +270,13 @@ fn run_once(
     let moved = transfer.run();
     mark(MARK_STOP);
 
+    // Outside the window: what the kernel reports back afterwards (zero-copy completions).
+    let zerocopy = match &moved {
+        Ok(_) => transfer
+            .finish()
+            .map_err(io("collecting the kernel's completion reports"))?,
+        Err(_) => None,
+    };
     drop(transfer);
     let moved = moved.map_err(io("transferring"))?;
     let received = sink.finish(out)?;
@@ -302,6 +309,7 @@ fn run_once(
         receiver: delta(&receiver_after, &receiver_before),
         window_ns: task.window_end_ns - task.window_start_ns,
         bytes: moved,
+        zerocopy,
     })
 }
 

@@ -256,6 +256,9 @@ fn build_config(formats: &Formats) -> Config {
 /// where `tcp_sendmsg_locked` handles splice. Older kernels have sendpage instead.
 const MSG_SPLICE_PAGES: u32 = 0x0800_0000;
 
+/// MSG_ZEROCOPY from include/linux/socket.h (4.14+).
+const MSG_ZEROCOPY: u32 = 0x0400_0000;
+
 /// Offsets and enum values the copy sites need, from this kernel's BTF.
 fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     let off = |s: &str, m: &str| btf.field(s, m).map_or(UNKNOWN, |f| f.offset);
@@ -268,6 +271,17 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
         .map_or(UNKNOWN, |f| f.offset);
     config.sock_route_caps_off = off("sock", "sk_route_caps");
     config.skb_sk_off = off("sk_buff", "sk");
+    config.msg_zerocopy = MSG_ZEROCOPY;
+    // sk_flags is a macro for __sk_common.skc_flags; sock_common is the first member of sock.
+    config.sock_flags_off = match (
+        btf.field("sock", "__sk_common"),
+        btf.field("sock_common", "skc_flags"),
+    ) {
+        (Some(common), Some(flags)) => common.offset + flags.offset,
+        _ => UNKNOWN,
+    };
+    config.sock_zerocopy_bit = val("SOCK_ZEROCOPY");
+    config.msghdr_ubuf_off = off("msghdr", "msg_ubuf");
     config.skb_data_off = off("sk_buff", "data");
     config.iter_ubuf = val("ITER_UBUF");
     config.iter_iovec = val("ITER_IOVEC");

@@ -242,6 +242,8 @@ pub struct Sample {
     /// Between the start and stop markers, by bpf_ktime_get_ns().
     pub window_ns: u64,
     pub bytes: u64,
+    /// What the kernel reported about zero-copy sends, for the strategies that make them.
+    pub zerocopy: Option<crate::strategies::ZerocopyReport>,
 }
 
 pub fn build(
@@ -266,6 +268,7 @@ pub fn build(
             copy_sites: SENDER_SITES
                 .iter()
                 .map(|&h| copy_site(probes.get(h), &samples))
+                .chain(zerocopy_site(&samples))
                 .collect(),
             syscalls_by_name: by_name(&samples),
         })
@@ -676,6 +679,38 @@ fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
     }
 }
 
+const ZEROCOPY_FALLBACK: &str = "the kernel's zero-copy completion reports (MSG_ERRQUEUE \
+     SO_EE_CODE_ZEROCOPY_COPIED / io_uring IORING_NOTIF_USAGE_ZC_COPIED): bytes of zero-copy \
+     sends that the kernel says it copied after all (delivery to a local socket copies the \
+     pinned pages)";
+
+/// The copies a zero-copy send still cost, as the kernel itself reported them; the copy
+/// happens at delivery, where no task or socket identifies it, so the report is the evidence.
+fn zerocopy_site(samples: &[Sample]) -> Option<CopySiteReport> {
+    if samples.iter().all(|s| s.zerocopy.is_none()) {
+        return None;
+    }
+    let of = |f: fn(&crate::strategies::ZerocopyReport) -> u64| {
+        stat(samples, |s| s.zerocopy.as_ref().map_or(0, f) as f64).expect("samples")
+    };
+    let zero = stat(samples, |_| 0.0).expect("samples");
+    Some(CopySiteReport {
+        site: "zerocopy_completion",
+        description: "zero-copy sends the kernel reports as copied (its completion notifications)",
+        provenance: Provenance::Derived {
+            from: format!(
+                "kernel->kernel = {ZEROCOPY_FALLBACK}; read by zc-trace after the window"
+            ),
+        },
+        bytes: Some(ClassBytes {
+            user_to_kernel: zero.clone(),
+            kernel_to_user: zero.clone(),
+            kernel_to_kernel: of(|z| z.copied_bytes),
+            by_reference: zero,
+        }),
+    })
+}
+
 /// The sum of `classes` over `sites`; not observable if any site is.
 /// Whose copies a total adds up.
 #[derive(Clone, Copy)]
@@ -736,16 +771,31 @@ fn copy_total(
         parts.push(format!("{} {how}", h.name()));
         values.push(v);
     }
+    // Copies the kernel reported for zero-copy sends (see `zerocopy_site`).
+    let reported = matches!(side, Side::Sender)
+        && classes.contains(&class::KERNEL_TO_KERNEL)
+        && samples.iter().any(|s| s.zerocopy.is_some());
+    if reported {
+        parts.push(format!(
+            "zerocopy_completion derived from {ZEROCOPY_FALLBACK}"
+        ));
+    }
     figure(
         "bytes",
         Provenance::Derived {
             from: format!("sum over copy sites: {}", parts.join("; ")),
         },
         stat(samples, |s| {
-            values
+            let sites: u64 = values
                 .iter()
                 .map(|v| classes.iter().map(|&k| v.bytes(side.of(s), k)).sum::<u64>())
-                .sum::<u64>() as f64
+                .sum();
+            let kernel_reported = if reported {
+                s.zerocopy.as_ref().map_or(0, |z| z.copied_bytes)
+            } else {
+                0
+            };
+            (sites + kernel_reported) as f64
         }),
     )
 }
@@ -830,6 +880,7 @@ pub(crate) mod tests {
             receiver,
             window_ns,
             bytes: 1000,
+            zerocopy: None,
         }
     }
 

@@ -62,6 +62,28 @@ pub trait Strategy: Debug + Sync {
 /// it makes only the strategy's own syscalls.
 pub trait Transfer {
     fn run(&mut self) -> io::Result<u64>;
+    /// Called after the measured window closes, before the sink is closed: strategies whose
+    /// kernel reports back asynchronously (zero-copy completions) collect the rest here and
+    /// return what the kernel said.
+    fn finish(&mut self) -> io::Result<Option<ZerocopyReport>> {
+        Ok(None)
+    }
+}
+
+/// What the kernel reported about zero-copy sends (MSG_ZEROCOPY error-queue completions,
+/// io_uring SEND_ZC notifications). These are the kernel's own words, not zc-trace's guesses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ZerocopyReport {
+    /// How the kernel reported: "MSG_ERRQUEUE (SO_EE_ORIGIN_ZEROCOPY)" or
+    /// "io_uring notification CQE (IORING_NOTIF_USAGE_ZC_COPIED)".
+    pub mechanism: &'static str,
+    /// Number of completions (notifications) received.
+    pub completions: u64,
+    /// Bytes of the sends the kernel says it copied after all (e.g. delivered to a local
+    /// socket: loopback copies zero-copy fragments on delivery).
+    pub copied_bytes: u64,
+    /// Bytes of the sends the kernel says went out without a copy.
+    pub zerocopy_bytes: u64,
 }
 
 pub static ALL: &[&dyn Strategy] = &[
