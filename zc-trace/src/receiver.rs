@@ -113,9 +113,13 @@ pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
             writeln!(out, "ready {}", path.display())?;
             out.flush()?;
             loop {
-                // Blocks until the sender opens the FIFO for writing.
-                let f = File::open(&path)?;
-                let n = sink.consume(f.as_fd(), false)?;
+                // Blocks until the sender opens the FIFO for writing. The read end is closed
+                // before saying done: a writer opening for the next run must block until this
+                // loop opens it again, not find the old reader and then lose it (EPIPE).
+                let n = {
+                    let f = File::open(&path)?;
+                    sink.consume(f.as_fd(), false)?
+                };
                 writeln!(out, "done {n}")?;
                 out.flush()?;
             }

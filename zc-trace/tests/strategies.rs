@@ -1,0 +1,142 @@
+//! The strategies beyond the four classic ones, on the running kernel (needs root): exact
+//! syscall counts and copies over loopback TCP. S = payload, N = chunks.
+
+mod common;
+
+use common::{bpf_available, figure, run_json, strategy, syscall_count};
+
+const S: u64 = (1 << 20) + 1000;
+const C: u64 = 64 * 1024;
+const N: f64 = S.div_ceil(C) as f64;
+
+#[test]
+fn page_reference_strategies_copy_nothing() {
+    if !bpf_available("page_reference_strategies_copy_nothing") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &S.to_string(),
+        "--chunk",
+        &C.to_string(),
+        "--strategies",
+        "vmsplice,tee",
+    ]);
+    let v = strategy(&r, "vmsplice");
+    assert_eq!(
+        (syscall_count(v, "vmsplice"), syscall_count(v, "splice")),
+        (N, N)
+    );
+    assert_eq!(
+        (syscall_count(v, "mmap"), syscall_count(v, "munmap")),
+        (1.0, 1.0)
+    );
+    let t = strategy(&r, "tee");
+    assert_eq!(
+        (syscall_count(t, "tee"), syscall_count(t, "splice")),
+        (N, 3.0 * N),
+        "tee: file->A, A->sink, B->null"
+    );
+    for s in [v, t] {
+        assert_eq!(figure(s, "cpu_copied_bytes"), 0.0, "{}", s["id"]);
+        assert_eq!(figure(s, "by_reference_bytes"), S as f64, "{}", s["id"]);
+        assert_eq!(figure(s, "receiver_copied_bytes"), S as f64, "{}", s["id"]);
+    }
+}
+
+#[test]
+fn odirect_skips_the_page_cache_copy() {
+    if !bpf_available("odirect_skips_the_page_cache_copy") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &S.to_string(),
+        "--chunk",
+        &C.to_string(),
+        "--strategies",
+        "odirect",
+    ]);
+    if let Some(skip) = r["config"]["skipped"].as_array().unwrap().first() {
+        // Only where the filesystem refuses O_DIRECT (tmpfs); /var/tmp here is ext4.
+        panic!("odirect was skipped: {skip}");
+    }
+    let o = strategy(&r, "odirect");
+    assert_eq!(syscall_count(o, "read"), N + 1.0);
+    assert_eq!(
+        figure(o, "copied_kernel_to_user_bytes"),
+        0.0,
+        "the device fills the user buffer"
+    );
+    assert_eq!(figure(o, "copied_user_to_kernel_bytes"), S as f64);
+}
+
+#[test]
+fn file_to_file_strategies_write_their_own_file() {
+    if !bpf_available("file_to_file_strategies_write_their_own_file") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &S.to_string(),
+        "--chunk",
+        &C.to_string(),
+        "--strategies",
+        "copy-file-range,sendfile-file",
+    ]);
+    let cfr = strategy(&r, "copy-file-range");
+    assert_eq!(cfr["sink"], "file");
+    assert_eq!(syscall_count(cfr, "copy_file_range"), N);
+    // copy or reflink: only a hook inside the filesystem write path can tell.
+    let cpu = &cfr["figures"]["cpu_copied_bytes"];
+    if cpu["value"].is_null() {
+        assert!(
+            cpu["provenance"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("reflink"),
+            "{cpu:#}"
+        );
+    }
+    let sf = strategy(&r, "sendfile-file");
+    assert_eq!(sf["sink"], "file");
+    assert_eq!(syscall_count(sf, "sendfile"), N);
+    assert_eq!(
+        figure(sf, "copied_kernel_to_kernel_bytes"),
+        S as f64,
+        "spliced pages copied into the target's page cache"
+    );
+    assert_eq!(figure(sf, "cpu_copied_bytes"), S as f64);
+}
+
+#[test]
+fn an_incompatible_sink_is_a_usage_error_or_a_skip() {
+    if !bpf_available("an_incompatible_sink_is_a_usage_error_or_a_skip") {
+        return;
+    }
+    let out = common::zc_trace(&[
+        "run",
+        "--size",
+        "4K",
+        "--sink",
+        "pipe",
+        "--receiver",
+        "discard",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a TCP sink"));
+}
