@@ -29,6 +29,11 @@ pub mod counter {
     pub const CSW_VOLUNTARY: usize = 4;
     /// Context switches where the task was preempted while runnable.
     pub const CSW_INVOLUNTARY: usize = 5;
+    /// Bytes of block-device reads the task submitted (block:block_bio_queue): DMA into memory
+    /// on real hardware.
+    pub const DEVICE_READ_BYTES: usize = 6;
+    /// Bytes of block-device writes the task submitted.
+    pub const DEVICE_WRITE_BYTES: usize = 7;
     /// System calls whose number did not fit the per-syscall table.
     pub const SYSCALL_OUT_OF_TABLE: usize = 8;
     // Bytes returned by syscalls, by the type of file their descriptor refers to (looked up in
@@ -265,6 +270,9 @@ pub struct Config {
     pub sock_flags_off: u32,
     pub sock_zerocopy_bit: u32,
     pub msghdr_ubuf_off: u32,
+    /// block:block_bio_queue field offsets (tracefs).
+    pub bio_nr_sector_off: u32,
+    pub bio_rwbs_off: u32,
 }
 
 impl Config {
@@ -325,6 +333,8 @@ impl Config {
             sock_flags_off: UNKNOWN,
             sock_zerocopy_bit: UNKNOWN,
             msghdr_ubuf_off: UNKNOWN,
+            bio_nr_sector_off: 0,
+            bio_rwbs_off: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod block_io;
 mod copy_sites;
 mod faults;
 mod sched;

@@ -258,15 +258,32 @@ fn verdict(
             .as_ref()
             .map(|b| (b.median / payload, copies_story(s)))
             .ok_or_else(|| provenance_reason(&s.figures.cpu_copied_bytes.provenance)),
-        ClaimFigure::DmaCopies | ClaimFigure::TotalCopies => Err(if facts.cold {
-            "device DMA is not counted yet (no block-layer accounting), and loopback moves \
-             packets without a NIC, so there is no transmit DMA to count"
-                .to_string()
-        } else {
-            "no DMA happens in this run: the page cache is warm (no disk read; try --cold), and \
-             loopback moves packets without a NIC (no transmit DMA)"
-                .to_string()
-        }),
+        ClaimFigure::DmaCopies | ClaimFigure::TotalCopies => {
+            let disk = s
+                .figures
+                .device_read_bytes
+                .value
+                .as_ref()
+                .map(|v| v.median / payload);
+            Err(match disk {
+                Some(d) if d > 0.0 => format!(
+                    "disk -> memory observed: {d:.3} per byte (block:block_bio_queue, device \
+                     reads the sender submitted); memory -> NIC cannot be: this run's sink ({}) \
+                     has no NIC, so the transmit DMA the claim counts does not happen here",
+                    facts.sink
+                ),
+                _ if facts.cold => format!(
+                    "no device read was observed even with --cold, and this run's sink ({}) has \
+                     no NIC: the DMA the claim counts does not happen here",
+                    facts.sink
+                ),
+                _ => format!(
+                    "no DMA happens in this run: the page cache is warm (no disk read; try \
+                     --cold), and this run's sink ({}) has no NIC (no transmit DMA)",
+                    facts.sink
+                ),
+            })
+        }
     };
     match observed {
         Err(why) => v.reason = why,

@@ -100,6 +100,7 @@ pub enum HookId {
     FileWrite,
     NicLinearize,
     UnixSend,
+    DeviceIo,
 }
 
 impl HookId {
@@ -120,6 +121,7 @@ impl HookId {
             HookId::FileWrite => "file_write",
             HookId::NicLinearize => "nic_linearize",
             HookId::UnixSend => "unix_send",
+            HookId::DeviceIo => "device_io",
         }
     }
 
@@ -327,6 +329,14 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender)",
         required: false,
         candidates: &[tp("zc_net_xmit", "net:net_dev_start_xmit")],
+    },
+    Hook {
+        id: HookId::DeviceIo,
+        site: "block I/O submitted by the traced thread (submit_bio): DMA on real hardware, a \
+               host-side copy on virtio",
+        feeds: "device read/write bytes (with --cold)",
+        required: false,
+        candidates: &[tp("zc_bio_queue", "block:block_bio_queue")],
     },
     Hook {
         id: HookId::UnixSend,

@@ -231,6 +231,8 @@ fn build_config(formats: &Formats) -> Config {
         skb_copy_len_off: off("skb:skb_copy_datagram_iovec", "len"),
         user_address_limit: USER_ADDRESS_LIMIT,
         sock_send_ret_off: off("sock:sock_send_length", "ret"),
+        bio_nr_sector_off: off("block:block_bio_queue", "nr_sector"),
+        bio_rwbs_off: off("block:block_bio_queue", "rwbs"),
         xmit_skbaddr_off: off("net:net_dev_start_xmit", "skbaddr"),
         xmit_len_off: off("net:net_dev_start_xmit", "len"),
         xmit_data_len_off: off("net:net_dev_start_xmit", "data_len"),
@@ -366,6 +368,7 @@ fn required_fields(target: &str) -> &'static [&'static str] {
         "exceptions:page_fault_kernel" => &["address"],
         "skb:skb_copy_datagram_iovec" => &["len"],
         "sock:sock_send_length" => &["ret"],
+        "block:block_bio_queue" => &["nr_sector", "rwbs"],
         "net:net_dev_start_xmit" => &[
             "skbaddr",
             "len",

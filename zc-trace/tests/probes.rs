@@ -34,6 +34,7 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "pipe_read",
             "file_write",
             "nic_linearize",
+            "device_io",
             "unix_send"
         ]
     );

@@ -116,6 +116,8 @@ mod tests {
             "copied_kernel_to_kernel_bytes",
             "by_reference_bytes",
             "receiver_copied_bytes",
+            "device_read_bytes",
+            "device_write_bytes",
         ];
         let figures = s["figures"].as_object().unwrap();
         assert_eq!(figures.len(), keys.len(), "{figures:?}");
@@ -204,10 +206,12 @@ mod tests {
             "{}",
             lines[0]
         );
-        assert!(lines[0].ends_with(",receiver_copied_bytes,syscalls_by_name"));
+        assert!(lines[0].ends_with(
+            ",receiver_copied_bytes,device_read_bytes,device_write_bytes,syscalls_by_name"
+        ));
         assert!(lines[1].starts_with("read-write,5,"), "{}", lines[1]);
         assert!(
-            lines[1].ends_with(",,read=3;write=2"),
+            lines[1].ends_with(",,0,0,read=3;write=2"),
             "not observable is an empty cell: {}",
             lines[1]
         );

@@ -79,11 +79,14 @@ pub struct Figures {
     /// Sender: bytes that entered the socket as page references (no CPU copy).
     pub by_reference_bytes: Figure,
     pub receiver_copied_bytes: Figure,
+    /// Block-device bytes the sender's reads and writes submitted (DMA on real hardware).
+    pub device_read_bytes: Figure,
+    pub device_write_bytes: Figure,
 }
 
 impl Figures {
     /// (JSON key, column label, figure), in display order.
-    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 15] {
+    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 17] {
         [
             ("syscalls", "Syscalls", &self.syscalls),
             (
@@ -147,6 +150,12 @@ impl Figures {
                 "receiver_copied_bytes",
                 "Receiver copied",
                 &self.receiver_copied_bytes,
+            ),
+            ("device_read_bytes", "Device reads", &self.device_read_bytes),
+            (
+                "device_write_bytes",
+                "Device writes",
+                &self.device_write_bytes,
             ),
         ]
     }
@@ -394,7 +403,20 @@ fn figures(
         }),
     );
 
+    let device = probes.get(HookId::DeviceIo);
+    let device_detail = "block I/O the sender thread submitted (submit_bio); DMA on real \
+                         hardware, a host-side copy on virtio; 0 with a warm page cache";
     Figures {
+        device_read_bytes: figure(
+            "bytes",
+            observed(device, device_detail),
+            stat(samples, c(sender, counter::DEVICE_READ_BYTES)),
+        ),
+        device_write_bytes: figure(
+            "bytes",
+            observed(device, device_detail),
+            stat(samples, c(sender, counter::DEVICE_WRITE_BYTES)),
+        ),
         syscalls,
         transitions,
         page_faults_user_mode: figure(
