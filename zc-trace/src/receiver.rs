@@ -217,9 +217,8 @@ impl Receiver {
         buffer: usize,
         netns: Option<&Path>,
     ) -> Result<Self, RunError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| RunError::Receiver(format!("cannot find zc-trace's own binary: {e}")))?;
-        let mut cmd = Command::new(exe);
+        // /proc/self/exe, not the path: it still runs if the binary was replaced meanwhile.
+        let mut cmd = Command::new("/proc/self/exe");
         cmd.arg("__receiver")
             .arg("--listen")
             .arg(listen.to_arg())

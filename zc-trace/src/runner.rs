@@ -4,7 +4,7 @@
 //! detached by the kernel when the process's descriptors close.
 
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::ExitCode;
 
 use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
@@ -254,14 +254,25 @@ fn run_once(
             .map_err(io("evicting the source from the page cache"))?;
     }
     let out = sink.open().map_err(io("opening the sink"))?;
-    let mut transfer = strategy
-        .prepare(TransferContext {
-            source,
-            sink: out.fd.as_fd(),
-            sink_kind: sink.kind,
-            chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
-        })
-        .map_err(io("preparing"))?;
+    // SAFETY: `out` outlives every use of this borrow: the transfer that holds it is dropped
+    // before `out` goes back to the sink, on the error path and on the normal one. (A tied
+    // lifetime would not let `out` be handed back when `prepare` fails.)
+    let borrowed = unsafe { BorrowedFd::borrow_raw(out.fd.as_raw_fd()) };
+    let prepared = strategy.prepare(TransferContext {
+        source,
+        sink: borrowed,
+        sink_kind: sink.kind,
+        chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
+    });
+    let mut transfer = match prepared {
+        Ok(t) => t,
+        Err(e) => {
+            // Close this run's connection properly, or its receiver's "done 0" would be taken
+            // for the next strategy's result.
+            let _ = sink.finish(out);
+            return Err(io("preparing")(e));
+        }
+    };
     let sender_before = tracer.snapshot(role::SENDER)?;
     let receiver_before = tracer.snapshot(role::RECEIVER)?;
     let windows_before = tracer.task(tid).map_or(0, |t| t.windows);

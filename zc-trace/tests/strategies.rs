@@ -140,3 +140,95 @@ fn an_incompatible_sink_is_a_usage_error_or_a_skip() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a TCP sink"));
 }
+
+/// MSG_ZEROCOPY and io_uring SEND_ZC over loopback: the pages are pinned on send (by reference
+/// at tcp_sendmsg_locked) and copied on local delivery, which the kernel reports itself.
+#[test]
+fn zero_copy_sends_are_pinned_then_copied_on_loopback_delivery() {
+    if !bpf_available("zero_copy_sends_are_pinned_then_copied_on_loopback_delivery") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &S.to_string(),
+        "--chunk",
+        &C.to_string(),
+        "--strategies",
+        "msg-zerocopy,io-uring-send-zc",
+    ]);
+    let skipped: Vec<&str> = r["config"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["strategy"].as_str().unwrap())
+        .collect();
+    assert!(
+        !skipped.contains(&"msg-zerocopy"),
+        "MSG_ZEROCOPY works on every 6.x kernel: {:#}",
+        r["config"]["skipped"]
+    );
+    for id in ["msg-zerocopy", "io-uring-send-zc"] {
+        if skipped.contains(&id) {
+            eprintln!("{id} skipped here: {:#}", r["config"]["skipped"]);
+            continue;
+        }
+        let s = strategy(&r, id);
+        assert_eq!(
+            figure(s, "by_reference_bytes"),
+            S as f64,
+            "{id}: pinned user pages on send"
+        );
+        assert_eq!(figure(s, "copied_user_to_kernel_bytes"), 0.0, "{id}");
+        let site = s["copy_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["site"] == "zerocopy_completion")
+            .unwrap_or_else(|| panic!("{id}: no zerocopy_completion site"));
+        assert_eq!(
+            site["bytes"]["kernel_to_kernel"]["median"].as_f64(),
+            Some(S as f64),
+            "{site:#}"
+        );
+        assert_eq!(
+            figure(s, "cpu_copied_bytes"),
+            S as f64,
+            "{id}: one copy, on delivery"
+        );
+    }
+    assert_eq!(syscall_count(strategy(&r, "msg-zerocopy"), "sendto"), N);
+}
+
+/// A strategy the host refuses is left out with its reason, and the next strategy on the same
+/// sink is measured normally (the refused run's connection is closed, not left for it).
+#[test]
+fn a_refused_strategy_is_skipped_and_the_next_one_still_runs() {
+    if !bpf_available("a_refused_strategy_is_skipped_and_the_next_one_still_runs") {
+        return;
+    }
+    let r = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        "300000",
+        "--chunk",
+        "100000",
+        "--strategies",
+        "odirect,read-write",
+    ]);
+    let skipped = &r["config"]["skipped"][0];
+    assert_eq!(skipped["strategy"], "odirect");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("multiple of 4096"),
+        "{skipped:#}"
+    );
+    assert_eq!(syscall_count(strategy(&r, "read-write"), "read"), 4.0);
+    assert_eq!(r["strategies"].as_array().unwrap().len(), 1);
+}

@@ -4,7 +4,9 @@
 //! file offset reset) so that the window holds only the calls the strategy itself is about.
 
 mod copy_file_range;
+mod io_uring_send_zc;
 mod mmap_write;
+mod msg_zerocopy;
 mod odirect;
 mod read_write;
 mod sendfile;
@@ -21,7 +23,9 @@ use crate::payload::SourceFile;
 use crate::sink::SinkKind;
 
 pub use copy_file_range::CopyFileRangeStrategy;
+pub use io_uring_send_zc::IoUringSendZcStrategy;
 pub use mmap_write::MmapWriteStrategy;
+pub use msg_zerocopy::MsgZerocopyStrategy;
 pub use odirect::OdirectStrategy;
 pub use read_write::ReadWriteStrategy;
 pub use sendfile::SendfileStrategy;
@@ -96,6 +100,8 @@ pub static ALL: &[&dyn Strategy] = &[
     &OdirectStrategy,
     &CopyFileRangeStrategy,
     &SendfileFileStrategy,
+    &MsgZerocopyStrategy,
+    &IoUringSendZcStrategy,
 ];
 
 /// Finds a strategy by id (`read-write`) or display name (`read+write`), ignoring case.
