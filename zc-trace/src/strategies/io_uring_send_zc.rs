@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use nix::libc;
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use super::msg_zerocopy::sink_name;
-use super::{Strategy, Transfer, TransferContext, ZerocopyReport};
+use super::{with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
 use crate::sink::SinkKind;
 
 /// `IORING_SEND_ZC_REPORT_USAGE` (linux/io_uring.h, 6.2+): notifications say whether the kernel
@@ -258,28 +257,10 @@ impl<'a> SendZc<'a> {
 
 impl Transfer for SendZc<'_> {
     fn run(&mut self) -> io::Result<u64> {
-        // The mmap itself is part of the strategy, so it is inside the window.
-        // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
-        let map = unsafe {
-            mmap(
-                None,
-                self.len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                self.file,
-                0,
-            )
-        }?;
-        let len = self.len.get();
-        // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
-        let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, len) };
-        let chunk = self.chunk;
-        let result = data.chunks(chunk).try_for_each(|c| self.send_all(c));
-        // Every request has its result CQE by now (sequential); pages still referenced for
-        // pending notifications are pinned by the kernel, so unmapping is safe.
-        // SAFETY: `data` is not used past this point.
-        unsafe { munmap(map, len) }?;
-        result.map(|()| len as u64)
+        let (file, len, chunk) = (self.file, self.len, self.chunk);
+        with_mapping(file, len, |data| {
+            data.chunks(chunk).try_for_each(|c| self.send_all(c))
+        })
     }
 
     fn finish(&mut self) -> io::Result<Option<ZerocopyReport>> {

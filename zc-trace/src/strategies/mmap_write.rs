@@ -5,9 +5,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-
-use super::{write_all, Strategy, Transfer, TransferContext};
+use super::{with_mapping, write_all, Strategy, Transfer, TransferContext};
 
 #[derive(Debug)]
 pub struct MmapWriteStrategy;
@@ -45,25 +43,9 @@ struct MmapWrite<'a> {
 
 impl Transfer for MmapWrite<'_> {
     fn run(&mut self) -> io::Result<u64> {
-        // The mmap itself is part of the strategy, so it is inside the window.
-        // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
-        let map = unsafe {
-            mmap(
-                None,
-                self.len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                self.file,
-                0,
-            )
-        }?;
-        // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
-        let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, self.len.get()) };
-        let result = data
-            .chunks(self.chunk)
-            .try_for_each(|c| write_all(self.sink, c));
-        // SAFETY: `data` is not used past this point.
-        unsafe { munmap(map, self.len.get()) }?;
-        result.map(|()| self.len.get() as u64)
+        let (file, len, chunk, sink) = (self.file, self.len, self.chunk, self.sink);
+        with_mapping(file, len, |data| {
+            data.chunks(chunk).try_for_each(|c| write_all(sink, c))
+        })
     }
 }

@@ -111,6 +111,34 @@ pub fn by_name(name: &str) -> Option<&'static dyn Strategy> {
         .find(|s| s.id().eq_ignore_ascii_case(name) || s.name().eq_ignore_ascii_case(name))
 }
 
+/// mmap()s the whole file read-only, hands the mapping to `f`, then munmap()s it. Both calls
+/// are the strategy's own, so they run inside the window. Returns the mapped length.
+fn with_mapping(
+    file: BorrowedFd<'_>,
+    len: std::num::NonZeroUsize,
+    f: impl FnOnce(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+    // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
+    let map = unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ,
+            MapFlags::MAP_SHARED,
+            file,
+            0,
+        )
+    }?;
+    // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
+    let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, len.get()) };
+    let result = f(data);
+    // SAFETY: `data` is not used past this point. Pages the kernel still references (pinned
+    // zero-copy sends, pipe buffers) hold their own references, so unmapping is safe.
+    unsafe { munmap(map, len.get()) }?;
+    result.map(|()| len.get() as u64)
+}
+
 /// Retries a syscall wrapper on EINTR (a signal must not turn into a short transfer).
 fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     loop {

@@ -8,9 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::libc;
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
-use super::{Strategy, Transfer, TransferContext, ZerocopyReport};
+use super::{with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
 use crate::sink::SinkKind;
 
 /// `SO_ZEROCOPY` from asm-generic/socket.h (x86, arm, riscv...; not in the libc crate).
@@ -161,28 +160,10 @@ impl<'a> MsgZerocopy<'a> {
 
 impl Transfer for MsgZerocopy<'_> {
     fn run(&mut self) -> io::Result<u64> {
-        // The mmap itself is part of the strategy, so it is inside the window.
-        // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
-        let map = unsafe {
-            mmap(
-                None,
-                self.len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                self.file,
-                0,
-            )
-        }?;
-        let len = self.len.get();
-        // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
-        let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, len) };
-        let chunk = self.chunk;
-        let result = data.chunks(chunk).try_for_each(|c| self.send_all(c));
-        // The kernel holds its own references to the pinned pages, so unmapping before the
-        // completions arrive is safe (and nobody writes to the page cache meanwhile).
-        // SAFETY: `data` is not used past this point.
-        unsafe { munmap(map, len) }?;
-        result.map(|()| len as u64)
+        let (file, len, chunk) = (self.file, self.len, self.chunk);
+        with_mapping(file, len, |data| {
+            data.chunks(chunk).try_for_each(|c| self.send_all(c))
+        })
     }
 
     fn finish(&mut self) -> io::Result<Option<ZerocopyReport>> {

@@ -6,10 +6,9 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::SpliceFFlags;
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use super::splice::{drain_pipe, new_pipe};
-use super::{retry, Strategy, Transfer, TransferContext};
+use super::{retry, with_mapping, Strategy, Transfer, TransferContext};
 
 #[derive(Debug)]
 pub struct VmspliceStrategy;
@@ -52,31 +51,19 @@ struct Vmsplice<'a> {
 
 impl Transfer for Vmsplice<'_> {
     fn run(&mut self) -> io::Result<u64> {
-        // SAFETY: a fresh read-only shared mapping of a file nobody truncates while we run.
-        let map = unsafe {
-            mmap(
-                None,
-                self.len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
-                self.file,
-                0,
-            )
-        }?;
-        // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
-        let data = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u8, self.len.get()) };
-        let result = data.chunks(self.chunk).try_for_each(|c| {
-            let mut rest = c;
-            while !rest.is_empty() {
-                let iov = [io::IoSlice::new(rest)];
-                let n = retry(|| nix::fcntl::vmsplice(&self.pipe_w, &iov, SpliceFFlags::empty()))?;
-                drain_pipe(&self.pipe_r, self.sink, n)?;
-                rest = &rest[n..];
-            }
-            Ok(())
-        });
-        // SAFETY: `data` is not used past this point.
-        unsafe { munmap(map, self.len.get()) }?;
-        result.map(|()| self.len.get() as u64)
+        let (file, len, chunk, sink) = (self.file, self.len, self.chunk, self.sink);
+        let (pipe_r, pipe_w) = (&self.pipe_r, &self.pipe_w);
+        with_mapping(file, len, |data| {
+            data.chunks(chunk).try_for_each(|c| {
+                let mut rest = c;
+                while !rest.is_empty() {
+                    let iov = [io::IoSlice::new(rest)];
+                    let n = retry(|| nix::fcntl::vmsplice(pipe_w, &iov, SpliceFFlags::empty()))?;
+                    drain_pipe(pipe_r, sink, n)?;
+                    rest = &rest[n..];
+                }
+                Ok(())
+            })
+        })
     }
 }
