@@ -31,15 +31,51 @@ pub const COPY_FIGURES: &[&str] = &[
 /// The exact table, as multiples of the payload S: payload over loopback TCP, warm page cache,
 /// sender side (and the receiver's read() loop).
 pub fn exact_copies(strategy: &str, figure: &str) -> Option<f64> {
-    let row: [f64; 6] = match strategy {
-        //                 u2k  k2u  k2k  by_ref cpu recv
-        "read-write" => [1.0, 1.0, 0.0, 0.0, 2.0, 1.0],
-        "mmap-write" => [1.0, 0.0, 0.0, 0.0, 1.0, 1.0],
-        "sendfile" | "splice" => [0.0, 0.0, 0.0, 1.0, 0.0, 1.0],
+    // None: not checked (the file -> file strategies have no receiver).
+    const NO: Option<f64> = None;
+    let row: [Option<f64>; 6] = match strategy {
+        //                 u2k        k2u        k2k        by_ref     cpu        recv
+        "read-write" => [
+            Some(1.0),
+            Some(1.0),
+            Some(0.0),
+            Some(0.0),
+            Some(2.0),
+            Some(1.0),
+        ],
+        "mmap-write" | "odirect" => [
+            Some(1.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(1.0),
+            Some(1.0),
+        ],
+        "sendfile" | "splice" | "vmsplice" | "tee" => [
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(1.0),
+            Some(0.0),
+            Some(1.0),
+        ],
+        // Spliced pages copied into the target file's page cache (ext4: no reflink).
+        "sendfile-file" | "copy-file-range" => {
+            [Some(0.0), Some(0.0), Some(1.0), Some(0.0), Some(1.0), NO]
+        }
+        // Pinned on send, copied on loopback delivery (the kernel's completion report).
+        "msg-zerocopy" => [
+            Some(0.0),
+            Some(0.0),
+            Some(1.0),
+            Some(1.0),
+            Some(1.0),
+            Some(1.0),
+        ],
         _ => return None,
     };
     let i = COPY_FIGURES.iter().position(|f| *f == figure)?;
-    Some(row[i])
+    row[i]
 }
 
 #[derive(Debug, Clone, Deserialize)]
