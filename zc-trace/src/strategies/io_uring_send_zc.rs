@@ -300,9 +300,7 @@ impl Transfer for SendZc<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::SourceFile;
-    use std::io::{Read, Seek};
-    use std::net::{TcpListener, TcpStream};
+    use crate::strategies::loopback_test::Loopback;
 
     #[test]
     fn refuses_non_tcp_sinks() {
@@ -315,29 +313,10 @@ mod tests {
     /// read after `delay`; checks what arrived and returns the report and the request count,
     /// or None when this host has no io_uring SEND_ZC.
     fn transfer(len: u64, chunk: usize, delay: Duration) -> Option<(ZerocopyReport, usize)> {
-        let mut source = SourceFile::generate(&std::env::temp_dir(), len, 7).unwrap();
-        let mut expected = Vec::new();
-        source.file.rewind().unwrap();
-        source.file.read_to_end(&mut expected).unwrap();
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let receiver = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            std::thread::sleep(delay);
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            got
-        });
-        let sink = TcpStream::connect(addr).unwrap();
+        let lb = Loopback::new(len, delay);
 
         let (report, requests) = {
-            let cx = TransferContext {
-                source: &source,
-                sink: sink.as_fd(),
-                sink_kind: SinkKind::Tcp,
-                chunk,
-            };
+            let cx = lb.cx(chunk);
             let mut t = match SendZc::new(cx, NonZeroUsize::new(len as usize).unwrap()) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -350,10 +329,7 @@ mod tests {
             let report = t.finish().unwrap().expect("a zero-copy report");
             (report, t.reqs.len())
         };
-        drop(sink);
-        let got = receiver.join().unwrap();
-        assert_eq!(got.len() as u64, len);
-        assert!(got == expected, "the receiver got different bytes");
+        lb.check_received();
 
         assert_eq!(report.mechanism, MECHANISM);
         assert!(report.completions >= 1);
@@ -377,28 +353,10 @@ mod tests {
     #[test]
     fn sends_a_file_over_loopback_and_reports_notifications() {
         let len = 1u64 << 20;
-        let mut source = SourceFile::generate(&std::env::temp_dir(), len, 7).unwrap();
-        let mut expected = Vec::new();
-        source.file.rewind().unwrap();
-        source.file.read_to_end(&mut expected).unwrap();
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let receiver = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            got
-        });
-        let sink = TcpStream::connect(addr).unwrap();
+        let lb = Loopback::new(len, Duration::ZERO);
 
         let report = {
-            let prepared = IoUringSendZcStrategy.prepare(TransferContext {
-                source: &source,
-                sink: sink.as_fd(),
-                sink_kind: SinkKind::Tcp,
-                chunk: 64 << 10,
-            });
+            let prepared = IoUringSendZcStrategy.prepare(lb.cx(64 << 10));
             let mut t = match prepared {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -410,10 +368,7 @@ mod tests {
             assert_eq!(t.run().unwrap(), len);
             t.finish().unwrap().expect("a zero-copy report")
         };
-        drop(sink);
-        let got = receiver.join().unwrap();
-        assert_eq!(got.len() as u64, len);
-        assert!(got == expected, "the receiver got different bytes");
+        lb.check_received();
 
         eprintln!("io-uring-send-zc over loopback: {report:?}");
         assert_eq!(report.mechanism, MECHANISM);

@@ -5,6 +5,8 @@
 
 mod copy_file_range;
 mod io_uring_send_zc;
+#[cfg(test)]
+mod loopback_test;
 mod mmap_write;
 mod msg_zerocopy;
 mod odirect;
