@@ -17,60 +17,44 @@ enum Item {
 
 static ITEMS: Mutex<Vec<Item>> = Mutex::new(Vec::new());
 
+/// The registry; a panic elsewhere must not keep cleanup from running.
+fn items() -> std::sync::MutexGuard<'static, Vec<Item>> {
+    ITEMS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn register_process(pid: nix::unistd::Pid) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Item::Process(pid));
+    items().push(Item::Process(pid));
 }
 
 pub fn register_file(path: PathBuf) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Item::File(path));
+    items().push(Item::File(path));
 }
 
 pub fn register_dir(path: PathBuf) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Item::Dir(path));
+    items().push(Item::Dir(path));
 }
 
 /// A network namespace to delete (`ip netns del`, which also removes its veth end).
 pub fn register_netns(name: String) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Item::Netns(name));
+    items().push(Item::Netns(name));
 }
 
 pub fn forget_dir(path: &std::path::Path) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|i| !matches!(i, Item::Dir(p) if p == path));
+    items().retain(|i| !matches!(i, Item::Dir(p) if p == path));
 }
 
 pub fn register_unmount(path: PathBuf) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Item::Unmount(path));
+    items().push(Item::Unmount(path));
 }
 
 /// Forget a file that was already removed the normal way.
 pub fn forget_file(path: &std::path::Path) {
-    ITEMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|i| !matches!(i, Item::File(p) if p == path));
+    items().retain(|i| !matches!(i, Item::File(p) if p == path));
 }
 
 /// Undo everything registered, newest first. Safe to call more than once.
 pub fn run_all() {
-    let items = std::mem::take(&mut *ITEMS.lock().unwrap_or_else(|e| e.into_inner()));
+    let items = std::mem::take(&mut *items());
     for item in items.into_iter().rev() {
         match item {
             Item::Process(pid) => {

@@ -142,9 +142,10 @@ impl RunArgs {
             SinkKind::Tcp | SinkKind::Unix | SinkKind::Pipe | SinkKind::Veth
         );
         if self.receiver != ReceiverMode::Copy && !has_receiver {
-            return Err(
-                format!("--receiver: the {:?} sink has no receiver", self.sink).to_lowercase(),
-            );
+            return Err(format!(
+                "--receiver: the {} sink has no receiver",
+                self.sink.cli_name()
+            ));
         }
         if self.receiver == ReceiverMode::Discard && !self.sink.is_tcp() {
             return Err(

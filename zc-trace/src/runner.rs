@@ -136,8 +136,8 @@ fn measure(
     }
     if strategies.is_empty() {
         return Err(InputError::Usage(format!(
-            "no selected strategy can run with --sink {:?}: {}",
-            args.sink,
+            "no selected strategy can run with --sink {}: {}",
+            args.sink.cli_name(),
             skipped
                 .iter()
                 .map(|s| format!("{}: {}", s.strategy, s.reason))

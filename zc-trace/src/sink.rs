@@ -36,6 +36,18 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The name the command line uses (`--sink pipe`).
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            SinkKind::Tcp => "tcp",
+            SinkKind::Unix => "unix",
+            SinkKind::Pipe => "pipe",
+            SinkKind::File => "file",
+            SinkKind::Null => "null",
+            SinkKind::Veth => "veth",
+        }
+    }
+
     pub fn is_tcp(self) -> bool {
         matches!(self, SinkKind::Tcp | SinkKind::Veth)
     }

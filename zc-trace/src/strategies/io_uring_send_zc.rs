@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use nix::libc;
 
-use super::msg_zerocopy::sink_name;
-use super::{with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
+use super::{mapping_len, with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
 use crate::sink::SinkKind;
 
 /// `IORING_SEND_ZC_REPORT_USAGE` (linux/io_uring.h, 6.2+): notifications say whether the kernel
@@ -46,15 +45,12 @@ impl Strategy for IoUringSendZcStrategy {
             format!(
                 "io_uring SEND_ZC needs a TCP socket sink (tcp or veth), not {}; \
                  other sinks have no zero-copy send path",
-                sink_name(sink)
+                sink.cli_name()
             )
         })
     }
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
-        let len = usize::try_from(cx.source.len)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| io::Error::other("file too large to map"))?;
+        let len = mapping_len(cx.source)?;
         Ok(Box::new(SendZc::new(cx, len)?))
     }
 }

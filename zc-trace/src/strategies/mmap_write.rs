@@ -5,7 +5,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::{with_mapping, write_all, Strategy, Transfer, TransferContext};
+use super::{mapping_len, with_mapping, write_all, Strategy, Transfer, TransferContext};
 
 #[derive(Debug)]
 pub struct MmapWriteStrategy;
@@ -21,10 +21,7 @@ impl Strategy for MmapWriteStrategy {
         "mmap(file) once, write(socket, map + off, chunk) per chunk, munmap"
     }
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
-        let len = usize::try_from(cx.source.len)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| io::Error::other("file too large to map"))?;
+        let len = mapping_len(cx.source)?;
         Ok(Box::new(MmapWrite {
             file: cx.source.file.as_fd(),
             sink: cx.sink,

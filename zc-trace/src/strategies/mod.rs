@@ -113,6 +113,14 @@ pub fn by_name(name: &str) -> Option<&'static dyn Strategy> {
         .find(|s| s.id().eq_ignore_ascii_case(name) || s.name().eq_ignore_ascii_case(name))
 }
 
+/// The source's length as a mapping length (a mapping cannot be empty or exceed usize).
+fn mapping_len(source: &SourceFile) -> io::Result<std::num::NonZeroUsize> {
+    usize::try_from(source.len)
+        .ok()
+        .and_then(std::num::NonZeroUsize::new)
+        .ok_or_else(|| io::Error::other("file too large to map"))
+}
+
 /// mmap()s the whole file read-only, hands the mapping to `f`, then munmap()s it. Both calls
 /// are the strategy's own, so they run inside the window. Returns the mapped length.
 fn with_mapping(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 
-use super::{with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
+use super::{mapping_len, with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
 use crate::sink::SinkKind;
 
 /// `SO_ZEROCOPY` from asm-generic/socket.h (x86, arm, riscv...; not in the libc crate).
@@ -42,25 +42,14 @@ impl Strategy for MsgZerocopyStrategy {
             format!(
                 "MSG_ZEROCOPY needs a TCP socket sink (tcp or veth), not {}; \
                  other sinks have no zero-copy send path",
-                sink_name(sink)
+                sink.cli_name()
             )
         })
     }
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
-        let len = usize::try_from(cx.source.len)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| io::Error::other("file too large to map"))?;
+        let len = mapping_len(cx.source)?;
         Ok(Box::new(MsgZerocopy::new(cx, len)?))
     }
-}
-
-/// The sink's name as the command line spells it (`--sink pipe`).
-pub(super) fn sink_name(sink: SinkKind) -> String {
-    use clap::ValueEnum;
-    sink.to_possible_value()
-        .map(|v| v.get_name().to_owned())
-        .unwrap_or_else(|| format!("{sink:?}"))
 }
 
 /// setsockopt(SO_ZEROCOPY, 1); a kernel or socket without it makes the strategy unsupported.

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::fcntl::SpliceFFlags;
 
 use super::splice::{drain_pipe, new_pipe};
-use super::{retry, with_mapping, Strategy, Transfer, TransferContext};
+use super::{mapping_len, retry, with_mapping, Strategy, Transfer, TransferContext};
 
 #[derive(Debug)]
 pub struct VmspliceStrategy;
@@ -24,10 +24,7 @@ impl Strategy for VmspliceStrategy {
         "mmap(file), then per chunk vmsplice(pipe, mapping) and splice(pipe -> sink), munmap"
     }
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>> {
-        let len = usize::try_from(cx.source.len)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| io::Error::other("file too large to map"))?;
+        let len = mapping_len(cx.source)?;
         let (pipe_r, pipe_w) = new_pipe(cx.chunk)?;
         Ok(Box::new(Vmsplice {
             file: cx.source.file.as_fd(),
