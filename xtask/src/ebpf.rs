@@ -106,3 +106,26 @@ pub fn build(check: bool) -> Result {
     }
     Ok(())
 }
+
+/// Clippy on the eBPF crate for its own target (bpfel-unknown-none, nightly, build-std), as
+/// aya's xtask does: the stable workspace clippy never sees that crate.
+pub fn clippy() -> Result {
+    let root = workspace_root();
+    let staging = Path::new("/tmp/zc-trace-ebpf-build");
+    stage(&root, staging)?;
+    run(command("rustup")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--release",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(staging.join("zc-trace-ebpf"))
+        // Its own target directory: clippy's metadata would otherwise invalidate the build's.
+        .env("CARGO_TARGET_DIR", staging.join("target-clippy")))
+}

@@ -4,7 +4,8 @@
 //!   idempotently.
 //! - `build-ebpf [--check]`: rebuilds `zc-trace/ebpf/zc-trace.bpf.o` from `zc-trace-ebpf`, or
 //!   checks that the committed object is exactly what its source builds to.
-//! - `test`: everything CI runs (the README's test command), the VM kernel matrix last.
+//! - `test [--no-vm]`: everything CI runs (the README's test command), the VM kernel matrix
+//!   last; a matrix that cannot run fails it.
 //! - `vm-test`: zc-trace in qemu VMs on other kernels, checked against
 //!   `zc-trace/tests/data/kernel-matrix.toml`.
 
@@ -35,12 +36,13 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Run every check CI runs: setup, eBPF object check, fmt, clippy, tests (root tests
-    /// included), then the VM kernel matrix (vm-test); with CI=true a skipped root test or a
-    /// VM matrix that cannot be set up fails the run.
-    Test,
-    /// Run zc-trace inside VMs on other kernels (Debian 6.1, 6.12) and check its output
-    /// against zc-trace/tests/data/kernel-matrix.toml
+    /// Run every check CI runs: setup, eBPF object check, fmt, clippy (the eBPF crate too, for
+    /// the BPF target), tests (root tests included), then the VM kernel matrix (vm-test). A
+    /// matrix that cannot be set up fails the run (unless --no-vm); with CI=true a skipped
+    /// root test fails too.
+    Test(test::TestArgs),
+    /// Run zc-trace inside VMs on other kernels (every VM kernel of
+    /// zc-trace/tests/data/kernel-matrix.toml) and check its output against that file.
     VmTest(vm::VmTestArgs),
 }
 
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup::ensure_all(),
         Task::BuildEbpf { check } => ebpf::build(check),
-        Task::Test => test::run_all(),
+        Task::Test(args) => test::run_all(args),
         Task::VmTest(args) => vm::run(args),
     };
     match result {

@@ -241,7 +241,7 @@ pub fn zc_tcp_sendpage_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn file_read_class(iter: *const u8) -> Option<usize> {
-    match memory(&state::config(), iter)? {
+    match memory(state::config(), iter)? {
         Memory::User => Some(class::KERNEL_TO_USER),
         Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
         Memory::PipePages => Some(class::BY_REFERENCE),
@@ -313,7 +313,7 @@ pub fn zc_file_splice_read_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn recv_class(iter: *const u8) -> Option<usize> {
-    match memory(&state::config(), iter)? {
+    match memory(state::config(), iter)? {
         Memory::User => Some(class::KERNEL_TO_USER),
         Memory::Discard | Memory::PipePages => None,
         Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
@@ -387,7 +387,7 @@ pub fn zc_skb_copy_datagram(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn from_iter_class(iter: *const u8) -> Option<usize> {
-    match memory(&state::config(), iter)? {
+    match memory(state::config(), iter)? {
         Memory::User => Some(class::USER_TO_KERNEL),
         Memory::Kernel => Some(class::KERNEL_TO_KERNEL),
         Memory::PipePages | Memory::Discard => None,

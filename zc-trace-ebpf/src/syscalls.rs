@@ -66,7 +66,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         None => stats.counters[counter::SYSCALL_OUT_OF_TABLE] += 1,
     }
     task.pending_nr = nr;
-    task.pending_source = source_kind(ctx, &cfg, nr);
+    task.pending_source = source_kind(ctx, cfg, nr);
     Ok(())
 }
 

@@ -4,16 +4,14 @@
 //! for the suites of other releases (`trixie`, `trixie-updates`, `trixie-security`, ...).
 //!
 //! Read: `/etc/apt/sources.list` (one-line `deb [options] URI suite components`) and the
-//! `*.list` and `*.sources` (deb822) files of `/etc/apt/sources.list.d/`, except the harness's
-//! own [`SOURCES_FILE`]. Files with other names (`*.disabled`, `*.save`, ...) are ignored, as
-//! apt ignores them.
+//! `*.list` and `*.sources` (deb822) files of `/etc/apt/sources.list.d/`. Files with other
+//! names (`*.disabled`, `*.save`, ...) are ignored, as apt ignores them. The harness only reads
+//! them: it resolves and downloads in private apt states (`private_apt`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::util::Result;
-
-use super::host::SOURCES_FILE;
 
 const SOURCES_LIST: &str = "/etc/apt/sources.list";
 const SOURCES_PARTS: &str = "/etc/apt/sources.list.d";
@@ -75,11 +73,7 @@ fn source_files() -> Vec<(PathBuf, String)> {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     parts.sort();
-    paths.extend(
-        parts
-            .into_iter()
-            .filter(|p| is_source_file(p) && p != Path::new(SOURCES_FILE)),
-    );
+    paths.extend(parts.into_iter().filter(|p| is_source_file(p)));
     paths
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))

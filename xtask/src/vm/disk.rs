@@ -1,21 +1,57 @@
-//! A disk for the guest's /var/tmp: an ext4 image on a virtio disk, so that zc-trace's payload
-//! lives in a disk file system's page cache as on a real host, not in tmpfs (shmem has its own
-//! read, mmap and splice paths).
+//! A disk for the guest's /var/tmp, where zc-trace puts its payload: an image with ext4, xfs or
+//! btrfs on a virtio disk, so that the payload lives in a disk file system's page cache as on a
+//! real host, or tmpfs (shmem has its own read, mmap and splice paths).
 //!
-//! Debian's cloud kernels build ext4 in but virtio-blk (and on 6.1 the virtio PCI transport) as
-//! modules, so the initramfs carries those modules, resolved from the kernel package with their
-//! dependencies (the package has no modules.dep: that is made by depmod at install time).
+//! Debian kernels build virtio-blk, xfs and btrfs (and, on some flavours, ext4 and the virtio
+//! PCI transport) as modules, so the initramfs carries the modules the guest needs, resolved
+//! from the kernel's own package with their `depends=` (the package has no modules.dep: depmod
+//! makes it at install time). Modules built in (`modules.builtin`) are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::util::{command, run, Result};
+use crate::util::{run, Result};
 
-/// Modules the guest needs for a virtio disk, where the kernel does not build them in.
-pub const DISK_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
+use super::kernels::Fetched;
+use super::tools::Tools;
 
-/// Size of the sparse ext4 image.
+/// Size of the sparse image (mkfs.btrfs wants at least 114 MiB).
 const IMAGE_MIB: u64 = 256;
+
+/// The guest's /var/tmp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VarTmp {
+    Ext4,
+    Xfs,
+    Btrfs,
+    /// tmpfs (shmem), no disk.
+    Tmpfs,
+}
+
+impl VarTmp {
+    pub fn name(self) -> &'static str {
+        match self {
+            VarTmp::Ext4 => "ext4",
+            VarTmp::Xfs => "xfs",
+            VarTmp::Btrfs => "btrfs",
+            VarTmp::Tmpfs => "tmpfs",
+        }
+    }
+
+    /// Modules the guest loads, in order, where the kernel does not build them in: the virtio
+    /// disk, then the file system. Loading crc32c_generic first where it exists as a module
+    /// registers crc32c before a file system asks the crypto API for it (the guest has no
+    /// modprobe to load it on demand); veth is for the veth sink.
+    fn modules(self) -> (&'static [&'static str], &'static [&'static str]) {
+        const OPTIONAL: &[&str] = &["crc32c_generic", "veth"];
+        match self {
+            VarTmp::Ext4 => (&["virtio_pci", "virtio_blk", "ext4"], OPTIONAL),
+            VarTmp::Xfs => (&["virtio_pci", "virtio_blk", "xfs"], OPTIONAL),
+            VarTmp::Btrfs => (&["virtio_pci", "virtio_blk", "btrfs"], OPTIONAL),
+            VarTmp::Tmpfs => (&[], &["veth"]),
+        }
+    }
+}
 
 /// A module to load, in load order.
 pub struct Module {
@@ -24,25 +60,10 @@ pub struct Module {
     pub image: Vec<u8>,
 }
 
-/// The modules (with their dependencies, dependencies first) needed for `wanted` on the kernel
-/// whose vmlinuz is given; built-in ones are left out.
-pub fn modules_for(vmlinuz: &Path, wanted: &[&str]) -> Result<Vec<Module>> {
-    let release = super::kernels::release_of(vmlinuz);
-    let root = vmlinuz
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("{}: not in <root>/boot", vmlinuz.display()))?;
-    let dir = ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .map(|d| root.join(d).join(&release))
-        .find(|d| d.is_dir())
-        .ok_or_else(|| {
-            format!(
-                "no modules directory for {release} under {}",
-                root.display()
-            )
-        })?;
-
+/// The modules (with their dependencies, dependencies first) the guest needs for `var_tmp` on
+/// this kernel; built-in ones are left out.
+pub fn modules_for(tools: &Tools, kernel: &Fetched, var_tmp: VarTmp) -> Result<Vec<Module>> {
+    let dir = &kernel.modules;
     let builtin: BTreeSet<String> = std::fs::read_to_string(dir.join("modules.builtin"))
         .unwrap_or_default()
         .lines()
@@ -51,15 +72,25 @@ pub fn modules_for(vmlinuz: &Path, wanted: &[&str]) -> Result<Vec<Module>> {
     let mut files = BTreeMap::new();
     index(&dir.join("kernel"), &mut files)?;
 
+    let (wanted, optional) = var_tmp.modules();
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
-    for w in wanted {
-        resolve(&canonical(w), &builtin, &files, &mut seen, &mut order)?;
+    let present = |m: &&&str| files.contains_key(&canonical(m));
+    for w in optional.iter().filter(present).chain(wanted) {
+        resolve(
+            tools,
+            &canonical(w),
+            &builtin,
+            &files,
+            &mut seen,
+            &mut order,
+        )?;
     }
     Ok(order)
 }
 
 fn resolve(
+    tools: &Tools,
     name: &str,
     builtin: &BTreeSet<String>,
     files: &BTreeMap<String, PathBuf>,
@@ -72,13 +103,13 @@ fn resolve(
     let path = files
         .get(name)
         .ok_or_else(|| format!("module {name} is neither built in nor in the kernel package"))?;
-    let image = read_module(path)?;
+    let image = read_module(tools, path)?;
     for dep in modinfo(&image, "depends")
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
     {
-        resolve(&canonical(dep), builtin, files, seen, order)?;
+        resolve(tools, &canonical(dep), builtin, files, seen, order)?;
     }
     order.push(Module {
         name: name.to_string(),
@@ -111,31 +142,22 @@ fn index(dir: &Path, files: &mut BTreeMap<String, PathBuf>) -> Result {
     Ok(())
 }
 
-fn read_module(path: &Path) -> Result<Vec<u8>> {
+fn read_module(tools: &Tools, path: &Path) -> Result<Vec<u8>> {
     let name = path.to_string_lossy();
-    let decompressor = if name.ends_with(".xz") {
-        Some("xz")
-    } else if name.ends_with(".zst") {
-        Some("zstd")
-    } else if name.ends_with(".gz") {
-        Some("gzip")
-    } else {
-        None
-    };
-    match decompressor {
-        None => std::fs::read(path).map_err(|e| format!("{name}: {e}")),
-        Some(tool) => {
-            let out = command(tool)
-                .arg("-dc")
-                .arg(path)
-                .output()
-                .map_err(|e| format!("cannot start {tool}: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("{tool} -dc {name} failed ({})", out.status));
-            }
-            Ok(out.stdout)
-        }
+    if !name.ends_with(".xz") {
+        // Debian compresses modules with xz; an uncompressed one is read as it is.
+        return std::fs::read(path).map_err(|e| format!("{name}: {e}"));
     }
+    let out = tools
+        .command("xz")?
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot start xz: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("xz -dc {name} failed ({})", out.status));
+    }
+    Ok(out.stdout)
 }
 
 /// A `key=value` entry of a module's .modinfo section (found by scanning the image).
@@ -148,8 +170,9 @@ fn modinfo(image: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Makes a fresh, empty ext4 image at `path` (sparse).
-pub fn make_ext4_image(path: &Path) -> Result {
+/// Makes a fresh, empty image of `var_tmp`'s file system at `path` (sparse), with options the
+/// kernel `release` can mount (xfsprogs' `lts_<major>.<minor>.conf` where it has one).
+pub fn make_image(tools: &Tools, var_tmp: VarTmp, release: &str, path: &Path) -> Result {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -158,16 +181,45 @@ pub fn make_ext4_image(path: &Path) -> Result {
     file.set_len(IMAGE_MIB << 20)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     drop(file);
-    run(command("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-L",
-            "zc-var-tmp",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-        ])
-        .arg(path))
+    let mut cmd = match var_tmp {
+        VarTmp::Ext4 => {
+            let mut c = tools.command("mkfs.ext4")?;
+            c.env("MKE2FS_CONFIG", tools.file("etc/mke2fs.conf")).args([
+                "-q",
+                "-F",
+                "-L",
+                "zc-var-tmp",
+                "-E",
+                "lazy_itable_init=0,lazy_journal_init=0",
+            ]);
+            c
+        }
+        VarTmp::Xfs => {
+            let mut c = tools.command("mkfs.xfs")?;
+            c.args(["-q", "-f", "-L", "zc-var-tmp"]);
+            if let Some(conf) = xfs_lts_config(tools, release) {
+                c.arg("-c").arg(format!("options={}", conf.display()));
+            }
+            c
+        }
+        VarTmp::Btrfs => {
+            let mut c = tools.command("mkfs.btrfs")?;
+            c.args(["-q", "-f", "-L", "zc-var-tmp"]);
+            c
+        }
+        VarTmp::Tmpfs => return Err("tmpfs needs no image".into()),
+    };
+    run(cmd.arg(path))
+}
+
+/// xfsprogs' options file for an LTS kernel ("6.1.0-56-cloud-amd64" -> lts_6.1.conf), when
+/// the unpacked xfsprogs has one: newer mkfs defaults can make file systems that an older
+/// kernel refuses to mount.
+fn xfs_lts_config(tools: &Tools, release: &str) -> Option<PathBuf> {
+    let mut parts = release.split(['.', '-', '+']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let conf = tools.file(&format!("usr/share/xfsprogs/mkfs/lts_{major}.{minor}.conf"));
+    conf.is_file().then_some(conf)
 }
 
 #[cfg(test)]

@@ -10,10 +10,9 @@ use serde::Deserialize;
 
 use crate::util::{workspace_root, Result};
 
-use super::kernels::{Kernel, KERNELS};
+use super::kernels::{self, Kernel};
 
-/// The matrix file, relative to the workspace root.
-pub const MATRIX_FILE: &str = "zc-trace/tests/data/kernel-matrix.toml";
+pub use super::kernels::MATRIX_FILE;
 
 /// The strategies of the exact copy table, in report order.
 pub const STRATEGIES: &[&str] = &["read-write", "mmap-write", "sendfile", "splice"];
@@ -181,7 +180,7 @@ pub fn path() -> PathBuf {
 pub fn load() -> Result<Matrix> {
     let path = path();
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text, KERNELS)
+    parse(&text, &kernels::all()?)
 }
 
 pub fn parse(text: &str, kernels: &[Kernel]) -> Result<Matrix> {
@@ -199,7 +198,7 @@ pub fn parse(text: &str, kernels: &[Kernel]) -> Result<Matrix> {
     }
     for e in &matrix.kernel {
         if e.release_prefix.is_none() && !kernels.iter().any(|k| k.name == e.name) {
-            let names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
+            let names: Vec<&str> = kernels.iter().map(|k| k.name.as_str()).collect();
             errors.push(format!(
                 "kernel {:?} is no VM kernel (those are: {}; see xtask/src/vm/kernels.rs) and \
                  has no release_prefix to match the host",
@@ -222,7 +221,7 @@ mod tests {
     #[test]
     fn the_committed_matrix_covers_every_vm_kernel() {
         let m = load().unwrap();
-        for k in KERNELS {
+        for k in &kernels::all().unwrap() {
             let e = m.get(k).unwrap();
             assert!(!e.methods.is_empty(), "{}: no methods", k.name);
         }
@@ -231,7 +230,7 @@ mod tests {
     #[test]
     fn a_missing_kernel_is_a_clear_error() {
         let text = "[[kernel]]\nname = \"other\"\n[kernel.methods]\ntcp_send = \"fexit\"\n";
-        let e = parse(text, KERNELS).unwrap_err();
+        let e = parse(text, &kernels::all().unwrap()).unwrap_err();
         assert!(e.contains("name = \"debian-12-6.1\""), "{e}");
         assert!(e.contains("name = \"debian-13-6.12\""), "{e}");
         assert!(e.contains("\"other\" is no VM kernel"), "{e}");

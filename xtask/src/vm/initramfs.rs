@@ -23,9 +23,8 @@ use std::sync::OnceLock;
 
 use crate::util::{command, output, run, workspace_root, Result};
 
-use super::disk::Module;
-use super::host::BUSYBOX;
-use super::VarTmp;
+use super::disk::{Module, VarTmp};
+use super::tools::Tools;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -96,6 +95,7 @@ fn has_interpreter(path: &Path) -> Result<bool> {
 /// /var/tmp as asked and runs `commands` (each a /bin/sh snippet, run in a subshell with stdin
 /// from /dev/null and cwd /tmp).
 pub fn build(
+    tools: &Tools,
     tag: &str,
     zc_trace: &Path,
     commands: &[&str],
@@ -113,10 +113,11 @@ pub fn build(
         mkdir(&staging.join(d))?;
     }
 
-    copy_executable(Path::new(BUSYBOX), &staging.join("bin/busybox"))?;
+    let busybox = tools.busybox();
+    copy_executable(&busybox, &staging.join("bin/busybox"))?;
     copy_executable(zc_trace, &staging.join("bin/zc-trace"))?;
     // Every applet as a symlink to /bin/busybox, where busybox would install it.
-    let applets = output(command(BUSYBOX).arg("--list-full"))?;
+    let applets = output(std::process::Command::new(&busybox).arg("--list-full"))?;
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
         let link = staging.join(applet);
         if link.exists() {
@@ -160,15 +161,23 @@ pub fn build(
     set_mode(&init, 0o755)?;
 
     let cpio = dir.join(format!("{tag}.cpio.gz"));
+    // The unpacked cpio, through the unpacked loader: a shell variable carries the command.
+    let cpio_cmd = tools.command("cpio")?;
+    let cpio_argv: Vec<String> = std::iter::once(cpio_cmd.get_program())
+        .chain(cpio_cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     run(command("bash")
         .args([
             "-c",
-            "set -o pipefail; cd \"$1\" && find . -print0 | LC_ALL=C sort -z \
-             | cpio --null --create --format=newc --owner=0:0 --quiet | gzip -1 -n > \"$2\"",
+            "set -o pipefail; out=\"$1\"; dir=\"$2\"; shift 2; cd \"$dir\" && find . -print0 \
+             | LC_ALL=C sort -z | \"$@\" --null --create --format=newc --owner=0:0 --quiet \
+             | gzip -1 -n > \"$out\"",
             "bash",
         ])
+        .arg(&cpio)
         .arg(&staging)
-        .arg(&cpio))?;
+        .args(&cpio_argv))?;
     let _ = std::fs::remove_dir_all(&staging);
     Ok(cpio)
 }
@@ -201,18 +210,20 @@ dmesg -n 1
 for m in /lib/modules/zc/*.ko; do
     [ -e "$m" ] && { insmod "$m" || echo "init: insmod $m failed"; }
 done
-# /var/tmp: the ext4 disk (/dev/vda) when asked for, else (or when that fails) tmpfs.
-if [ "$VAR_TMP" = ext4 ]; then
+# /var/tmp: the disk (/dev/vda) with the file system asked for, or tmpfs. A mount that fails
+# is reported as var_tmp=failed-<fs> (the harness fails on it), never replaced by another.
+if [ "$VAR_TMP" = tmpfs ]; then
+    mount -t tmpfs -o mode=1777 tmpfs /var/tmp || VAR_TMP=failed-tmpfs
+else
     i=0
     while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    if mount -t ext4 /dev/vda /var/tmp; then
+    if mount -t "$VAR_TMP" /dev/vda /var/tmp; then
         chmod 1777 /var/tmp
     else
-        echo "init: cannot mount /dev/vda (ext4) on /var/tmp; using tmpfs"
-        VAR_TMP=tmpfs
+        echo "init: cannot mount /dev/vda ($VAR_TMP) on /var/tmp"
+        VAR_TMP=failed-$VAR_TMP
     fi
 fi
-[ "$VAR_TMP" = tmpfs ] && mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 ip link set lo up || echo "init: cannot bring lo up"
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 echo "@@ZC-READY up=$(uptime_s) kernel=$(uname -r) var_tmp=$VAR_TMP@@"

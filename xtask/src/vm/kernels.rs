@@ -1,155 +1,183 @@
-//! The kernels the VM tests boot, and fetching them from the Debian archive through apt (which
-//! checks the archive signatures and the package hashes). The archive URIs are this machine's
-//! own (see `apt`): the table only names suites.
+//! The kernels the VM tests boot, read from `zc-trace/tests/data/kernel-matrix.toml` (each
+//! `[[kernel]]` with a `[kernel.package]` table is a VM kernel), and fetching them from the
+//! Debian archive through a private apt state (which checks the archive signatures and the
+//! package hashes). The archive URIs are this machine's own (see `apt`); the data file only
+//! names suites.
 //!
-//! Each kernel is the current `linux-image-cloud-amd64` of one Debian release, resolved when it
-//! is first fetched and then cached under `target/vm/kernels/<name>/` (delete that directory to
-//! pick up a newer upload).
+//! A kernel is the newest `linux-image-<flavour>` of its suites, resolved when first fetched and
+//! then cached under `target/vm/kernels/<name>/` (delete that directory to pick up a newer
+//! upload). Its packages are the metapackage's closure of exact-version (`= <version>`)
+//! dependencies: on 6.x one `linux-image-<release>` holding vmlinuz and the modules; on 7.x
+//! `linux-binary-*` (vmlinuz), `linux-modules-*` (the modules) and `linux-base-*`
+//! (`modules.builtin`).
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{command, output, run, Result};
+use serde::Deserialize;
+
+use crate::util::{workspace_root, Result};
 
 use super::apt::Archives;
-use super::host::{apt_update, ensure_suites};
+use super::private_apt::{unpack, AptState, Suite};
 
-/// Which of the host's archives serves a suite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Archive {
-    /// The one serving the host's `<codename>` suite.
-    Main,
-    /// The one serving the host's `<codename>-security` suite.
-    Security,
-}
+/// The data file, relative to the workspace root.
+pub const MATRIX_FILE: &str = "zc-trace/tests/data/kernel-matrix.toml";
 
-/// One suite of the table: archive and suite name (component `main`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SuiteSpec {
-    pub archive: Archive,
-    pub suite: &'static str,
-}
-
-/// One apt suite with its archive URI (component `main`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Suite {
-    pub uri: String,
-    pub suite: String,
-}
-
-impl SuiteSpec {
-    pub fn resolve(&self, archives: &Archives) -> Suite {
-        let uri = match self.archive {
-            Archive::Main => &archives.main,
-            Archive::Security => &archives.security,
-        };
-        Suite {
-            uri: uri.clone(),
-            suite: self.suite.to_string(),
-        }
-    }
-}
-
-/// A kernel to boot: the newest version of `metapackage` found in `suites`.
-#[derive(Debug, Clone, Copy)]
+/// A kernel to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
-    /// Name on the command line and directory under `target/vm/kernels/`; also its entry in
-    /// zc-trace/tests/data/kernel-matrix.toml.
-    pub name: &'static str,
-    pub description: &'static str,
+    /// Name on the command line, directory under `target/vm/kernels/`, entry of the matrix.
+    pub name: String,
+    pub description: String,
     /// Where to look; the newest version of the metapackage across these wins.
-    pub suites: &'static [SuiteSpec],
-    /// The flavour metapackage; it depends on the concrete, versioned image package.
-    pub metapackage: &'static str,
+    pub suites: Vec<String>,
+    /// "cloud-amd64": the metapackage is `linux-image-<flavour>`.
+    pub flavour: String,
     /// Upstream version the resolved package must have ("6.1." matches 6.1.x), so a change of
     /// the suite's kernel line shows up as an error rather than a silently different kernel.
-    pub upstream_prefix: &'static str,
+    pub upstream_prefix: String,
 }
 
-const fn main(suite: &'static str) -> SuiteSpec {
-    SuiteSpec {
-        archive: Archive::Main,
-        suite,
+#[derive(Deserialize)]
+struct File {
+    kernel: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    name: String,
+    package: Option<Package>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Package {
+    description: String,
+    suites: Vec<String>,
+    flavour: String,
+    upstream_prefix: String,
+}
+
+impl Kernel {
+    pub fn metapackage(&self) -> String {
+        format!("linux-image-{}", self.flavour)
+    }
+
+    /// The suites with their archive: `*-security` on the security archive, the rest on the
+    /// main one.
+    pub fn resolved_suites(&self, archives: &Archives) -> Vec<Suite> {
+        self.suites
+            .iter()
+            .map(|s| Suite {
+                uri: if s.ends_with("-security") {
+                    archives.security.clone()
+                } else {
+                    archives.main.clone()
+                },
+                suite: s.clone(),
+            })
+            .collect()
     }
 }
 
-const fn security(suite: &'static str) -> SuiteSpec {
-    SuiteSpec {
-        archive: Archive::Security,
-        suite,
-    }
+/// Every VM kernel of the data file, in its order.
+pub fn all() -> Result<Vec<Kernel>> {
+    let path = workspace_root().join(MATRIX_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text)
 }
 
-/// Every kernel the harness knows; `vm-test` without `--kernel` boots all of them.
-pub const KERNELS: &[Kernel] = &[
-    Kernel {
-        name: "debian-12-6.1",
-        description: "Debian 12 bookworm cloud kernel (6.1 LTS)",
-        suites: &[
-            main("bookworm"),
-            main("bookworm-updates"),
-            security("bookworm-security"),
-        ],
-        metapackage: "linux-image-cloud-amd64",
-        upstream_prefix: "6.1.",
-    },
-    Kernel {
-        name: "debian-13-6.12",
-        description: "Debian 13 trixie cloud kernel (6.12 LTS)",
-        suites: &[
-            main("trixie"),
-            main("trixie-updates"),
-            security("trixie-security"),
-        ],
-        metapackage: "linux-image-cloud-amd64",
-        upstream_prefix: "6.12.",
-    },
-];
+pub fn parse(text: &str) -> Result<Vec<Kernel>> {
+    let file: File = toml::from_str(text).map_err(|e| format!("{MATRIX_FILE}: {e}"))?;
+    let kernels: Vec<Kernel> = file
+        .kernel
+        .into_iter()
+        .filter_map(|e| {
+            let p = e.package?;
+            Some(Kernel {
+                name: e.name,
+                description: p.description,
+                suites: p.suites,
+                flavour: p.flavour,
+                upstream_prefix: p.upstream_prefix,
+            })
+        })
+        .collect();
+    if kernels.is_empty() {
+        return Err(format!(
+            "{MATRIX_FILE}: no [[kernel]] has a [kernel.package]"
+        ));
+    }
+    Ok(kernels)
+}
 
-pub fn by_name(name: &str) -> Result<&'static Kernel> {
-    KERNELS.iter().find(|k| k.name == name).ok_or_else(|| {
-        let names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+pub fn by_name<'a>(kernels: &'a [Kernel], name: &str) -> Result<&'a Kernel> {
+    kernels.iter().find(|k| k.name == name).ok_or_else(|| {
+        let names: Vec<&str> = kernels.iter().map(|k| k.name.as_str()).collect();
         format!("unknown kernel {name:?}; known: {}", names.join(", "))
     })
-}
-
-/// Every suite of the table (the sources file lists all of them, whatever is selected, so it
-/// does not change from one run to the next).
-pub fn all_suites(archives: &Archives) -> Vec<Suite> {
-    KERNELS
-        .iter()
-        .flat_map(|k| k.suites.iter().map(|s| s.resolve(archives)))
-        .collect()
 }
 
 /// What was fetched for a kernel.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub vmlinuz: PathBuf,
-    /// "package=version" of the image package, as downloaded.
+    /// The kernel release ("6.1.0-56-cloud-amd64").
+    pub release: String,
+    /// `<root>/{usr/,}lib/modules/<release>`.
+    pub modules: PathBuf,
+    /// "package=version ..." of the packages, as downloaded.
     pub package: String,
 }
 
 fn kernel_dir(k: &Kernel) -> PathBuf {
-    super::vm_dir().join("kernels").join(k.name)
+    super::vm_dir().join("kernels").join(&k.name)
 }
 
 /// The cached kernel, if it was fetched before.
 pub fn cached(k: &Kernel) -> Option<Fetched> {
     let dir = kernel_dir(k);
-    let boot = dir.join("root").join("boot");
-    let vmlinuz = std::fs::read_dir(&boot)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })?;
-    let package = std::fs::read_to_string(dir.join("package"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "(unknown package)".into());
-    Some(Fetched { vmlinuz, package })
+    let package = std::fs::read_to_string(dir.join("package")).ok()?;
+    find_kernel(&dir.join("root"), package.trim())
+}
+
+/// vmlinuz in an unpacked root: `boot/vmlinuz-<release>` (6.x) or
+/// `usr/lib/modules/<release>/vmlinuz` (7.x).
+fn find_kernel(root: &Path, package: &str) -> Option<Fetched> {
+    let entries = |d: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let in_boot = entries(root.join("boot")).into_iter().find_map(|p| {
+        let release = p
+            .file_name()?
+            .to_str()?
+            .strip_prefix("vmlinuz-")?
+            .to_string();
+        Some((p, release))
+    });
+    let in_modules = || {
+        ["usr/lib/modules", "lib/modules"]
+            .iter()
+            .flat_map(|d| entries(root.join(d)))
+            .find_map(|d| {
+                let v = d.join("vmlinuz");
+                let release = d.file_name()?.to_str()?.to_string();
+                v.is_file().then_some((v, release))
+            })
+    };
+    let (vmlinuz, release) = in_boot.or_else(in_modules)?;
+    let modules = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .map(|d| root.join(d).join(&release))
+        .find(|d| d.join("kernel").is_dir())?;
+    Some(Fetched {
+        vmlinuz,
+        release,
+        modules,
+        package: package.to_string(),
+    })
 }
 
 /// Fetches and unpacks the kernel unless it is cached.
@@ -158,152 +186,130 @@ pub fn ensure(k: &Kernel) -> Result<Fetched> {
         return Ok(f);
     }
     let archives = super::apt::archives()?;
-    ensure_suites(&all_suites(archives))?;
-    apt_update()?;
-    let (package, version) = resolve(k, archives)?;
-    let spec = format!("{package}={version}");
-    eprintln!("xtask: {}: fetching {spec}", k.name);
-
-    let debs = super::vm_dir().join("kernels").join("debs");
-    std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
-    run(command("apt-get")
-        .current_dir(&debs)
-        // The download directory belongs to root; let apt write it without the _apt sandbox.
-        .args(["-q", "-o", "APT::Sandbox::User=root", "download", &spec]))?;
-    // apt-get download names the file <package>_<version with ':' as %3a>_<arch>.deb.
-    let deb = std::fs::read_dir(&debs)
-        .map_err(|e| format!("{}: {e}", debs.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&format!("{package}_{}_", version.replace(':', "%3a")))
-                    && n.ends_with(".deb")
-            })
-        })
-        .ok_or_else(|| format!("apt-get download {spec} left no .deb in {}", debs.display()))?;
+    let suites = k.resolved_suites(archives);
+    let state = AptState::new(&format!("kernel-{}", k.name), suites.clone());
+    state.update()?;
+    let specs = resolve(k, &state, &suites)?;
+    eprintln!("xtask: {}: fetching {}", k.name, specs.join(" "));
 
     let dir = kernel_dir(k);
-    let _ = std::fs::remove_dir_all(&dir);
-    let tmp = dir.with_extension("partial");
+    let tmp = dir.with_file_name(format!("{}.partial", k.name));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.join("root")).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    run(command("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(tmp.join("root")))?;
-    std::fs::write(tmp.join("package"), format!("{spec}\n"))
+    let debs = state.download(&specs, &tmp.join("debs"))?;
+    unpack(&debs, &tmp.join("root"))?;
+    std::fs::remove_dir_all(tmp.join("debs")).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::write(tmp.join("package"), format!("{}\n", specs.join(" ")))
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)
         .map_err(|e| format!("{} -> {}: {e}", tmp.display(), dir.display()))?;
-    let _ = std::fs::remove_file(&deb);
-    cached(k).ok_or_else(|| format!("{} has no boot/vmlinuz-*", deb.display()))
+    cached(k).ok_or_else(|| {
+        format!(
+            "{}: the packages {} hold no vmlinuz with its modules",
+            k.name,
+            specs.join(" ")
+        )
+    })
 }
 
-/// (image package, version): the newest `metapackage` in the kernel's suites, and the unsigned
-/// image package it stands for (the signed one when no unsigned build exists).
-fn resolve(k: &Kernel, archives: &Archives) -> Result<(String, String)> {
-    let suites: Vec<Suite> = k.suites.iter().map(|s| s.resolve(archives)).collect();
-    let madison = output(command("apt-cache").args(["madison", k.metapackage]))?;
-    let mut best: Option<String> = None;
-    for line in madison.lines() {
-        // " linux-image-cloud-amd64 | 6.1.192-2 | <URI> bookworm-security/main amd64 Packages"
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        let [_, version, source] = cols.as_slice() else {
-            continue;
-        };
-        let mut words = source.split_whitespace();
-        let (Some(uri), Some(dist)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Some((suite, "main")) = dist.split_once('/') else {
-            continue;
-        };
-        let uri = uri.trim_end_matches('/');
-        if !suites.iter().any(|s| s.uri == uri && s.suite == suite) {
-            continue;
-        }
-        let newer = match &best {
-            None => true,
-            Some(b) => version_gt(version, b),
-        };
-        if newer {
-            best = Some(version.to_string());
-        }
-    }
-    let version = best.ok_or_else(|| {
-        let suites: Vec<String> = suites
-            .iter()
-            .map(|s| format!("{} {}", s.uri, s.suite))
-            .collect();
-        format!(
-            "{}: no {} in {} (apt-cache madison found:\n{madison})",
-            k.name,
-            k.metapackage,
-            suites.join(", ")
-        )
-    })?;
-    if !version.starts_with(k.upstream_prefix) {
-        return Err(format!(
-            "{}: {}={version} is not a {}x kernel; update the kernel table",
-            k.name, k.metapackage, k.upstream_prefix
-        ));
-    }
-    let show = output(command("apt-cache").args([
-        "show",
-        "--no-all-versions",
-        &format!("{}={version}", k.metapackage),
-    ]))?;
-    let image = show
-        .lines()
-        .find_map(|l| l.strip_prefix("Depends:"))
-        .into_iter()
-        .flat_map(|d| d.split(','))
-        .map(|d| d.split_whitespace().next().unwrap_or(""))
-        .find(|d| d.starts_with("linux-image-"))
+/// The `package=version` specs of the kernel: the newest metapackage of its suites and the
+/// closure of its exact-version dependencies.
+fn resolve(k: &Kernel, state: &AptState, suites: &[Suite]) -> Result<Vec<String>> {
+    let meta = k.metapackage();
+    let policy = state.policy(&[&meta])?;
+    let version = policy
+        .first()
+        .and_then(|p| p.newest_in(suites))
         .ok_or_else(|| {
-            format!(
-                "{}={version} depends on no linux-image-* package",
-                k.metapackage
-            )
+            let names: Vec<&str> = suites.iter().map(|s| s.suite.as_str()).collect();
+            format!("{}: no {meta} in {}", k.name, names.join(", "))
         })?
         .to_string();
-    let unsigned = if image.ends_with("-unsigned") {
-        image.clone()
-    } else {
-        format!("{image}-unsigned")
-    };
-    for candidate in [unsigned, image.clone()] {
-        let exists = output(command("apt-cache").args([
-            "show",
-            "--no-all-versions",
-            &format!("{candidate}={version}"),
-        ]))
-        .is_ok_and(|s| s.contains("Package:"));
-        if exists {
-            return Ok((candidate, version));
-        }
+    if !version.starts_with(&k.upstream_prefix) {
+        return Err(format!(
+            "{}: {meta}={version} is not a {}x kernel; update {MATRIX_FILE}",
+            k.name, k.upstream_prefix
+        ));
     }
-    Err(format!(
-        "{}: neither {image}-unsigned nor {image} ={version} is available",
-        k.name
-    ))
+    let mut specs = Vec::new();
+    let mut todo = vec![meta];
+    while let Some(p) = todo.pop() {
+        let spec = format!("{p}={version}");
+        if specs.contains(&spec) {
+            continue;
+        }
+        for d in state.depends(&p, &version)? {
+            if !d.alternatives && d.exact.as_deref() == Some(version.as_str()) {
+                todo.push(d.package);
+            }
+        }
+        specs.push(spec);
+    }
+    // The metapackage stays first: it names the kernel in summaries.
+    Ok(specs)
 }
 
-/// `a > b` in Debian version order.
-fn version_gt(a: &str, b: &str) -> bool {
-    command("dpkg")
-        .args(["--compare-versions", a, "gt", b])
-        .status()
-        .is_ok_and(|s| s.success())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The kernel release a vmlinuz path names ("6.1.0-56-cloud-amd64").
-pub fn release_of(vmlinuz: &Path) -> String {
-    vmlinuz
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .unwrap_or("?")
-        .to_string()
+    #[test]
+    fn the_committed_data_names_three_debian_kernels() {
+        let ks = all().unwrap();
+        let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["debian-12-6.1", "debian-13-6.12", "debian-13-bpo-7"]
+        );
+        let bpo = by_name(&ks, "debian-13-bpo-7").unwrap();
+        assert_eq!(bpo.metapackage(), "linux-image-cloud-amd64");
+        assert!(bpo.suites.contains(&"trixie-backports".to_string()));
+    }
+
+    #[test]
+    fn security_suites_use_the_security_archive() {
+        let k = &parse(
+            "[[kernel]]\nname = \"k\"\n[kernel.package]\ndescription = \"d\"\n\
+             suites = [\"trixie\", \"trixie-security\"]\nflavour = \"cloud-amd64\"\n\
+             upstream_prefix = \"6.12.\"\n",
+        )
+        .unwrap()[0];
+        let a = Archives {
+            main: "http://m".into(),
+            security: "http://s".into(),
+        };
+        let s = k.resolved_suites(&a);
+        assert_eq!(s[0].uri, "http://m");
+        assert_eq!(s[1].uri, "http://s");
+    }
+
+    #[test]
+    fn an_unknown_package_field_is_an_error() {
+        let e = parse(
+            "[[kernel]]\nname = \"k\"\n[kernel.package]\ndescription = \"d\"\nsuites = []\n\
+             flavour = \"x\"\nupstream_prefix = \"6.\"\nmetapackage = \"y\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("metapackage"), "{e}");
+    }
+
+    #[test]
+    fn vmlinuz_is_found_in_either_layout() {
+        let root = std::env::temp_dir().join(format!("zc-kernels-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let m7 = root.join("a/usr/lib/modules/7.3.4+deb13-cloud-amd64");
+        std::fs::create_dir_all(m7.join("kernel")).unwrap();
+        std::fs::write(m7.join("vmlinuz"), "").unwrap();
+        let f = find_kernel(&root.join("a"), "p=1").unwrap();
+        assert_eq!(f.release, "7.3.4+deb13-cloud-amd64");
+        assert_eq!(f.modules, m7);
+        std::fs::create_dir_all(root.join("b/boot")).unwrap();
+        std::fs::write(root.join("b/boot/vmlinuz-6.1.0-56-cloud-amd64"), "").unwrap();
+        let m6 = root.join("b/lib/modules/6.1.0-56-cloud-amd64/kernel");
+        std::fs::create_dir_all(&m6).unwrap();
+        let f = find_kernel(&root.join("b"), "p=1").unwrap();
+        assert_eq!(f.release, "6.1.0-56-cloud-amd64");
+        assert!(find_kernel(&root.join("c"), "p=1").is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

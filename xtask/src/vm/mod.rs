@@ -1,12 +1,15 @@
-//! `cargo xtask vm-test`: runs zc-trace inside qemu VMs on other kernels (Debian cloud kernels,
+//! `cargo xtask vm-test`: runs zc-trace inside qemu VMs on other kernels (Debian kernels,
 //! fetched with apt) and checks what it reports there.
 //!
-//! Everything is cached under `target/vm/`:
-//! - `kernels/<name>/`: the unpacked kernel package (`root/boot/vmlinuz-*`) and `package`,
-//!   the exact `package=version` fetched;
+//! The host is not changed: no package is installed and the host's apt configuration is only
+//! read. Everything is fetched into and cached under `target/vm/`:
+//! - `apt/<state>/`: private apt states (sources list, lists, archive cache, empty status);
+//! - `tools/root/`: qemu, busybox, cpio, mkfs and xz unpacked from Debian packages (`tools`);
+//! - `kernels/<name>/`: the unpacked kernel packages (`root/`) and `package`, the exact
+//!   `package=version` specs fetched;
 //! - `build/`: the static zc-trace build;
 //! - `initramfs/<kernel>.cpio.gz`: the last initramfs booted on that kernel;
-//! - `disks/<kernel>.img`: the ext4 image of the guest's /var/tmp (made afresh each boot);
+//! - `disks/<kernel>.img`: the image of the guest's /var/tmp (made afresh each boot);
 //! - `logs/<kernel>.log`: the last serial console of that kernel.
 //!
 //! Host-side code can run anything in a guest with [`run_in_vm`] and assert on the result; see
@@ -19,17 +22,20 @@ mod apt;
 mod check;
 mod disk;
 pub mod expectations;
-mod host;
 mod initramfs;
 mod kernels;
+mod private_apt;
 mod qemu;
+mod tools;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::util::{workspace_root, Result};
 
-pub use kernels::{Kernel, KERNELS};
+pub use disk::VarTmp;
+pub use kernels::Kernel;
+use tools::Tools;
 
 /// Where the harness keeps everything it downloads and builds.
 pub fn vm_dir() -> PathBuf {
@@ -38,7 +44,8 @@ pub fn vm_dir() -> PathBuf {
 
 #[derive(clap::Args)]
 pub struct VmTestArgs {
-    /// Kernel to boot (repeat for several); default: every kernel in the table. See --list.
+    /// Kernel to boot (repeat for several); default: every kernel of the matrix file. See
+    /// --list.
     #[arg(long = "kernel", value_name = "NAME")]
     kernels: Vec<String>,
     /// List the known kernels (and whether they are cached), then exit.
@@ -79,7 +86,7 @@ pub struct CommandOutput {
 /// Everything about one boot.
 #[derive(Debug, Clone)]
 pub struct VmRun {
-    pub kernel: &'static str,
+    pub kernel: String,
     /// The package the kernel came from ("linux-image-...-unsigned=6.1.192-2").
     pub package: String,
     /// `uname -r` in the guest.
@@ -95,24 +102,6 @@ pub struct VmRun {
     pub dmesg: String,
     /// The serial console log on the host.
     pub log: PathBuf,
-}
-
-/// The guest's /var/tmp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum VarTmp {
-    /// ext4 on a virtio disk (a fresh 256 MiB image each boot), like a real host's disk.
-    Ext4,
-    /// tmpfs (shmem), no disk.
-    Tmpfs,
-}
-
-impl VarTmp {
-    pub fn name(self) -> &'static str {
-        match self {
-            VarTmp::Ext4 => "ext4",
-            VarTmp::Tmpfs => "tmpfs",
-        }
-    }
 }
 
 /// How to boot.
@@ -149,27 +138,32 @@ pub fn run_in_vm(kernel: &Kernel, commands: &[&str]) -> Result<Vec<CommandOutput
 
 /// [`run_in_vm`], with options and every detail of the boot.
 pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<VmRun> {
-    host::ensure_tools()?;
+    let tools = Tools::ensure()?;
     let fetched = kernels::ensure(kernel)?;
     let zc_trace = zc_trace_binary(options)?;
-    let (modules, disk) = match options.var_tmp {
-        VarTmp::Ext4 => {
+    let modules = disk::modules_for(&tools, &fetched, options.var_tmp)?;
+    let disk = match options.var_tmp {
+        VarTmp::Tmpfs => None,
+        fs => {
             let image = vm_dir().join("disks").join(format!("{}.img", kernel.name));
-            disk::make_ext4_image(&image)?;
-            (
-                disk::modules_for(&fetched.vmlinuz, disk::DISK_MODULES)?,
-                Some(image),
-            )
+            disk::make_image(&tools, fs, &fetched.release, &image)?;
+            Some(image)
         }
-        VarTmp::Tmpfs => (Vec::new(), None),
     };
-    let initrd = initramfs::build(kernel.name, &zc_trace, commands, &modules, options.var_tmp)?;
+    let initrd = initramfs::build(
+        &tools,
+        &kernel.name,
+        &zc_trace,
+        commands,
+        &modules,
+        options.var_tmp,
+    )?;
     let logs = vm_dir().join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     let log = logs.join(format!("{}.log", kernel.name));
 
     let booted = qemu::boot(
-        qemu::qemu_command(&fetched.vmlinuz, &initrd, disk.as_deref()),
+        qemu::qemu_command(&tools, &fetched.vmlinuz, &initrd, disk.as_deref())?,
         options.timeout,
         &log,
         options.echo_console,
@@ -206,11 +200,9 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
         );
     }
     Ok(VmRun {
-        kernel: kernel.name,
+        kernel: kernel.name.clone(),
         package: fetched.package,
-        release: ready
-            .field("kernel")
-            .unwrap_or_else(|| kernels::release_of(&fetched.vmlinuz)),
+        release: ready.field("kernel").unwrap_or(fetched.release),
         var_tmp: ready.field("var_tmp").unwrap_or_else(|| "?".into()),
         boot_seconds: ready.field("up").and_then(|u| u.parse().ok()),
         wall: booted.wall,
@@ -335,27 +327,79 @@ fn parse_console(console: &str, commands: &[&str]) -> Result<(Ready, Vec<Command
 
 /// Why the matrix of [`test_matrix`] did not pass.
 pub enum MatrixError {
-    /// qemu, the host tools or a kernel could not be set up (no apt, no network, not root...).
+    /// qemu, the host tools or a kernel could not be set up (no apt source, no network...).
     Setup(String),
     /// The VMs ran (or zc-trace did not build, or the expectations are wrong): a real failure.
     Failed(String),
 }
 
 /// `vm-test` on every kernel with the default options, for `cargo xtask test`; setting up the
-/// host tools and the kernels comes first, so that its failure can be told apart.
+/// tools and the kernels comes first, so that its failure can be told apart.
 pub fn test_matrix() -> std::result::Result<(), MatrixError> {
-    let selected: Vec<&Kernel> = KERNELS.iter().collect();
-    host::ensure_tools().map_err(MatrixError::Setup)?;
-    for k in &selected {
+    let kernels = kernels::all().map_err(MatrixError::Failed)?;
+    let before = host_package_state();
+    Tools::ensure().map_err(MatrixError::Setup)?;
+    for k in &kernels {
         kernels::ensure(k).map_err(|e| MatrixError::Setup(format!("kernel {}: {e}", k.name)))?;
     }
-    check::vm_test(&selected, &VmOptions::default()).map_err(MatrixError::Failed)
+    let selected: Vec<&Kernel> = kernels.iter().collect();
+    let result = check::vm_test(&selected, &VmOptions::default()).map_err(MatrixError::Failed);
+    let changed = changed_files(&before, &host_package_state());
+    if !changed.is_empty() {
+        return Err(MatrixError::Failed(format!(
+            "the VM harness changed the host's package configuration, which it must only read: \
+             {}",
+            changed.join(", ")
+        )));
+    }
+    result
+}
+
+/// The files that say what the host's apt and dpkg are: every file under /etc/apt and the
+/// dpkg status database, with their contents.
+fn host_package_state() -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut files = std::collections::BTreeMap::new();
+    walk(std::path::Path::new("/etc/apt"), &mut files);
+    let status = PathBuf::from("/var/lib/dpkg/status");
+    files.insert(status.clone(), std::fs::read(&status).unwrap_or_default());
+    files
+}
+
+/// Paths added, removed or changed between two [`host_package_state`]s.
+fn changed_files(
+    before: &std::collections::BTreeMap<PathBuf, Vec<u8>>,
+    after: &std::collections::BTreeMap<PathBuf, Vec<u8>>,
+) -> Vec<String> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .map(|p| p.display().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The names of the VM kernels of the matrix file.
+pub fn kernel_names() -> Result<Vec<String>> {
+    Ok(kernels::all()?.into_iter().map(|k| k.name).collect())
 }
 
 /// `cargo xtask vm-test`.
 pub fn run(args: VmTestArgs) -> Result {
+    let kernels = kernels::all()?;
     if args.list {
-        for k in KERNELS {
+        for k in &kernels {
             let state = match kernels::cached(k) {
                 Some(f) => format!("cached: {}", f.package),
                 None => "not fetched yet".into(),
@@ -365,11 +409,11 @@ pub fn run(args: VmTestArgs) -> Result {
         return Ok(());
     }
     let selected: Vec<&Kernel> = if args.kernels.is_empty() {
-        KERNELS.iter().collect()
+        kernels.iter().collect()
     } else {
         args.kernels
             .iter()
-            .map(|n| kernels::by_name(n))
+            .map(|n| kernels::by_name(&kernels, n))
             .collect::<Result<_>>()?
     };
     let options = VmOptions {
@@ -407,5 +451,30 @@ pub fn run(args: VmTestArgs) -> Result {
         Ok(())
     } else {
         Err(failed.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_apt_file_is_named() {
+        let mut before = std::collections::BTreeMap::new();
+        before.insert(PathBuf::from("/etc/apt/a"), b"x".to_vec());
+        before.insert(PathBuf::from("/etc/apt/b"), b"y".to_vec());
+        let mut after = before.clone();
+        assert!(changed_files(&before, &after).is_empty());
+        after.insert(PathBuf::from("/etc/apt/sources.list.d/new.sources"), vec![]);
+        after.insert(PathBuf::from("/etc/apt/a"), b"z".to_vec());
+        after.remove(&PathBuf::from("/etc/apt/b"));
+        assert_eq!(
+            changed_files(&before, &after),
+            [
+                "/etc/apt/a",
+                "/etc/apt/b",
+                "/etc/apt/sources.list.d/new.sources"
+            ]
+        );
     }
 }

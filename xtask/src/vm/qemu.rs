@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{command, Result};
+use crate::util::Result;
+
+use super::tools::Tools;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
@@ -22,8 +24,13 @@ pub struct Boot {
 }
 
 /// The qemu command line; `disk` is a raw image attached as a virtio disk (`/dev/vda`).
-pub fn qemu_command(vmlinuz: &Path, initrd: &Path, disk: Option<&Path>) -> Command {
-    let mut c = command(QEMU);
+pub fn qemu_command(
+    tools: &Tools,
+    vmlinuz: &Path,
+    initrd: &Path,
+    disk: Option<&Path>,
+) -> Result<Command> {
+    let mut c = tools.qemu()?;
     c.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
         // The serial console on stdio; no network device (the guest only uses loopback).
         .args(["-nographic", "-no-reboot", "-nic", "none"])
@@ -38,7 +45,7 @@ pub fn qemu_command(vmlinuz: &Path, initrd: &Path, disk: Option<&Path>) -> Comma
         drive.push(",format=raw,if=virtio,cache=unsafe");
         c.arg("-drive").arg(drive);
     }
-    c
+    Ok(c)
 }
 
 /// Boots and waits for the guest to power off, killing qemu after `timeout`. The console goes

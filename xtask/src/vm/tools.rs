@@ -1,0 +1,211 @@
+//! The host-side tools of the VM harness (qemu, a static busybox, cpio, mkfs for ext4, xfs and
+//! btrfs, xz), unpacked from Debian packages into `target/vm/tools/root/`. Nothing is installed
+//! on the host and its apt configuration is not touched: the packages are resolved and
+//! downloaded in a private apt state (`private_apt`) that serves only the host release's
+//! suites (`<codename>`, `-updates`, `-security`), so the whole dependency set comes from one
+//! release whatever the host has installed (a qemu-utils from backports, say).
+//!
+//! The unpacked programs run through the unpacked dynamic loader with the unpacked libraries
+//! (`ld-linux --library-path ... program`), so a library the host lacks or has in another
+//! version does not matter either.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{command, output, Result};
+
+use super::private_apt::{unpack, AptState, Suite};
+
+/// The Debian packages the harness needs (with their dependencies).
+pub const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "e2fsprogs",
+    "xfsprogs",
+    "btrfs-progs",
+    "xz-utils",
+];
+
+/// Library directories of the unpacked root, in search order.
+const LIB_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib",
+    "usr/lib",
+];
+const LOADER: &str = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+const BIN_DIRS: &[&str] = &["usr/bin", "bin", "usr/sbin", "sbin"];
+/// Where Debian's qemu looks for firmware (its configured --firmwarepath).
+const QEMU_MODULES: &str = "usr/lib/x86_64-linux-gnu/qemu";
+const FIRMWARE_DIRS: &[&str] = &["usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu"];
+
+/// The unpacked tools.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    root: PathBuf,
+}
+
+fn tools_dir() -> PathBuf {
+    super::vm_dir().join("tools")
+}
+
+/// What the stamp file holds: the package list and the release they came from. A different
+/// list (a package added here) unpacks afresh.
+fn stamp_text(codename: &str) -> String {
+    format!("{codename}: {}\n", PACKAGES.join(" "))
+}
+
+impl Tools {
+    /// The tools, downloading and unpacking them first where needed. Fails, naming what is
+    /// missing, when they cannot be had.
+    pub fn ensure() -> Result<Tools> {
+        let codename = super::apt::os_codename().ok_or(
+            "cannot tell this machine's Debian release (no VERSION_CODENAME in /etc/os-release), \
+             so not which release to take qemu and the other VM tools from",
+        )?;
+        let dir = tools_dir();
+        let tools = Tools {
+            root: dir.join("root"),
+        };
+        let stamp = dir.join("packages");
+        if std::fs::read_to_string(&stamp).ok() == Some(stamp_text(&codename))
+            && tools.check().is_ok()
+        {
+            return Ok(tools);
+        }
+        eprintln!(
+            "xtask: fetching the VM tools from Debian {codename} into {} (nothing is installed \
+             on this machine): {}",
+            tools.root.display(),
+            PACKAGES.join(" ")
+        );
+        let archives = super::apt::archives()?;
+        let state = AptState::new(
+            "tools",
+            vec![
+                Suite {
+                    uri: archives.main.clone(),
+                    suite: codename.clone(),
+                },
+                Suite {
+                    uri: archives.main.clone(),
+                    suite: format!("{codename}-updates"),
+                },
+                Suite {
+                    uri: archives.security.clone(),
+                    suite: format!("{codename}-security"),
+                },
+            ],
+        );
+        state.update()?;
+        let debs = state.download_closure(PACKAGES)?;
+        let _ = std::fs::remove_file(&stamp);
+        let _ = std::fs::remove_dir_all(&tools.root);
+        unpack(&debs, &tools.root)?;
+        tools.check().map_err(|e| {
+            format!(
+                "the VM tools were unpacked into {} but do not run: {e}",
+                tools.root.display()
+            )
+        })?;
+        std::fs::write(&stamp, stamp_text(&codename))
+            .map_err(|e| format!("{}: {e}", stamp.display()))?;
+        Ok(tools)
+    }
+
+    /// Every tool answers (qemu its version, busybox its applets).
+    fn check(&self) -> Result {
+        output(self.command("qemu-system-x86_64")?.arg("--version"))?;
+        output(Command::new(self.busybox()).arg("--list"))?;
+        for tool in ["cpio", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "xz"] {
+            self.path(tool)?;
+        }
+        Ok(())
+    }
+
+    /// The static busybox (runs as it is, on the host and in the guest).
+    pub fn busybox(&self) -> PathBuf {
+        self.root.join("bin/busybox")
+    }
+
+    /// A file of the unpacked root.
+    pub fn file(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn path(&self, program: &str) -> Result<PathBuf> {
+        BIN_DIRS
+            .iter()
+            .map(|d| self.root.join(d).join(program))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                format!(
+                    "{program} is not in the VM tools ({}); delete {} to fetch them again",
+                    self.root.display(),
+                    tools_dir().display()
+                )
+            })
+    }
+
+    /// A command that runs the unpacked `program` with the unpacked loader and libraries.
+    pub fn command(&self, program: &str) -> Result<Command> {
+        let path = self.path(program)?;
+        let libs: Vec<String> = LIB_DIRS
+            .iter()
+            .map(|d| self.root.join(d).display().to_string())
+            .collect();
+        let mut c = command(&self.root.join(LOADER).display().to_string());
+        c.arg("--library-path").arg(libs.join(":"));
+        // Programs that look at their name (mke2fs as mkfs.ext4) see their own.
+        c.arg("--argv0").arg(program).arg(path);
+        Ok(c)
+    }
+
+    /// qemu with the unpacked firmware and module directories (Debian builds TCG itself as a
+    /// loadable module).
+    pub fn qemu(&self) -> Result<Command> {
+        let mut c = self.command("qemu-system-x86_64")?;
+        c.env("QEMU_MODULE_DIR", self.root.join(QEMU_MODULES));
+        for d in FIRMWARE_DIRS {
+            let dir = self.root.join(d);
+            if dir.is_dir() {
+                c.arg("-L").arg(dir);
+            }
+        }
+        Ok(c)
+    }
+
+    /// The root the tools were unpacked into.
+    #[allow(dead_code)]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_through_the_unpacked_loader() {
+        let t = Tools {
+            root: PathBuf::from("/nonexistent-root"),
+        };
+        let e = t.command("qemu-system-x86_64").unwrap_err();
+        assert!(
+            e.contains("qemu-system-x86_64 is not in the VM tools"),
+            "{e}"
+        );
+        assert_eq!(t.busybox(), Path::new("/nonexistent-root/bin/busybox"));
+    }
+
+    #[test]
+    fn the_stamp_names_release_and_packages() {
+        assert_eq!(
+            stamp_text("bookworm"),
+            "bookworm: qemu-system-x86 busybox-static cpio e2fsprogs xfsprogs btrfs-progs \
+             xz-utils\n"
+        );
+    }
+}
