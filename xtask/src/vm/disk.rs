@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::util::{run, Result};
+use crate::util::{output, run, Result};
 
 use super::kernels::Fetched;
 use super::tools::Tools;
 
-/// Size of the sparse image (mkfs.btrfs wants at least 114 MiB).
-const IMAGE_MIB: u64 = 256;
+/// Size of the sparse image (mkfs.xfs wants more than 300 MB, mkfs.btrfs 114 MiB).
+const IMAGE_MIB: u64 = 512;
 
 /// The guest's /var/tmp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -197,7 +197,7 @@ pub fn make_image(tools: &Tools, var_tmp: VarTmp, release: &str, path: &Path) ->
         VarTmp::Xfs => {
             let mut c = tools.command("mkfs.xfs")?;
             c.args(["-q", "-f", "-L", "zc-var-tmp"]);
-            if let Some(conf) = xfs_lts_config(tools, release) {
+            if let Some(conf) = xfs_lts_config(tools, release)? {
                 c.arg("-c").arg(format!("options={}", conf.display()));
             }
             c
@@ -213,18 +213,45 @@ pub fn make_image(tools: &Tools, var_tmp: VarTmp, release: &str, path: &Path) ->
 }
 
 /// xfsprogs' options file for an LTS kernel ("6.1.0-56-cloud-amd64" -> lts_6.1.conf), when
-/// the unpacked xfsprogs has one: newer mkfs defaults can make file systems that an older
-/// kernel refuses to mount.
-fn xfs_lts_config(tools: &Tools, release: &str) -> Option<PathBuf> {
-    let mut parts = release.split(['.', '-', '+']);
-    let (major, minor) = (parts.next()?, parts.next()?);
-    let conf = tools.file(&format!("usr/share/xfsprogs/mkfs/lts_{major}.{minor}.conf"));
-    conf.is_file().then_some(conf)
+/// the unpacked xfsprogs is newer than the kernel and has one: newer mkfs defaults can make file
+/// systems that an older kernel refuses to mount. An xfsprogs no newer than the kernel makes
+/// what it can mount by default (and bookworm's 6.1.0 cannot even parse its own lts_6.1.conf).
+fn xfs_lts_config(tools: &Tools, release: &str) -> Result<Option<PathBuf>> {
+    let version = output(tools.command("mkfs.xfs")?.arg("-V"))?;
+    let xfsprogs = version
+        .split_whitespace()
+        .last()
+        .and_then(major_minor)
+        .ok_or_else(|| format!("cannot read the xfsprogs version from {version:?}"))?;
+    let kernel = major_minor(release).ok_or_else(|| format!("kernel release {release:?}"))?;
+    if xfsprogs <= kernel {
+        return Ok(None);
+    }
+    let conf = tools.file(&format!(
+        "usr/share/xfsprogs/mkfs/lts_{}.{}.conf",
+        kernel.0, kernel.1
+    ));
+    Ok(conf.is_file().then_some(conf))
+}
+
+/// (major, minor) of "6.1.0-56-cloud-amd64", "7.3.4+deb13" or "6.1.0".
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split(['.', '-', '+']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_read_as_major_minor() {
+        assert_eq!(major_minor("6.1.0-56-cloud-amd64"), Some((6, 1)));
+        assert_eq!(major_minor("7.3.4+deb13-cloud-amd64"), Some((7, 3)));
+        assert_eq!(major_minor("6.12.118+deb13-cloud-amd64"), Some((6, 12)));
+        assert!((6, 1) < (6, 12) && (6, 12) < (7, 3));
+        assert_eq!(major_minor("x"), None);
+    }
 
     #[test]
     fn module_names() {

@@ -31,28 +31,64 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Builds zc-trace as a static executable (once per process) and returns its path.
 pub fn zc_trace_binary() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(build_zc_trace).clone()
+    BUILT
+        .get_or_init(|| {
+            cargo_static(&["build", "-p", "zc-trace"])?;
+            let bin = super::vm_dir()
+                .join("build")
+                .join(TARGET)
+                .join("release")
+                .join("zc-trace");
+            check_static(&bin)?;
+            Ok(bin)
+        })
+        .clone()
 }
 
-fn build_zc_trace() -> Result<PathBuf> {
-    let root = workspace_root();
+/// Builds the integration test `test` of zc-trace as a static executable (once per process)
+/// and returns its path, for running inside the guests.
+pub fn guest_test_binary(test: &'static str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let json = cargo_static(&[
+                "test",
+                "--no-run",
+                "-p",
+                "zc-trace",
+                "--test",
+                test,
+                "--message-format=json",
+            ])?;
+            let bin = test_executable(&json, test)
+                .ok_or_else(|| format!("cargo test --no-run named no executable for {test}"))?;
+            check_static(&bin)?;
+            Ok(bin)
+        })
+        .clone()
+}
+
+/// The executable of integration test `test` in cargo's JSON messages.
+fn test_executable(json: &str, test: &str) -> Option<PathBuf> {
+    json.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == test)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+}
+
+/// `cargo <args> --release --target x86_64-unknown-linux-gnu` with static linking, in
+/// `target/vm/build`; returns stdout.
+fn cargo_static(args: &[&str]) -> Result<String> {
     let target_dir = super::vm_dir().join("build");
-    run(command("cargo")
-        .current_dir(&root)
+    let mut cmd = command("cargo");
+    cmd.current_dir(workspace_root())
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "zc-trace",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
-        .arg(&target_dir))?;
-    let bin = target_dir.join(TARGET).join("release").join("zc-trace");
-    check_static(&bin)?;
-    Ok(bin)
+        .args(args)
+        .args(["--release", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir)
+        .stderr(std::process::Stdio::inherit());
+    eprintln!("xtask: running {cmd:?}");
+    output(&mut cmd)
 }
 
 /// Fails unless `path` is an executable that needs no dynamic loader.
@@ -91,13 +127,13 @@ fn has_interpreter(path: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Builds `target/vm/initramfs/<tag>.cpio.gz` whose /init loads `modules` (in order), mounts
+/// Builds `target/vm/initramfs/<tag>.cpio.gz` with `binaries` (path, name in /bin), whose /init loads `modules` (in order), mounts
 /// /var/tmp as asked and runs `commands` (each a /bin/sh snippet, run in a subshell with stdin
 /// from /dev/null and cwd /tmp).
 pub fn build(
     tools: &Tools,
     tag: &str,
-    zc_trace: &Path,
+    binaries: &[(&Path, &str)],
     commands: &[&str],
     modules: &[Module],
     var_tmp: VarTmp,
@@ -115,7 +151,9 @@ pub fn build(
 
     let busybox = tools.busybox();
     copy_executable(&busybox, &staging.join("bin/busybox"))?;
-    copy_executable(zc_trace, &staging.join("bin/zc-trace"))?;
+    for (from, name) in binaries {
+        copy_executable(from, &staging.join("bin").join(name))?;
+    }
     // Every applet as a symlink to /bin/busybox, where busybox would install it.
     let applets = output(std::process::Command::new(&busybox).arg("--list-full"))?;
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {

@@ -12,16 +12,14 @@
 //! - `disks/<kernel>.img`: the image of the guest's /var/tmp (made afresh each boot);
 //! - `logs/<kernel>.log`: the last serial console of that kernel.
 //!
-//! Host-side code can run anything in a guest with [`run_in_vm`] and assert on the result; see
-//! `check` for the assertions `vm-test` makes, and `expectations` for the per-kernel ones it
-//! reads from `zc-trace/tests/data/kernel-matrix.toml` (attach methods, functions absent on
-//! purpose, copy-table overrides). The kernels come from the Debian archives this machine's apt
-//! already uses (`apt`).
+//! Host-side code can run anything in a guest with [`run_in_vm`]; `check` is what `vm-test`
+//! runs there: zc-trace's own kernel-matrix test binary, which asserts
+//! `zc-trace/tests/data/kernel-matrix.toml` inside the guest. The kernels come from the Debian
+//! archives this machine's apt already uses (`apt`).
 
 mod apt;
 mod check;
 mod disk;
-pub mod expectations;
 mod initramfs;
 mod kernels;
 mod private_apt;
@@ -86,7 +84,6 @@ pub struct CommandOutput {
 /// Everything about one boot.
 #[derive(Debug, Clone)]
 pub struct VmRun {
-    pub kernel: String,
     /// The package the kernel came from ("linux-image-...-unsigned=6.1.192-2").
     pub package: String,
     /// `uname -r` in the guest.
@@ -113,6 +110,8 @@ pub struct VmOptions {
     pub var_tmp: VarTmp,
     /// A static zc-trace to use instead of building the workspace's.
     pub binary: Option<PathBuf>,
+    /// More static executables for the guest's /bin: (path on the host, name).
+    pub binaries: Vec<(PathBuf, &'static str)>,
 }
 
 impl Default for VmOptions {
@@ -122,6 +121,7 @@ impl Default for VmOptions {
             echo_console: false,
             var_tmp: VarTmp::Ext4,
             binary: None,
+            binaries: Vec::new(),
         }
     }
 }
@@ -150,10 +150,12 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
             Some(image)
         }
     };
+    let mut binaries = vec![(zc_trace.as_path(), "zc-trace")];
+    binaries.extend(options.binaries.iter().map(|(p, n)| (p.as_path(), *n)));
     let initrd = initramfs::build(
         &tools,
         &kernel.name,
-        &zc_trace,
+        &binaries,
         commands,
         &modules,
         options.var_tmp,
@@ -200,7 +202,6 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
         );
     }
     Ok(VmRun {
-        kernel: kernel.name.clone(),
         package: fetched.package,
         release: ready.field("kernel").unwrap_or(fetched.release),
         var_tmp: ready.field("var_tmp").unwrap_or_else(|| "?".into()),
@@ -421,6 +422,7 @@ pub fn run(args: VmTestArgs) -> Result {
         echo_console: args.console,
         var_tmp: args.var_tmp,
         binary: args.binary,
+        binaries: Vec::new(),
     };
     if args.exec.is_empty() {
         return check::vm_test(&selected, &options);

@@ -31,14 +31,26 @@ pub fn qemu_command(
     disk: Option<&Path>,
 ) -> Result<Command> {
     let mut c = tools.qemu()?;
-    c.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
-        // The serial console on stdio; no network device (the guest only uses loopback).
-        .args(["-nographic", "-no-reboot", "-nic", "none"])
-        .arg("-kernel")
-        .arg(vmlinuz)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+    // One TCG thread for both vCPUs: with multi-threaded TCG (qemu 7.2), a 6.12 guest took an
+    // int3 oops in __schedule while the kernel patched the sched_switch tracepoint's jump label
+    // for the tp_btf program (cross-CPU code modification), panicking the guest.
+    c.args([
+        "-accel",
+        "tcg,thread=single",
+        "-cpu",
+        "max",
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+    ])
+    // The serial console on stdio; no network device (the guest only uses loopback).
+    .args(["-nographic", "-no-reboot", "-nic", "none"])
+    .arg("-kernel")
+    .arg(vmlinuz)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", "console=ttyS0 panic=-1 quiet"]);
     if let Some(disk) = disk {
         let mut drive = std::ffi::OsString::from("file=");
         drive.push(disk);

@@ -2,11 +2,19 @@
 //! errors, so a failure says what was run and what came back.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod matrix;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zc-trace");
+
+/// The zc-trace to test: `ZC_TRACE_BIN` where set (the VM harness puts the binary at another
+/// path in the guest), else the one cargo built with the tests.
+pub fn bin() -> String {
+    std::env::var("ZC_TRACE_BIN").unwrap_or_else(|_| BIN.to_string())
+}
 
 /// True when the tests that load eBPF programs can run. Outside CI they skip (saying why)
 /// when not root; in CI (CI=true) a skip is a failure.
@@ -37,10 +45,11 @@ fn ensure_tracefs() {
 }
 
 pub fn zc_trace(args: &[&str]) -> Output {
-    Command::new(BIN)
+    let bin = bin();
+    Command::new(&bin)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"))
 }
 
 /// Runs zc-trace, requires success, parses stdout as JSON. `run` gets --no-fail: these tests

@@ -1,0 +1,245 @@
+//! The kernel matrix (`tests/data/kernel-matrix.toml`), embedded at build time so that the same
+//! test binary checks the host and, copied into an initramfs, each VM kernel: the exact table
+//! and the syscall formulas (`[strategy.*]`) and the running kernel's entry (attach methods,
+//! functions absent on purpose, copy overrides). The checks return every failure at once, each
+//! naming strategy, figure and kernel, so one run shows the whole difference.
+
+use serde_json::Value;
+use toml::Table;
+
+pub const MATRIX: &str = include_str!("../data/kernel-matrix.toml");
+const FILE: &str = "zc-trace/tests/data/kernel-matrix.toml";
+
+/// The environment variable that names the kernel's entry; the VM harness sets it in the
+/// guest. Without it the entry is the one whose `release_prefix` matches `uname -r`.
+pub const KERNEL_VAR: &str = "ZC_TRACE_KERNEL";
+
+pub fn matrix() -> Table {
+    MATRIX
+        .parse()
+        .unwrap_or_else(|e| panic!("{FILE} does not parse: {e}"))
+}
+
+/// The running kernel's entry, or why there is none.
+pub fn entry(matrix: &Table) -> Result<Table, String> {
+    let kernels = matrix["kernel"].as_array().expect("[[kernel]] entries");
+    let tables = kernels.iter().filter_map(|k| k.as_table());
+    let found = match std::env::var(KERNEL_VAR) {
+        Ok(name) => tables
+            .clone()
+            .find(|k| k["name"].as_str() == Some(name.as_str()))
+            .ok_or_else(|| format!("{KERNEL_VAR}={name} names no [[kernel]] of {FILE}")),
+        Err(_) => {
+            let release = nix::sys::utsname::uname()
+                .expect("uname")
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            tables
+                .clone()
+                .find(|k| {
+                    k.get("release_prefix")
+                        .and_then(|p| p.as_str())
+                        .is_some_and(|p| release.starts_with(p))
+                })
+                .ok_or_else(|| {
+                    format!("no [[kernel]] of {FILE} has a release_prefix matching {release}")
+                })
+        }
+    };
+    found.cloned()
+}
+
+fn name(entry: &Table) -> &str {
+    entry["name"].as_str().unwrap_or("?")
+}
+
+/// What a copy figure must be on this kernel: a multiple of the payload, or not observable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    Multiple(f64),
+    NotObservable,
+}
+
+/// The expectation of one copy figure, and the override's reason where the kernel has one.
+fn expected_copy(
+    matrix: &Table,
+    entry: &Table,
+    strategy: &str,
+    figure: &str,
+) -> Option<(Expected, Option<String>)> {
+    let key = format!("{strategy}.{figure}");
+    if let Some(o) = entry.get("copies").and_then(|c| c.get(&key)) {
+        let reason = o["reason"].as_str().map(str::to_string);
+        let value = match &o["value"] {
+            toml::Value::String(s) if s == "not observable" => Expected::NotObservable,
+            v => Expected::Multiple(
+                v.as_float()
+                    .or_else(|| v.as_integer().map(|i| i as f64))
+                    .unwrap_or_else(|| panic!("{FILE}: {key}: value is {v}")),
+            ),
+        };
+        return Some((value, reason));
+    }
+    let v = matrix["strategy"]
+        .get(strategy)?
+        .get("copies")?
+        .get(figure)?;
+    let m = v.as_float().or_else(|| v.as_integer().map(|i| i as f64))?;
+    Some((Expected::Multiple(m), None))
+}
+
+/// The strategy ids of the exact table.
+pub fn strategies(matrix: &Table) -> Vec<String> {
+    matrix["strategy"]
+        .as_table()
+        .expect("[strategy.*]")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Checks a `zc-trace run --format json` report, made with payload `size` and chunk `chunk`,
+/// against the exact table and the kernel's overrides, for the strategies of the report that
+/// are in the table. Returns the failures.
+pub fn check_run(matrix: &Table, entry: &Table, doc: &Value, size: u64, chunk: u64) -> Vec<String> {
+    let k = name(entry);
+    let n = size.div_ceil(chunk);
+    let mut failures = Vec::new();
+    for key in entry
+        .get("copies")
+        .and_then(|c| c.as_table())
+        .into_iter()
+        .flatten()
+    {
+        let known = key.0.split_once('.').is_some_and(|(s, f)| {
+            matrix["strategy"]
+                .get(s)
+                .and_then(|t| t.get("copies"))
+                .is_some_and(|c| c.get(f).is_some())
+        });
+        if !known {
+            failures.push(format!(
+                "{k}: [kernel.copies] key {:?} of {FILE} names no strategy figure of the table",
+                key.0
+            ));
+        }
+    }
+    let empty = Vec::new();
+    for s in doc["strategies"].as_array().unwrap_or(&empty) {
+        let id = s["id"].as_str().unwrap_or("?");
+        let Some(row) = matrix["strategy"].get(id) else {
+            continue;
+        };
+        for (call, ab) in row["syscalls"].as_table().expect("syscalls") {
+            let ab: Vec<u64> = ab
+                .as_array()
+                .expect("[a, b]")
+                .iter()
+                .map(|x| x.as_integer().expect("integer") as u64)
+                .collect();
+            let want = (ab[0] * n + ab[1]) as f64;
+            let got = s["syscalls_by_name"][call]["count"]["median"].as_f64();
+            if got != Some(want) {
+                failures.push(format!(
+                    "{k}: {id}: {call} calls {}, expected {want} ({}*N+{}, N={n})",
+                    got.map_or("none".into(), |g| g.to_string()),
+                    ab[0],
+                    ab[1]
+                ));
+            }
+        }
+        for figure in row["copies"].as_table().expect("copies").keys() {
+            let (want, reason) = expected_copy(matrix, entry, id, figure).expect("in the table");
+            let because = reason.map_or(String::new(), |r| format!(" (override: {r})"));
+            let f = &s["figures"][figure.as_str()];
+            let got = f["value"]["median"].as_f64();
+            match (&want, got) {
+                (Expected::Multiple(m), Some(v)) if v == m * size as f64 => {}
+                (Expected::NotObservable, None) if f["provenance"]["reason"].is_string() => {}
+                (Expected::Multiple(m), _) => failures.push(format!(
+                    "{k}: {id}: {figure} is {}, expected {} ({m}*S, S={size}){because}",
+                    got.map_or(format!("not observable ({})", f["provenance"]), |v| v
+                        .to_string()),
+                    m * size as f64
+                )),
+                (Expected::NotObservable, _) => failures.push(format!(
+                    "{k}: {id}: {figure} is {}, expected not observable with a reason{because}",
+                    f["value"]
+                )),
+            }
+        }
+    }
+    failures
+}
+
+/// Checks a `zc-trace probes --json` document against the kernel's entry: the attach method
+/// of every hook it lists ("none": not observable) and the function guard (every probe-plan
+/// function missing from the kernel's BTF is listed as absent on purpose, each listed one is
+/// missing and is a plan function, and the kernel has BTF). Returns the failures.
+pub fn check_probes(entry: &Table, doc: &Value) -> Vec<String> {
+    let k = name(entry);
+    let mut failures = Vec::new();
+    let empty = Vec::new();
+    let probes = doc["probes"].as_array().unwrap_or(&empty);
+    let methods = entry.get("methods").and_then(|m| m.as_table());
+    for (hook, want) in methods.into_iter().flatten() {
+        let Some(p) = probes.iter().find(|p| p["hook"] == hook.as_str()) else {
+            failures.push(format!("{k}: hook {hook} is not in probes[]"));
+            continue;
+        };
+        let got = p["method"].as_str().unwrap_or("none");
+        if Some(got) != want.as_str() {
+            failures.push(format!(
+                "{k}: hook {hook}: expected {want}, got {got} (target {}; failed attempts: {})",
+                p["target"], p["failed"]
+            ));
+        }
+    }
+    for p in probes {
+        let hook = p["hook"].as_str().unwrap_or("?");
+        if !methods.is_some_and(|m| m.contains_key(hook)) {
+            failures.push(format!(
+                "{k}: hook {hook} ({}) has no expected method in {FILE}: add it",
+                p["method"]
+            ));
+        }
+    }
+    let no_absent = Table::new();
+    let absent = entry
+        .get("absent_functions")
+        .and_then(|a| a.as_table())
+        .unwrap_or(&no_absent);
+    let functions = doc["functions"].as_array().unwrap_or(&empty);
+    if functions.is_empty() {
+        failures.push(format!(
+            "{k}: the probes JSON lists no functions[] to guard"
+        ));
+    }
+    for f in functions {
+        let fname = f["function"].as_str().unwrap_or("?");
+        match (f["in_btf"].as_bool(), absent.get(fname)) {
+            (None, _) => failures.push(format!("{k}: {fname}: no kernel BTF to check against")),
+            (Some(false), None) => failures.push(format!(
+                "{k}: function {fname} (for {}) is missing from the kernel's BTF and not listed \
+                 in [kernel.absent_functions] of {FILE}: list it with the reason, or fix the \
+                 probe plan",
+                f["hooks"]
+            )),
+            (Some(true), Some(reason)) => failures.push(format!(
+                "{k}: function {fname} is listed as absent ({reason}) but is in the kernel's \
+                 BTF: a stale entry"
+            )),
+            _ => {}
+        }
+    }
+    for (fname, reason) in absent {
+        if !functions.iter().any(|f| f["function"] == fname.as_str()) {
+            failures.push(format!(
+                "{k}: function {fname} is listed as absent ({reason}) but is no probe-plan \
+                 function: a stale entry"
+            ));
+        }
+    }
+    failures
+}

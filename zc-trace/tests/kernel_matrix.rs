@@ -1,0 +1,151 @@
+//! The kernel matrix on the running kernel (needs root): the exact table, the syscall formulas,
+//! the attach methods and the function guard of `tests/data/kernel-matrix.toml`.
+//!
+//! The same binary runs on the host (its entry matched by `uname -r`) and, built static, inside
+//! each VM of `cargo xtask vm-test` (the entry named by `ZC_TRACE_KERNEL`). Outside CI a host
+//! without an entry skips, saying why; with CI=true that fails.
+
+mod common;
+
+use common::matrix::{self, check_probes, check_run};
+use common::{bpf_available, run_json, zc_trace};
+
+/// Not a multiple of the chunk would also do; 1 MiB in 64 KiB chunks keeps a TCG guest fast.
+const SIZE: u64 = 1 << 20;
+const CHUNK: u64 = 64 << 10;
+
+/// The running kernel's entry, or `None` when the test should skip (outside CI).
+fn entry(test: &str) -> Option<toml::Table> {
+    if !bpf_available(test) {
+        return None;
+    }
+    match matrix::entry(&matrix::matrix()) {
+        Ok(e) => Some(e),
+        Err(msg) => {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{msg}");
+            eprintln!("skipping {test}: {msg}");
+            None
+        }
+    }
+}
+
+fn report(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} difference(s) from the kernel matrix:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn every_strategy_matches_the_exact_table_and_its_syscall_formulas() {
+    let Some(entry) = entry("every_strategy_matches_the_exact_table_and_its_syscall_formulas")
+    else {
+        return;
+    };
+    let m = matrix::matrix();
+    let strategies = matrix::strategies(&m).join(",");
+    let doc = run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &SIZE.to_string(),
+        "--chunk",
+        &CHUNK.to_string(),
+        "--strategies",
+        &strategies,
+    ]);
+    let ran: Vec<&str> = doc["strategies"]
+        .as_array()
+        .expect("strategies")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let mut failures: Vec<String> = matrix::strategies(&m)
+        .into_iter()
+        .filter(|s| !ran.contains(&s.as_str()))
+        .map(|s| format!("strategy {s} did not run (skipped?): {doc:#}"))
+        .collect();
+    failures.extend(check_run(&m, &entry, &doc, SIZE, CHUNK));
+    report(failures);
+}
+
+#[test]
+fn every_hook_attaches_as_expected_and_every_function_is_accounted_for() {
+    let Some(entry) = entry("every_hook_attaches_as_expected_and_every_function_is_accounted_for")
+    else {
+        return;
+    };
+    let out = zc_trace(&["probes", "--json"]);
+    assert!(
+        out.status.success(),
+        "zc-trace probes --json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probes JSON");
+    report(check_probes(&entry, &doc));
+}
+
+/// The checks themselves: a wrong figure, a wrong method, an unlisted absent function and a
+/// stale entry are each found (so the tests above cannot pass vacuously).
+#[test]
+fn the_checks_find_each_kind_of_difference() {
+    use serde_json::json;
+    let m = matrix::matrix();
+    let entry: toml::Table = r#"
+        name = "k"
+        [methods]
+        tcp_send = "fexit"
+        [absent_functions]
+        gone = "removed"
+        [copies]
+        "sendfile.by_reference_bytes" = { value = "not observable", reason = "why" }
+    "#
+    .parse()
+    .unwrap();
+    let fig = |v: Option<u64>| match v {
+        Some(v) => json!({ "value": { "median": v }, "provenance": {} }),
+        None => json!({ "value": null, "provenance": { "reason": "no hook" } }),
+    };
+    let n = SIZE.div_ceil(CHUNK);
+    let doc = json!({ "strategies": [{
+        "id": "sendfile",
+        "syscalls_by_name": { "sendfile": { "count": { "median": n + 1 } } },
+        "figures": {
+            "copied_user_to_kernel_bytes": fig(Some(0)),
+            "copied_kernel_to_user_bytes": fig(Some(0)),
+            "copied_kernel_to_kernel_bytes": fig(Some(5)),
+            "by_reference_bytes": fig(None),
+            "cpu_copied_bytes": fig(Some(0)),
+            "receiver_copied_bytes": fig(Some(SIZE)),
+        }
+    }]});
+    let f = check_run(&m, &entry, &doc, SIZE, CHUNK);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(f[0].contains("sendfile calls 17, expected 16"), "{f:#?}");
+    assert!(
+        f[1].contains("copied_kernel_to_kernel_bytes is 5, expected 0"),
+        "{f:#?}"
+    );
+
+    let probes = json!({
+        "probes": [{ "hook": "tcp_send", "method": "kprobe", "target": "t", "failed": [] }],
+        "functions": [
+            { "function": "gone", "in_btf": true, "hooks": ["x"] },
+            { "function": "missing", "in_btf": false, "hooks": ["y"] },
+        ]
+    });
+    let f = check_probes(&entry, &probes);
+    assert_eq!(f.len(), 3, "{f:#?}");
+    assert!(
+        f[0].contains("tcp_send: expected \"fexit\", got kprobe"),
+        "{f:#?}"
+    );
+    assert!(f[1].contains("gone is listed as absent"), "{f:#?}");
+    assert!(
+        f[2].contains("function missing (for [\"y\"]) is missing"),
+        "{f:#?}"
+    );
+}
