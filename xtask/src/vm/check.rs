@@ -165,8 +165,14 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
         &summary,
     );
     // The plain closing line test-result readers recognise, counting kernels.
-    let failed = summary.iter().filter(|r| r.last().is_some_and(|v| v != "ok")).count();
-    println!("kernels: {} passed, {failed} failed", summary.len() - failed);
+    let failed = summary
+        .iter()
+        .filter(|r| r.last().is_some_and(|v| v != "ok"))
+        .count();
+    println!(
+        "kernels: {} passed, {failed} failed",
+        summary.len() - failed
+    );
     if all_failures.is_empty() {
         Ok(())
     } else {
