@@ -94,7 +94,15 @@ pub mod site {
     pub const NIC_LINEARIZE: usize = 8;
     /// unix_stream_sendmsg(): UNIX stream socket send.
     pub const UNIX_SEND: usize = 9;
-    pub const COUNT: usize = 10;
+    /// shmem_file_read_iter(): tmpfs read into an iov_iter (its own copy loop, not filemap_read).
+    pub const SHMEM_READ: usize = 10;
+    /// shmem_file_splice_read(): tmpfs pages into a pipe (6.5+).
+    pub const SHMEM_SPLICE_READ: usize = 11;
+    /// iomap_file_buffered_write(): buffered write of iomap filesystems (xfs, ...).
+    pub const IOMAP_WRITE: usize = 12;
+    /// btrfs_buffered_write(): btrfs's buffered write.
+    pub const BTRFS_WRITE: usize = 13;
+    pub const COUNT: usize = 14;
 }
 
 /// Size of the per-syscall table; syscall numbers at or above it are counted in

@@ -8,11 +8,12 @@
 //! kernel has one) and user space attaches exactly one of them, so a copy is counted once.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::{bpf_get_func_ret, bpf_probe_read_kernel},
     macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
     programs::{
         BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
     },
+    EbpfContext,
 };
 use zc_trace_common::{class, pending_key, site, Config, PendingCopy, UNKNOWN};
 
@@ -588,5 +589,128 @@ pub fn zc_unix_send_kprobe(ctx: ProbeContext) -> u32 {
 pub fn zc_unix_send_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i32 = ctx.ret().unwrap_or(0);
     complete(state::current_tid(), site::UNIX_SEND, ret as i64);
+    0
+}
+
+// ---- Filesystem paths that bypass filemap_read / generic_perform_write ----
+// shmem_file_read_iter(struct kiocb *, struct iov_iter *to) -> ssize_t (tmpfs reads);
+// shmem_file_splice_read(in, ppos, pipe, len, flags) -> ssize_t (6.5+, pages by reference);
+// iomap_file_buffered_write(struct kiocb *, struct iov_iter *, ops, ...) -> ssize_t (xfs; its
+// trailing arguments changed between versions); btrfs_buffered_write(struct kiocb *,
+// struct iov_iter *) -> ssize_t. The return value comes from bpf_get_func_ret, which knows the
+// prototype, so no argument slot is assumed for it.
+
+/// The return value of the traced function (fexit), whatever its number of arguments.
+#[inline(always)]
+fn func_ret(ctx: &FExitContext) -> Option<i64> {
+    let mut ret: u64 = 0;
+    let rc = unsafe { bpf_get_func_ret(ctx.as_ptr(), &mut ret) };
+    (rc == 0).then_some(ret as i64)
+}
+
+#[inline(always)]
+fn fexit_iter_copy_ret(
+    ctx: &FExitContext,
+    site_id: usize,
+    classify: fn(*const u8) -> Option<usize>,
+) {
+    let tid = state::current_tid();
+    if state::active_task(tid).is_none() {
+        return;
+    }
+    let iter: *const u8 = unsafe { ctx.arg(1) };
+    if let (Some(c), Some(ret)) = (classify(iter), func_ret(ctx)) {
+        record(tid, site_id, c, ret);
+    }
+}
+
+#[fexit(function = "shmem_file_read_iter")]
+pub fn zc_shmem_read_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy_ret(&ctx, site::SHMEM_READ, file_read_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_shmem_read_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::SHMEM_READ, file_read_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_shmem_read_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::SHMEM_READ,
+        ctx.ret().unwrap_or(0),
+    );
+    0
+}
+
+#[fexit(function = "shmem_file_splice_read")]
+pub fn zc_shmem_splice_read_fexit(ctx: FExitContext) -> i32 {
+    if let Some(ret) = func_ret(&ctx) {
+        record(
+            state::current_tid(),
+            site::SHMEM_SPLICE_READ,
+            class::BY_REFERENCE,
+            ret,
+        );
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_shmem_splice_read_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret().unwrap_or(0);
+    record(
+        state::current_tid(),
+        site::SHMEM_SPLICE_READ,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}
+
+#[fexit(function = "iomap_file_buffered_write")]
+pub fn zc_iomap_write_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy_ret(&ctx, site::IOMAP_WRITE, from_iter_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_iomap_write_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::IOMAP_WRITE, from_iter_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_iomap_write_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::IOMAP_WRITE,
+        ctx.ret().unwrap_or(0),
+    );
+    0
+}
+
+#[fexit(function = "btrfs_buffered_write")]
+pub fn zc_btrfs_write_fexit(ctx: FExitContext) -> i32 {
+    fexit_iter_copy_ret(&ctx, site::BTRFS_WRITE, from_iter_class);
+    0
+}
+
+#[kprobe]
+pub fn zc_btrfs_write_kprobe(ctx: ProbeContext) -> u32 {
+    kprobe_iter_copy(&ctx, site::BTRFS_WRITE, from_iter_class);
+    0
+}
+
+#[kretprobe]
+pub fn zc_btrfs_write_kretprobe(ctx: RetProbeContext) -> u32 {
+    complete(
+        state::current_tid(),
+        site::BTRFS_WRITE,
+        ctx.ret().unwrap_or(0),
+    );
     0
 }

@@ -251,13 +251,19 @@ fn verdict(
             .as_ref()
             .map(|t| (t.median / chunks, transitions_story(s, chunks)))
             .ok_or_else(|| provenance_reason(&s.figures.transitions.provenance)),
-        ClaimFigure::CpuCopies => s
-            .figures
-            .cpu_copied_bytes
-            .value
-            .as_ref()
-            .map(|b| (b.median / payload, copies_story(s)))
-            .ok_or_else(|| provenance_reason(&s.figures.cpu_copied_bytes.provenance)),
+        // A partial count is never graded: the ledger says the hooks missed bytes.
+        ClaimFigure::CpuCopies => match &s.figures.cpu_copied_bytes.provenance {
+            crate::report::Provenance::Incomplete { reason, .. } => {
+                Err(format!("the CPU-copied figure is incomplete: {reason}"))
+            }
+            p => s
+                .figures
+                .cpu_copied_bytes
+                .value
+                .as_ref()
+                .map(|b| (b.median / payload, copies_story(s)))
+                .ok_or_else(|| provenance_reason(p)),
+        },
         ClaimFigure::DmaCopies | ClaimFigure::TotalCopies => {
             let disk = s
                 .figures

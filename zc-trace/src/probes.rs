@@ -101,6 +101,10 @@ pub enum HookId {
     NicLinearize,
     UnixSend,
     DeviceIo,
+    ShmemRead,
+    ShmemSpliceRead,
+    IomapWrite,
+    BtrfsWrite,
 }
 
 impl HookId {
@@ -122,6 +126,10 @@ impl HookId {
             HookId::NicLinearize => "nic_linearize",
             HookId::UnixSend => "unix_send",
             HookId::DeviceIo => "device_io",
+            HookId::ShmemRead => "shmem_read",
+            HookId::ShmemSpliceRead => "shmem_splice_read",
+            HookId::IomapWrite => "iomap_write",
+            HookId::BtrfsWrite => "btrfs_write",
         }
     }
 
@@ -139,6 +147,10 @@ impl HookId {
             HookId::FileWrite => Some(site::FILE_WRITE),
             HookId::NicLinearize => Some(site::NIC_LINEARIZE),
             HookId::UnixSend => Some(site::UNIX_SEND),
+            HookId::ShmemRead => Some(site::SHMEM_READ),
+            HookId::ShmemSpliceRead => Some(site::SHMEM_SPLICE_READ),
+            HookId::IomapWrite => Some(site::IOMAP_WRITE),
+            HookId::BtrfsWrite => Some(site::BTRFS_WRITE),
             _ => None,
         }
     }
@@ -348,6 +360,59 @@ pub const PLAN: &[Hook] = &[
         candidates: &[
             fexit("zc_unix_send_fexit", "unix_stream_sendmsg"),
             kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg"),
+        ],
+    },
+    // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without
+    // them the byte ledger finds those legs incomplete.
+    Hook {
+        id: HookId::ShmemRead,
+        site: "tmpfs read: shmem pages copied into the reader's iov_iter (shmem_file_read_iter)",
+        feeds: "CPU-copied bytes (sender; payload on tmpfs)",
+        required: false,
+        candidates: &[
+            fexit("zc_shmem_read_fexit", "shmem_file_read_iter"),
+            kprobe_pair("zc_shmem_read_kprobe", "zc_shmem_read_kretprobe", "shmem_file_read_iter"),
+        ],
+    },
+    Hook {
+        id: HookId::ShmemSpliceRead,
+        site: "tmpfs splice read: shmem pages into a pipe by reference (shmem_file_splice_read, \
+               6.5+)",
+        feeds: "per-site detail (file -> pipe leg of sendfile/splice on tmpfs)",
+        required: false,
+        candidates: &[
+            fexit("zc_shmem_splice_read_fexit", "shmem_file_splice_read"),
+            kretprobe("zc_shmem_splice_read_kretprobe", "shmem_file_splice_read"),
+        ],
+    },
+    Hook {
+        id: HookId::IomapWrite,
+        site: "iomap buffered write (xfs): the writer's iov_iter copied into the page cache \
+               (iomap_file_buffered_write)",
+        feeds: "CPU-copied bytes (sender; file sink on xfs)",
+        required: false,
+        candidates: &[
+            fexit("zc_iomap_write_fexit", "iomap_file_buffered_write"),
+            kprobe_pair(
+                "zc_iomap_write_kprobe",
+                "zc_iomap_write_kretprobe",
+                "iomap_file_buffered_write",
+            ),
+        ],
+    },
+    Hook {
+        id: HookId::BtrfsWrite,
+        site: "btrfs buffered write: the writer's iov_iter copied into the page cache \
+               (btrfs_buffered_write)",
+        feeds: "CPU-copied bytes (sender; file sink on btrfs)",
+        required: false,
+        candidates: &[
+            fexit("zc_btrfs_write_fexit", "btrfs_buffered_write"),
+            kprobe_pair(
+                "zc_btrfs_write_kprobe",
+                "zc_btrfs_write_kretprobe",
+                "btrfs_buffered_write",
+            ),
         ],
     },
 ];

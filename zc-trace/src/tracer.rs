@@ -335,6 +335,9 @@ fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
         "zc_pipe",
         "zc_anon_pipe",
         "zc_file_write",
+        "zc_shmem_read",
+        "zc_iomap_write",
+        "zc_btrfs_write",
     ]
     .iter()
     .any(|p| program.starts_with(p));
@@ -394,9 +397,22 @@ fn attach_candidate(
         Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe
     ) {
         // A clearer reason than the loader's when the function is simply not in this kernel.
+        // A module's functions (btrfs_buffered_write) are not in vmlinux's BTF: kallsyms
+        // lists them while the module is loaded, and a kprobe can reach them.
         if let Ok(b) = kernel_btf {
             if !b.has_function(c.target) {
-                return Err(format!("function {} is not in this kernel", c.target));
+                match module_of(c.target) {
+                    None => return Err(format!("function {} is not in this kernel", c.target)),
+                    Some(module) if !matches!(c.method, Method::Kprobe | Method::Kretprobe) => {
+                        return Err(format!(
+                            "function {} is in module {module}, whose BTF this loader cannot \
+                             attach {} programs to",
+                            c.target,
+                            c.method.label()
+                        ))
+                    }
+                    Some(_) => {}
+                }
             }
         }
     }
@@ -411,6 +427,22 @@ fn attach_candidate(
         }
     }
     Ok(())
+}
+
+/// The loaded module that defines text symbol `function`, from /proc/kallsyms
+/// ("ffffffffc02eb1d0 t btrfs_buffered_write\t[btrfs]").
+fn module_of(function: &str) -> Option<String> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    module_in_kallsyms(&kallsyms, function)
+}
+
+fn module_in_kallsyms(kallsyms: &str, function: &str) -> Option<String> {
+    kallsyms.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        let (_, kind, name, module) = (words.next()?, words.next()?, words.next()?, words.next()?);
+        (name == function && matches!(kind, "t" | "T"))
+            .then(|| module.trim_matches(['[', ']']).to_string())
+    })
 }
 
 fn unload(program: &mut aya::programs::Program) {
@@ -501,5 +533,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     match lines.len() {
         0..=3 => lines.join(" | "),
         n => format!("{} | ... | {}", lines[0], lines[n - 2..].join(" | ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_functions_are_found_in_kallsyms() {
+        let kallsyms = "ffffffff81000000 T _text\n\
+                        ffffffffc02eb1d0 t btrfs_buffered_write\t[btrfs]\n\
+                        ffffffffc02eb2d0 d btrfs_data\t[btrfs]\n";
+        assert_eq!(
+            module_in_kallsyms(kallsyms, "btrfs_buffered_write").as_deref(),
+            Some("btrfs")
+        );
+        assert_eq!(module_in_kallsyms(kallsyms, "btrfs_data"), None, "not text");
+        assert_eq!(
+            module_in_kallsyms(kallsyms, "_text"),
+            None,
+            "not in a module"
+        );
+        assert_eq!(module_in_kallsyms(kallsyms, "absent"), None);
     }
 }

@@ -1,5 +1,7 @@
 //! CSV: one row per strategy, medians in base units (count, bytes, ns, bytes/s); an empty cell
-//! means not observable. The last column lists syscalls by name as `name=count;...`.
+//! means not observable. Then `syscalls_by_name` (`name=count;...`), `ledger`
+//! (`leg=balance:moved/seen;...`) and `incomplete` (the copy figures the ledger marks
+//! incomplete, `;`-separated).
 
 use super::model::Report;
 use super::stat::number;
@@ -18,6 +20,8 @@ pub fn render(report: &Report) -> String {
             .map(|(key, _, _)| key.to_string()),
     );
     header.push("syscalls_by_name".into());
+    header.push("ledger".into());
+    header.push("incomplete".into());
     out.push_str(&header.join(","));
     out.push('\n');
     for s in &report.strategies {
@@ -32,6 +36,33 @@ pub fn render(report: &Report) -> String {
             s.syscalls_by_name
                 .iter()
                 .map(|(n, f)| format!("{n}={}", number(f.count.median)))
+                .collect::<Vec<_>>()
+                .join(";"),
+        );
+        row.push(
+            s.ledger
+                .iter()
+                .map(|l| {
+                    let balance = serde_json::to_value(l.balance).expect("serialises");
+                    format!(
+                        "{}={}:{}/{}",
+                        l.leg,
+                        balance.as_str().unwrap_or("?"),
+                        number(l.moved_bytes.median),
+                        l.seen_bytes
+                            .as_ref()
+                            .map_or(String::new(), |v| number(v.median).to_string())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+        );
+        row.push(
+            s.figures
+                .columns()
+                .iter()
+                .filter(|(_, _, f)| matches!(f.provenance, super::Provenance::Incomplete { .. }))
+                .map(|(key, _, _)| *key)
                 .collect::<Vec<_>>()
                 .join(";"),
         );

@@ -2,6 +2,7 @@
 //! the raw per-run samples; and its renderings (table, markdown, CSV, JSON).
 
 mod csv;
+mod ledger;
 mod model;
 mod stat;
 mod text;
@@ -135,6 +136,10 @@ mod tests {
                     assert!(f["provenance"]["detail"].is_string(), "{k}");
                 }
                 "derived" | "input" => assert!(f["provenance"]["from"].is_string(), "{k}"),
+                "incomplete" => assert!(
+                    f["provenance"]["from"].is_string() && f["provenance"]["reason"].is_string(),
+                    "{k}"
+                ),
                 "not_observable" => {
                     assert!(f["provenance"]["reason"].is_string(), "{k}");
                     assert!(
@@ -169,10 +174,14 @@ mod tests {
             names,
             [
                 "file_read",
+                "shmem_read",
                 "file_splice_read",
+                "shmem_splice_read",
                 "pipe_write",
                 "pipe_read",
                 "file_write",
+                "iomap_write",
+                "btrfs_write",
                 "tcp_send",
                 "tcp_sendpage",
                 "unix_send",
@@ -190,6 +199,7 @@ mod tests {
                 assert!(c["bytes"][k]["median"].is_number(), "{c:#}");
             }
         }
+        assert!(s["ledger"].is_array(), "every strategy has its ledger");
         let read = &s["syscalls_by_name"]["read"];
         for k in ["count", "returned", "errors"] {
             assert!(read[k]["median"].is_number(), "syscalls_by_name.read.{k}");
@@ -207,11 +217,12 @@ mod tests {
             lines[0]
         );
         assert!(lines[0].ends_with(
-            ",receiver_copied_bytes,device_read_bytes,device_write_bytes,syscalls_by_name"
+            ",receiver_copied_bytes,device_read_bytes,device_write_bytes,syscalls_by_name,\
+             ledger,incomplete"
         ));
         assert!(lines[1].starts_with("read-write,5,"), "{}", lines[1]);
         assert!(
-            lines[1].ends_with(",,0,0,read=3;write=2"),
+            lines[1].ends_with(",,0,0,read=3;write=2,,"),
             "not observable is an empty cell: {}",
             lines[1]
         );

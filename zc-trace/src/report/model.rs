@@ -34,6 +34,10 @@ pub enum Provenance {
     Input { from: String },
     /// This kernel offers no way to observe it; `reason` says why.
     NotObservable { reason: String },
+    /// Counted at the hooks `from` names, but the byte ledger shows they did not see every
+    /// byte (or saw more than moved); `reason` gives the leg and the gap. Claims are not graded
+    /// on it.
+    Incomplete { from: String, reason: String },
 }
 
 impl Provenance {
@@ -47,6 +51,9 @@ impl Provenance {
             Provenance::Derived { from } => format!("derived: {from}"),
             Provenance::Input { from } => format!("input: {from}"),
             Provenance::NotObservable { reason } => format!("not observable here: {reason}"),
+            Provenance::Incomplete { from, reason } => {
+                format!("observed, incomplete: {reason} ({from})")
+            }
         }
     }
 }
@@ -199,6 +206,8 @@ pub struct StrategyReport {
     pub copy_sites: Vec<CopySiteReport>,
     /// Per syscall name, sender only; provenance as for `figures.syscalls`.
     pub syscalls_by_name: BTreeMap<String, SyscallFigures>,
+    /// The byte ledger of the sender's legs (see `ledger`).
+    pub ledger: Vec<super::ledger::LedgerLeg>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,18 +277,23 @@ pub fn build(
 ) -> Report {
     let strategies = runs
         .into_iter()
-        .map(|(s, sink, has_receiver, samples)| StrategyReport {
-            id: s.id(),
-            name: s.name(),
-            summary: s.summary(),
-            sink,
-            figures: figures(probes, &samples, has_receiver, sink),
-            copy_sites: SENDER_SITES
-                .iter()
-                .map(|&h| copy_site(probes.get(h), &samples))
-                .chain(zerocopy_site(&samples))
-                .collect(),
-            syscalls_by_name: by_name(&samples),
+        .map(|(s, sink, has_receiver, samples)| {
+            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs);
+            let unbalanced = super::ledger::unbalanced_sites(&ledger);
+            StrategyReport {
+                id: s.id(),
+                name: s.name(),
+                summary: s.summary(),
+                sink,
+                figures: figures(probes, &samples, has_receiver, sink, &unbalanced),
+                copy_sites: SENDER_SITES
+                    .iter()
+                    .map(|&h| copy_site(probes, probes.get(h), &samples))
+                    .chain(zerocopy_site(&samples))
+                    .collect(),
+                syscalls_by_name: by_name(&samples),
+                ledger,
+            }
         })
         .collect();
     Report {
@@ -335,7 +349,18 @@ fn figures(
     samples: &[Sample],
     has_receiver: bool,
     sink: SinkKind,
+    unbalanced: &[(HookId, String)],
 ) -> Figures {
+    // Sender copy totals over sites of a leg that does not balance are incomplete.
+    let copy_total = |probes: &AttachReport,
+                      samples: &[Sample],
+                      classes: &[usize],
+                      sites: &[HookId],
+                      side: Side,
+                      sink: SinkKind| {
+        let f = copy_total(probes, samples, classes, sites, side, sink);
+        incomplete_if(f, sites, unbalanced, side)
+    };
     const SENDER: &str =
         "sender thread only (tid filter in the kernel), inside the measured window";
     let c =
@@ -526,12 +551,16 @@ fn figures(
 }
 
 /// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 9] = [
+const SENDER_SITES: [HookId; 13] = [
     HookId::FileRead,
+    HookId::ShmemRead,
     HookId::FileSpliceRead,
+    HookId::ShmemSpliceRead,
     HookId::PipeWrite,
     HookId::PipeRead,
     HookId::FileWrite,
+    HookId::IomapWrite,
+    HookId::BtrfsWrite,
     HookId::TcpSend,
     HookId::TcpSendpage,
     HookId::UnixSend,
@@ -624,6 +653,9 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
                 (counter::SPLICE_TO_REGULAR_BYTES, class::KERNEL_TO_KERNEL),
             ],
         ),
+        HookId::ShmemRead | HookId::ShmemSpliceRead | HookId::IomapWrite | HookId::BtrfsWrite => {
+            filesystem_site_in_generic_derivation(hook)
+        }
         _ => (
             Provenance::NotObservable {
                 reason: format!("no attach method worked for {}: {why}", hook.site),
@@ -633,8 +665,35 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
     }
 }
 
+/// The generic site whose syscall-derived figure covers a filesystem-specific site: the
+/// derivation goes by file type, so it counts the bytes of every filesystem.
+fn generic_site(h: HookId) -> Option<HookId> {
+    match h {
+        HookId::ShmemRead => Some(HookId::FileRead),
+        HookId::ShmemSpliceRead => Some(HookId::FileSpliceRead),
+        HookId::IomapWrite | HookId::BtrfsWrite => Some(HookId::FileWrite),
+        _ => None,
+    }
+}
+
+fn filesystem_site_in_generic_derivation(hook: &HookOutcome) -> (Provenance, SiteValues) {
+    let generic = generic_site(hook.hook).expect("a filesystem-specific site");
+    (
+        Provenance::Derived {
+            from: format!(
+                "0 here: its bytes are in {}'s figure, derived from syscall return values by file \
+                 type on every filesystem ({} itself: {})",
+                generic.name(),
+                hook.site,
+                hook.why_not()
+            ),
+        },
+        SiteValues::Zero,
+    )
+}
+
 #[derive(Clone, Copy)]
-enum SiteValues {
+pub(super) enum SiteValues {
     Observed(usize),
     /// (counter, class) pairs: all of each counter's bytes in its class.
     Derived(&'static [(usize, usize)]),
@@ -642,7 +701,7 @@ enum SiteValues {
 }
 
 impl SiteValues {
-    fn bytes(self, stats: &RoleStats, class_id: usize) -> u64 {
+    pub(super) fn bytes(self, stats: &RoleStats, class_id: usize) -> u64 {
         match self {
             SiteValues::Observed(site_id) => stats.copies[site_id][class_id],
             SiteValues::Derived(pairs) => pairs
@@ -657,14 +716,29 @@ impl SiteValues {
 
 /// `site_source`, unless the strategy made calls whose copies the syscalls cannot classify
 /// (copy_file_range may copy or reflink): then a derived file-write figure would be a guess.
-fn site_source_for(hook: &HookOutcome, samples: &[Sample]) -> (Provenance, SiteValues) {
+pub(super) fn site_source_for(
+    probes: &AttachReport,
+    hook: &HookOutcome,
+    samples: &[Sample],
+) -> (Provenance, SiteValues) {
+    // A filesystem-specific site observed while its generic site is derived would count its
+    // bytes twice: the derivation already has them.
+    if let Some(generic) = generic_site(hook.hook) {
+        if matches!(site_source(probes.get(generic)).1, SiteValues::Derived(_)) {
+            return filesystem_site_in_generic_derivation(hook);
+        }
+    }
     let (p, v) = site_source(hook);
     let unclassified = samples
         .iter()
         .map(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES])
         .max()
         .unwrap_or(0);
-    if hook.hook == HookId::FileWrite && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
+    let file_write = matches!(
+        hook.hook,
+        HookId::FileWrite | HookId::IomapWrite | HookId::BtrfsWrite
+    );
+    if file_write && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
         return (
             Provenance::NotObservable {
                 reason: format!(
@@ -681,8 +755,8 @@ fn site_source_for(hook: &HookOutcome, samples: &[Sample]) -> (Provenance, SiteV
     (p, v)
 }
 
-fn copy_site(hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
-    let (provenance, values) = site_source_for(hook, samples);
+fn copy_site(probes: &AttachReport, hook: &HookOutcome, samples: &[Sample]) -> CopySiteReport {
+    let (provenance, values) = site_source_for(probes, hook, samples);
     let of = |k: usize| stat(samples, |s| values.bytes(&s.sender, k) as f64).expect("samples");
     let bytes = match provenance {
         Provenance::NotObservable { .. } => None,
@@ -760,6 +834,38 @@ fn relevant(h: HookId, sink: SinkKind) -> bool {
     }
 }
 
+/// `f`, marked incomplete when it sums a site of a leg that does not balance.
+fn incomplete_if(
+    f: Figure,
+    sites: &[HookId],
+    unbalanced: &[(HookId, String)],
+    side: Side,
+) -> Figure {
+    if !matches!(side, Side::Sender) || f.value.is_none() {
+        return f;
+    }
+    let mut reasons: Vec<&str> = unbalanced
+        .iter()
+        .filter(|(h, _)| sites.contains(h))
+        .map(|(_, r)| r.as_str())
+        .collect();
+    reasons.dedup();
+    let (Provenance::Derived { from } | Provenance::Observed { detail: from, .. }) = &f.provenance
+    else {
+        return f;
+    };
+    if reasons.is_empty() {
+        return f;
+    }
+    Figure {
+        provenance: Provenance::Incomplete {
+            from: from.clone(),
+            reason: reasons.join("; "),
+        },
+        ..f
+    }
+}
+
 fn copy_total(
     probes: &AttachReport,
     samples: &[Sample],
@@ -772,7 +878,7 @@ fn copy_total(
     let mut values = Vec::new();
     for &h in sites.iter().filter(|&&h| relevant(h, sink)) {
         let hook = probes.get(h);
-        let (p, v) = site_source_for(hook, samples);
+        let (p, v) = site_source_for(probes, hook, samples);
         let how = match &p {
             Provenance::NotObservable { reason } => {
                 return figure(
@@ -788,7 +894,9 @@ fn copy_total(
                 "0, absent on this kernel".into()
             }
             Provenance::Derived { .. } => "derived from syscall return values by file type".into(),
-            Provenance::Input { .. } => unreachable!("copy sites are never inputs"),
+            Provenance::Input { .. } | Provenance::Incomplete { .. } => {
+                unreachable!("copy sites are never inputs, and only totals are incomplete")
+            }
         };
         parts.push(format!("{} {how}", h.name()));
         values.push(v);
@@ -914,6 +1022,7 @@ pub(crate) mod tests {
             &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)],
             true,
             SinkKind::Tcp,
+            &[],
         );
         assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
         assert_eq!(
@@ -931,7 +1040,7 @@ pub(crate) mod tests {
     #[test]
     fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
-        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp);
+        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp, &[]);
         assert!(f.page_faults_user_mode.value.is_none());
         let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
             panic!("{:?}", f.page_faults_user_mode.provenance)
@@ -949,7 +1058,7 @@ pub(crate) mod tests {
     #[test]
     fn observed_figures_name_hook_and_method() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp);
+        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp, &[]);
         assert_eq!(
             f.syscalls.provenance,
             Provenance::Observed {

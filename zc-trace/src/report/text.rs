@@ -142,6 +142,8 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "{bullet}{}: {sites}", s.name).unwrap();
     }
 
+    render_ledger(&mut out, report, bullet);
+
     if let Some(claims) = &report.claims {
         render_claims(&mut out, claims, style);
     }
@@ -170,6 +172,47 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "\nNote: {note}").unwrap();
     }
     out
+}
+
+/// The byte ledger: per strategy and leg, bytes the syscalls moved against bytes the leg's
+/// copy sites saw.
+fn render_ledger(out: &mut String, report: &Report, bullet: &str) {
+    writeln!(
+        out,
+        "\nByte ledger (sender; bytes the syscalls moved on each leg = bytes its copy sites saw):"
+    )
+    .unwrap();
+    for s in &report.strategies {
+        let legs: Vec<String> = s
+            .ledger
+            .iter()
+            .map(|l| {
+                let seen = l
+                    .seen_bytes
+                    .as_ref()
+                    .map_or("not observable".into(), |v| human_bytes(v.median));
+                let verdict = match l.balance {
+                    super::ledger::Balance::Balanced => "balanced".to_string(),
+                    super::ledger::Balance::Derived => "derived (not checked)".to_string(),
+                    super::ledger::Balance::NotObservable => "not observable".to_string(),
+                    super::ledger::Balance::Incomplete => format!("INCOMPLETE: {}", l.note),
+                    super::ledger::Balance::Excess => format!("EXCESS: {}", l.note),
+                };
+                format!(
+                    "{} moved {}, seen {}: {verdict}",
+                    l.leg,
+                    human_bytes(l.moved_bytes.median),
+                    seen
+                )
+            })
+            .collect();
+        let legs = if legs.is_empty() {
+            "no file or pipe leg".to_string()
+        } else {
+            legs.join("; ")
+        };
+        writeln!(out, "{bullet}{}: {legs}", s.name).unwrap();
+    }
 }
 
 fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: Style) {
@@ -227,10 +270,15 @@ fn cell(f: &Figure) -> String {
         "bytes/s" => format!("{}/s", human_bytes(x)),
         _ => plain(x),
     };
-    if v.is_exact() {
+    let text = if v.is_exact() {
         fmt(v.median)
     } else {
         format!("{} ({}..{})", fmt(v.median), fmt(v.min), fmt(v.max))
+    };
+    match f.provenance {
+        // A partial count must never read as a complete one.
+        Provenance::Incomplete { .. } => format!("{text} (incomplete)"),
+        _ => text,
     }
 }
 

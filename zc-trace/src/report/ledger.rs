@@ -1,0 +1,354 @@
+//! The byte ledger: zc-trace checking itself. "Observed" claims that a hook saw every byte on a
+//! path; a path that bypasses the hook (tmpfs reads skip filemap_read, xfs writes skip
+//! generic_perform_write) would make an observed figure silently short. So for each leg of a
+//! transfer, the bytes the syscalls returned on that leg (by the type of file behind the
+//! descriptor, recorded in the kernel) are set against the bytes that leg's copy sites saw,
+//! copied or by reference. A leg that does not balance makes every copy figure that sums its
+//! sites "incomplete", and the claims graded on those figures are not graded.
+
+use serde::Serialize;
+use zc_trace_common::{class, counter};
+
+use crate::probes::{AttachReport, HookId};
+
+use super::model::{site_source_for, Sample, SiteValues};
+use super::stat::Stat;
+
+/// One leg: which syscall-byte counters say what moved, and which copy sites should see it.
+pub struct Leg {
+    pub id: &'static str,
+    pub description: &'static str,
+    counters: &'static [usize],
+    pub sites: &'static [HookId],
+}
+
+/// The sender's legs whose bytes the syscalls give by file type. The socket leg is not here:
+/// the kernel does not yet record syscall bytes by socket descriptor.
+pub const LEGS: &[Leg] = &[
+    Leg {
+        id: "file_read",
+        description: "source: bytes read from regular files (read family, sendfile/splice from \
+                      a file, copy_file_range), O_DIRECT left out",
+        counters: &[
+            counter::READ_REGULAR_BYTES,
+            counter::SPLICE_FROM_REGULAR_BYTES,
+            counter::UNCLASSIFIED_BYTES,
+        ],
+        sites: &[
+            HookId::FileRead,
+            HookId::ShmemRead,
+            HookId::FileSpliceRead,
+            HookId::ShmemSpliceRead,
+        ],
+    },
+    Leg {
+        id: "file_write",
+        description: "sink: bytes written to regular files (write family, sendfile/splice into \
+                      a file, copy_file_range), O_DIRECT left out",
+        counters: &[
+            counter::WRITE_REGULAR_BYTES,
+            counter::SPLICE_TO_REGULAR_BYTES,
+            counter::UNCLASSIFIED_BYTES,
+        ],
+        sites: &[HookId::FileWrite, HookId::IomapWrite, HookId::BtrfsWrite],
+    },
+    Leg {
+        id: "pipe_write",
+        description: "bytes written into pipes by the write family",
+        counters: &[counter::WRITE_PIPE_BYTES],
+        sites: &[HookId::PipeWrite],
+    },
+    Leg {
+        id: "pipe_read",
+        description: "bytes read out of pipes by the read family",
+        counters: &[counter::READ_PIPE_BYTES],
+        sites: &[HookId::PipeRead],
+    },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// The sites saw exactly what the syscalls moved, in every iteration.
+    Balanced,
+    /// The sites saw less: some bytes took a path no hooked site covers.
+    Incomplete,
+    /// The sites saw more than the syscalls moved on this leg.
+    Excess,
+    /// The leg's figure is itself derived from these syscall bytes: nothing to check.
+    Derived,
+    /// A site of the leg cannot be observed here.
+    NotObservable,
+}
+
+/// One leg of one strategy.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerLeg {
+    pub leg: &'static str,
+    pub description: &'static str,
+    /// Bytes the syscalls returned on this leg (raw_syscalls:sys_exit, by descriptor type).
+    pub moved_bytes: Stat,
+    /// Bytes the leg's copy sites saw, all classes; absent when not observable.
+    pub seen_bytes: Option<Stat>,
+    pub sites: Vec<&'static str>,
+    pub balance: Balance,
+    /// For a leg that does not balance: what it means, in words.
+    pub note: String,
+}
+
+impl LedgerLeg {
+    /// Whether figures that sum this leg's sites are short of (or over) the truth.
+    pub fn unbalanced(&self) -> bool {
+        matches!(self.balance, Balance::Incomplete | Balance::Excess)
+    }
+}
+
+/// The sender's ledger for one strategy: the legs that moved or saw any byte.
+pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str) -> Vec<LedgerLeg> {
+    let stat = |f: &dyn Fn(&Sample) -> u64| {
+        Stat::of(samples.iter().map(|s| f(s) as f64).collect()).expect("samples")
+    };
+    let mut out = Vec::new();
+    for leg in LEGS {
+        let moved = |s: &Sample| {
+            leg.counters
+                .iter()
+                .map(|&c| s.sender.counters[c])
+                .sum::<u64>()
+        };
+        let sources: Vec<_> = leg
+            .sites
+            .iter()
+            .map(|&h| site_source_for(probes, probes.get(h), samples))
+            .collect();
+        let seen = |s: &Sample| {
+            sources
+                .iter()
+                .map(|(_, v)| {
+                    (0..class::COUNT)
+                        .map(|k| v.bytes(&s.sender, k))
+                        .sum::<u64>()
+                })
+                .sum::<u64>()
+        };
+        if samples.iter().all(|s| moved(s) == 0 && seen(s) == 0) {
+            continue;
+        }
+        let not_observable = sources
+            .iter()
+            .any(|(p, _)| matches!(p, super::Provenance::NotObservable { .. }));
+        let derived = sources
+            .iter()
+            .any(|(_, v)| matches!(v, SiteValues::Derived(_)));
+        let unclassified = samples
+            .iter()
+            .any(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES] > 0);
+        let (balance, note) = if not_observable {
+            (
+                Balance::NotObservable,
+                "a site of this leg cannot be observed here".to_string(),
+            )
+        } else if derived {
+            (
+                Balance::Derived,
+                "this leg's figures are derived from these syscall bytes".to_string(),
+            )
+        } else if samples.iter().all(|s| moved(s) == seen(s)) {
+            (Balance::Balanced, String::new())
+        } else if samples.iter().any(|s| seen(s) < moved(s)) {
+            let s = samples
+                .iter()
+                .find(|s| seen(s) < moved(s))
+                .expect("one sample");
+            let path = if leg.id == "file_read" {
+                format!("fs {source_fs}")
+            } else {
+                "the written file's filesystem".to_string()
+            };
+            let mut note = format!(
+                "{} of {} bytes seen; the rest went through an unhooked path ({path})",
+                seen(s),
+                moved(s)
+            );
+            if unclassified {
+                note.push_str(
+                    "; or copy_file_range shared the extents (reflink) instead of copying them",
+                );
+            }
+            (Balance::Incomplete, note)
+        } else {
+            let s = samples
+                .iter()
+                .find(|s| seen(s) > moved(s))
+                .expect("one sample");
+            (
+                Balance::Excess,
+                format!(
+                    "the sites saw {} bytes where the syscalls moved {} on this leg",
+                    seen(s),
+                    moved(s)
+                ),
+            )
+        };
+        out.push(LedgerLeg {
+            leg: leg.id,
+            description: leg.description,
+            moved_bytes: stat(&moved),
+            seen_bytes: (!not_observable).then(|| stat(&seen)),
+            sites: leg.sites.iter().map(|h| h.name()).collect(),
+            balance,
+            note,
+        });
+    }
+    out
+}
+
+/// The hooks of the legs that do not balance, with the leg's note.
+pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
+    ledger
+        .iter()
+        .filter(|l| l.unbalanced())
+        .flat_map(|l| {
+            let leg = LEGS.iter().find(|g| g.id == l.leg).expect("a known leg");
+            leg.sites
+                .iter()
+                .map(move |&h| (h, format!("{} leg: {}", l.leg, l.note)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::tests::{attach_report, sample};
+    use zc_trace_common::site;
+
+    /// A read+write of N bytes from a file: read() returned N on a regular file.
+    fn read_of(n: u64, seen_at: &[(usize, u64)]) -> Sample {
+        let mut s = sample(&[(0, 2, n)], 0, 10);
+        s.sender.counters[counter::READ_REGULAR_BYTES] = n;
+        for &(site_id, bytes) in seen_at {
+            s.sender.copies[site_id][class::KERNEL_TO_USER] = bytes;
+        }
+        s
+    }
+
+    #[test]
+    fn a_leg_whose_sites_saw_every_byte_balances() {
+        let probes = attach_report(&[]);
+        let l = sender_ledger(
+            &probes,
+            &[read_of(1000, &[(site::FILE_READ, 1000)])],
+            "ext4",
+        );
+        assert_eq!(l.len(), 1, "{l:#?}");
+        assert_eq!((l[0].leg, l[0].balance), ("file_read", Balance::Balanced));
+        assert_eq!(l[0].seen_bytes.as_ref().unwrap().median, 1000.0);
+    }
+
+    #[test]
+    fn tmpfs_bytes_outside_filemap_read_make_the_leg_incomplete() {
+        let probes = attach_report(&[]);
+        let samples = [read_of(1000, &[])];
+        let l = sender_ledger(&probes, &samples, "tmpfs");
+        assert_eq!(l[0].balance, Balance::Incomplete);
+        assert_eq!(
+            l[0].note,
+            "0 of 1000 bytes seen; the rest went through an unhooked path (fs tmpfs)"
+        );
+        let sites = unbalanced_sites(&l);
+        assert!(sites.iter().any(|(h, _)| *h == HookId::FileRead));
+        // Seen at the tmpfs site, the same bytes balance.
+        let l = sender_ledger(
+            &probes,
+            &[read_of(1000, &[(site::SHMEM_READ, 1000)])],
+            "tmpfs",
+        );
+        assert_eq!(l[0].balance, Balance::Balanced);
+    }
+
+    #[test]
+    fn more_seen_than_moved_is_excess_and_a_derived_leg_is_not_checked() {
+        let probes = attach_report(&[]);
+        let l = sender_ledger(&probes, &[read_of(10, &[(site::FILE_READ, 20)])], "ext4");
+        assert_eq!(l[0].balance, Balance::Excess);
+        assert!(l[0].unbalanced());
+        // file_read cannot be hooked (not "absent"): its figure is derived from the syscalls.
+        let probes = attach_report(&[HookId::FileRead]);
+        let l = sender_ledger(&probes, &[read_of(1000, &[])], "ext4");
+        assert_eq!(l[0].balance, Balance::Derived);
+        assert!(!l[0].unbalanced());
+    }
+
+    #[test]
+    fn an_incomplete_leg_marks_the_copy_figures_and_the_claim_is_not_graded() {
+        use crate::report::Provenance;
+        let probes = attach_report(&[]);
+        let samples = vec![read_of(1000, &[])];
+        let config = crate::report::RunConfig {
+            payload_bytes: 1000,
+            chunk_bytes: 500,
+            iterations: 1,
+            cold: false,
+            source: "generated".into(),
+            source_fs: "tmpfs".into(),
+            sink: crate::sink::SinkKind::Tcp,
+            sink_description: "TCP over loopback".into(),
+            sink_scatter_gather: Some(true),
+            receiver: Some("separate process".into()),
+            skipped: vec![],
+        };
+        let strategy = crate::strategies::by_name("read-write").unwrap();
+        let host = crate::capabilities::HostFacts {
+            kernel: "6.12.0-test".into(),
+            arch: "x86_64".into(),
+            btf: None,
+            btf_note: None,
+        };
+        let mut report = crate::report::build(
+            host,
+            config,
+            &probes,
+            vec![(strategy, crate::sink::SinkKind::Tcp, true, samples)],
+        );
+        let f = &report.strategies[0].figures;
+        let Provenance::Incomplete { reason, .. } = &f.cpu_copied_bytes.provenance else {
+            panic!("{:#?}", f.cpu_copied_bytes);
+        };
+        assert!(
+            reason.contains("file_read leg: 0 of 1000 bytes seen"),
+            "{reason}"
+        );
+        assert!(matches!(
+            f.copied_kernel_to_user_bytes.provenance,
+            Provenance::Incomplete { .. }
+        ));
+        // by reference sums the socket sites only: not part of the file leg.
+        assert!(!matches!(
+            f.by_reference_bytes.provenance,
+            Provenance::Incomplete { .. }
+        ));
+        let facts = crate::claims::RunFacts {
+            sink_has_sg: Some(true),
+            sink: "tcp".into(),
+            cold: false,
+        };
+        report.claims = Some(crate::claims::judge(
+            &crate::claims::Claims::seed(),
+            &report,
+            &facts,
+        ));
+        let v = report
+            .claims
+            .as_ref()
+            .unwrap()
+            .verdicts
+            .iter()
+            .find(|v| {
+                v.strategy == "read-write" && v.figure == crate::claims::ClaimFigure::CpuCopies
+            })
+            .expect("the seed article grades read+write's CPU copies");
+        assert_eq!(v.verdict, crate::claims::Outcome::NotObservable, "{v:#?}");
+        assert!(v.reason.contains("incomplete"), "{}", v.reason);
+    }
+}
