@@ -198,6 +198,9 @@ pub const fn pending_key(tid: u32, site: usize) -> u64 {
     ((tid as u64) << 8) | site as u64
 }
 
+/// TMPFS_MAGIC (include/uapi/linux/magic.h), super_block.s_magic of tmpfs.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+
 /// "Absent on this kernel" for offsets and enum values in [`Config`].
 pub const UNKNOWN: u32 = u32::MAX;
 
@@ -264,6 +267,10 @@ pub struct Config {
     /// file.f_flags, to leave O_DIRECT files out of the derived copies (they DMA to user pages).
     pub file_flags_off: u32,
     pub o_direct: u32,
+    /// inode.i_sb and super_block.s_magic: O_DIRECT on tmpfs still copies (shmem has no direct
+    /// I/O path; since 6.6 it accepts the flag and ignores it), so it is not left out there.
+    pub inode_sb_off: u32,
+    pub sb_magic_off: u32,
     /// net:net_dev_start_xmit field offsets (tracefs) and sk_buff member offsets (BTF).
     pub xmit_skbaddr_off: u32,
     pub xmit_len_off: u32,
@@ -330,6 +337,8 @@ impl Config {
             inode_mode_off: UNKNOWN,
             file_flags_off: UNKNOWN,
             o_direct: 0,
+            inode_sb_off: UNKNOWN,
+            sb_magic_off: UNKNOWN,
             xmit_skbaddr_off: 0,
             xmit_len_off: 0,
             xmit_data_len_off: 0,

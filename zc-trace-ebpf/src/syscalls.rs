@@ -127,7 +127,8 @@ const S_IFIFO: u32 = 0o010000;
 
 /// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
 /// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF. None for O_DIRECT
-/// files, whose data moves by DMA to and from user pages without a CPU copy.
+/// files, whose data moves by DMA to and from user pages without a CPU copy, except on tmpfs,
+/// which has no direct I/O and copies all the same.
 #[inline(always)]
 fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
     if cfg.task_files_off == zc_trace_common::UNKNOWN
@@ -152,14 +153,29 @@ fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
     let flags: u32 =
         unsafe { bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32) }
             .ok()?;
-    if flags & cfg.o_direct != 0 {
+    let inode = read_ptr(file, cfg.file_inode_off)?;
+    if flags & cfg.o_direct != 0 && !on_tmpfs(cfg, inode) {
         return None;
     }
-    let inode = read_ptr(file, cfg.file_inode_off)?;
     let mode: u16 =
         unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) }
             .ok()?;
     Some(mode as u32 & S_IFMT)
+}
+
+/// Whether the inode's filesystem is tmpfs (super_block.s_magic).
+#[inline(always)]
+fn on_tmpfs(cfg: &zc_trace_common::Config, inode: *const u8) -> bool {
+    if cfg.inode_sb_off == zc_trace_common::UNKNOWN || cfg.sb_magic_off == zc_trace_common::UNKNOWN
+    {
+        return false;
+    }
+    let sb = unsafe {
+        bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8)
+    };
+    let Ok(sb) = sb else { return false };
+    let magic = unsafe { bpf_probe_read_kernel(sb.add(cfg.sb_magic_off as usize) as *const u64) };
+    magic.is_ok_and(|m| m == zc_trace_common::TMPFS_MAGIC)
 }
 
 fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {

@@ -312,6 +312,8 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
             config.file_flags_off,
         ] = path;
     }
+    config.inode_sb_off = off("inode", "i_sb");
+    config.sb_magic_off = off("super_block", "s_magic");
     config.netif_f_sg = btf
         .enum_value("NETIF_F_SG_BIT")
         .map_or(0, |bit| 1u64 << bit);

@@ -38,7 +38,8 @@ fn assert_exact_counts(report: &Value) {
             .parse()
             .unwrap()
     });
-    let failures = matrix::check_run(&m, &entry, report, S, C);
+    let fs = matrix::payload_filesystem();
+    let failures = matrix::check_run(&m, &entry, &fs, report, S, C);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     let rw = strategy(report, "read-write");

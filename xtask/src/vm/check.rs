@@ -7,7 +7,7 @@
 
 use crate::util::Result;
 
-use super::{boot, initramfs, Kernel, VmOptions, VmRun};
+use super::{boot, initramfs, Kernel, VarTmp, VmOptions, VmRun};
 
 /// The test binary in the guest's /bin.
 const TEST_NAME: &str = "kernel-matrix";
@@ -93,8 +93,9 @@ fn check_vm(vm: &VmRun, options: &VmOptions) -> Vec<String> {
     failures
 }
 
-/// `vm-test`: boots each kernel, runs the kernel-matrix tests there, prints a summary.
-pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
+/// `vm-test`: boots each kernel once per file system of its /var/tmp, runs the kernel-matrix
+/// tests there, prints a summary.
+pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions) -> Result {
     // One zc-trace and one test binary for every kernel; a build failure is nobody's kernel's.
     let zc_trace = super::zc_trace_binary(options)?;
     let tests = initramfs::guest_test_binary("kernel_matrix")?;
@@ -112,10 +113,22 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
     options.binaries.push((tests, TEST_NAME));
     let mut all_failures = Vec::new();
     let mut summary = Vec::new();
-    for k in kernels {
-        println!("\n== {}: {}", k.name, k.description);
+    for (k, fs) in kernels
+        .iter()
+        .flat_map(|k| filesystems.iter().map(move |fs| (k, *fs)))
+    {
+        println!(
+            "\n== {} with /var/tmp on {}: {}",
+            k.name,
+            fs.name(),
+            k.description
+        );
         let started = std::time::Instant::now();
         let command = test_command(&k.name);
+        let options = VmOptions {
+            var_tmp: fs,
+            ..options.clone()
+        };
         let secs = |s: Option<f64>| s.map_or("?".into(), |s| format!("{s:.1}"));
         let (failures, mut row) = match boot(k, &[&command, PROBES_COMMAND], &options) {
             Ok(vm) => {
@@ -126,6 +139,7 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
                 let f = check_vm(&vm, &options);
                 let row = vec![
                     k.name.clone(),
+                    fs.name().into(),
                     vm.release.clone(),
                     // The metapackage's spec (the first); the rest are in the log.
                     vm.package.split_whitespace().next().unwrap_or("?").into(),
@@ -138,13 +152,13 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
             Err(e) => {
                 println!("  {e}");
                 let first = e.lines().next().unwrap_or_default().to_string();
-                (vec![first], vec![k.name.clone()])
+                (vec![first], vec![k.name.clone(), fs.name().into()])
             }
         };
         for f in &failures {
             println!("  FAIL: {f}");
         }
-        row.resize(6, "?".into());
+        row.resize(7, "?".into());
         row.push(format!("{:.1}", started.elapsed().as_secs_f64()));
         row.push(if failures.is_empty() {
             "ok".into()
@@ -152,7 +166,11 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
             format!("FAILED ({})", failures.len())
         });
         summary.push(row);
-        all_failures.extend(failures.into_iter().map(|f| format!("{}: {f}", k.name)));
+        all_failures.extend(
+            failures
+                .into_iter()
+                .map(|f| format!("{} on {}: {f}", k.name, fs.name())),
+        );
     }
     println!(
         "\n== summary, in seconds: boot and tests by the guest's clock; wall: the qemu process; \
@@ -160,7 +178,7 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
     );
     print_table(
         &[
-            "kernel", "release", "package", "boot", "tests", "wall", "total", "result",
+            "kernel", "/var/tmp", "release", "package", "boot", "tests", "wall", "total", "result",
         ],
         &summary,
     );
@@ -169,10 +187,7 @@ pub fn vm_test(kernels: &[&Kernel], options: &VmOptions) -> Result {
         .iter()
         .filter(|r| r.last().is_some_and(|v| v != "ok"))
         .count();
-    println!(
-        "kernels: {} passed, {failed} failed",
-        summary.len() - failed
-    );
+    println!("boots: {} passed, {failed} failed", summary.len() - failed);
     if all_failures.is_empty() {
         Ok(())
     } else {

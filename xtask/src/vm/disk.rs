@@ -29,6 +29,9 @@ pub enum VarTmp {
 }
 
 impl VarTmp {
+    /// Every file system the matrix runs, in order.
+    pub const ALL: &'static [VarTmp] = &[VarTmp::Ext4, VarTmp::Tmpfs, VarTmp::Xfs, VarTmp::Btrfs];
+
     pub fn name(self) -> &'static str {
         match self {
             VarTmp::Ext4 => "ext4",

@@ -59,9 +59,11 @@ pub struct VmTestArgs {
     /// workspace.
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
-    /// File system of the guest's /var/tmp, where zc-trace puts its payload.
-    #[arg(long, value_enum, default_value_t = VarTmp::Ext4)]
-    var_tmp: VarTmp,
+    /// File system of the guest's /var/tmp, where zc-trace puts its payload; default: the
+    /// matrix boots each kernel once per file system (ext4, tmpfs, xfs, btrfs), `--exec` uses
+    /// ext4.
+    #[arg(long, value_enum)]
+    var_tmp: Option<VarTmp>,
     /// Instead of the checks, run this shell command in each VM and print its output (repeat
     /// for several; zc-trace is /bin/zc-trace). Fails if one exits non-zero.
     #[arg(long, value_name = "COMMAND")]
@@ -344,7 +346,8 @@ pub fn test_matrix() -> std::result::Result<(), MatrixError> {
         kernels::ensure(k).map_err(|e| MatrixError::Setup(format!("kernel {}: {e}", k.name)))?;
     }
     let selected: Vec<&Kernel> = kernels.iter().collect();
-    let result = check::vm_test(&selected, &VmOptions::default()).map_err(MatrixError::Failed);
+    let result =
+        check::vm_test(&selected, VarTmp::ALL, &VmOptions::default()).map_err(MatrixError::Failed);
     let changed = changed_files(&before, &host_package_state());
     if !changed.is_empty() {
         return Err(MatrixError::Failed(format!(
@@ -420,12 +423,16 @@ pub fn run(args: VmTestArgs) -> Result {
     let options = VmOptions {
         timeout: Duration::from_secs(args.timeout),
         echo_console: args.console,
-        var_tmp: args.var_tmp,
+        var_tmp: args.var_tmp.unwrap_or(VarTmp::Ext4),
         binary: args.binary,
         binaries: Vec::new(),
     };
     if args.exec.is_empty() {
-        return check::vm_test(&selected, &options);
+        let filesystems = match args.var_tmp {
+            Some(fs) => vec![fs],
+            None => VarTmp::ALL.to_vec(),
+        };
+        return check::vm_test(&selected, &filesystems, &options);
     }
     let commands: Vec<&str> = args.exec.iter().map(String::as_str).collect();
     let mut failed = Vec::new();

@@ -54,30 +54,70 @@ fn name(entry: &Table) -> &str {
     entry["name"].as_str().unwrap_or("?")
 }
 
-/// What a copy figure must be on this kernel: a multiple of the payload, or not observable.
+/// The filesystem of `dir` as the matrix names it ("ext4", "xfs", "btrfs", "tmpfs").
+pub fn filesystem(dir: &str) -> String {
+    match nix::sys::statfs::statfs(dir) {
+        Ok(s) => match s.filesystem_type().0 as u64 {
+            0xef53 => "ext4".into(),
+            0x5846_5342 => "xfs".into(),
+            0x9123_683e => "btrfs".into(),
+            0x0102_1994 => "tmpfs".into(),
+            other => format!("{other:#x}"),
+        },
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// The filesystem of zc-trace's default payload directory.
+pub fn payload_filesystem() -> String {
+    filesystem("/var/tmp")
+}
+
+/// `table.a.b.c`, as a table, where every step exists.
+fn path<'a>(table: &'a Table, keys: &[&str]) -> Option<&'a Table> {
+    let mut t = table;
+    for k in keys {
+        t = t.get(*k)?.as_table()?;
+    }
+    Some(t)
+}
+
+/// What a copy figure must be on this kernel and filesystem.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expected {
-    Multiple(f64),
+    /// A multiple of the payload; `incomplete`: the byte ledger must mark it incomplete.
+    Multiple {
+        m: f64,
+        incomplete: bool,
+    },
     NotObservable,
 }
 
-/// The expectation of one copy figure, and the override's reason where the kernel has one.
+/// The expectation of one copy figure, and the override's reason where there is one. Most
+/// specific first: the kernel on this filesystem, the filesystem, the kernel, the table.
 fn expected_copy(
     matrix: &Table,
     entry: &Table,
+    fs: &str,
     strategy: &str,
     figure: &str,
 ) -> Option<(Expected, Option<String>)> {
     let key = format!("{strategy}.{figure}");
-    if let Some(o) = entry.get("copies").and_then(|c| c.get(&key)) {
+    let overrides = [
+        path(entry, &["fs", fs, "copies"]),
+        path(matrix, &["filesystem", fs, "copies"]),
+        path(entry, &["copies"]),
+    ];
+    if let Some(o) = overrides.into_iter().flatten().find_map(|t| t.get(&key)) {
         let reason = o["reason"].as_str().map(str::to_string);
         let value = match &o["value"] {
             toml::Value::String(s) if s == "not observable" => Expected::NotObservable,
-            v => Expected::Multiple(
-                v.as_float()
+            v => Expected::Multiple {
+                m: v.as_float()
                     .or_else(|| v.as_integer().map(|i| i as f64))
                     .unwrap_or_else(|| panic!("{FILE}: {key}: value is {v}")),
-            ),
+                incomplete: o.get("incomplete").and_then(|i| i.as_bool()) == Some(true),
+            },
         };
         return Some((value, reason));
     }
@@ -86,7 +126,20 @@ fn expected_copy(
         .get("copies")?
         .get(figure)?;
     let m = v.as_float().or_else(|| v.as_integer().map(|i| i as f64))?;
-    Some((Expected::Multiple(m), None))
+    Some((
+        Expected::Multiple {
+            m,
+            incomplete: false,
+        },
+        None,
+    ))
+}
+
+/// Strategies the filesystem may refuse, with the reason.
+pub fn may_skip(matrix: &Table, fs: &str) -> Table {
+    path(matrix, &["filesystem", fs, "may_skip"])
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The strategy ids of the exact table.
@@ -102,8 +155,15 @@ pub fn strategies(matrix: &Table) -> Vec<String> {
 /// Checks a `zc-trace run --format json` report, made with payload `size` and chunk `chunk`,
 /// against the exact table and the kernel's overrides, for the strategies of the report that
 /// are in the table. Returns the failures.
-pub fn check_run(matrix: &Table, entry: &Table, doc: &Value, size: u64, chunk: u64) -> Vec<String> {
-    let k = name(entry);
+pub fn check_run(
+    matrix: &Table,
+    entry: &Table,
+    fs: &str,
+    doc: &Value,
+    size: u64,
+    chunk: u64,
+) -> Vec<String> {
+    let k = &format!("{} on {fs}", name(entry));
     let n = size.div_ceil(chunk);
     let mut failures = Vec::new();
     for key in entry
@@ -149,24 +209,53 @@ pub fn check_run(matrix: &Table, entry: &Table, doc: &Value, size: u64, chunk: u
                 ));
             }
         }
+        let (mut incomplete_expected, mut not_observable_expected) = (false, false);
         for figure in row["copies"].as_table().expect("copies").keys() {
-            let (want, reason) = expected_copy(matrix, entry, id, figure).expect("in the table");
+            let (want, reason) =
+                expected_copy(matrix, entry, fs, id, figure).expect("in the table");
             let because = reason.map_or(String::new(), |r| format!(" (override: {r})"));
             let f = &s["figures"][figure.as_str()];
             let got = f["value"]["median"].as_f64();
+            let incomplete = f["provenance"]["kind"] == "incomplete";
             match (&want, got) {
-                (Expected::Multiple(m), Some(v)) if v == m * size as f64 => {}
-                (Expected::NotObservable, None) if f["provenance"]["reason"].is_string() => {}
-                (Expected::Multiple(m), _) => failures.push(format!(
-                    "{k}: {id}: {figure} is {}, expected {} ({m}*S, S={size}){because}",
+                (Expected::Multiple { m, incomplete: i }, Some(v))
+                    if v == m * size as f64 && *i == incomplete =>
+                {
+                    incomplete_expected |= *i;
+                }
+                (Expected::NotObservable, None) if f["provenance"]["reason"].is_string() => {
+                    not_observable_expected = true;
+                }
+                (Expected::Multiple { m, incomplete: i }, _) => failures.push(format!(
+                    "{k}: {id}: {figure} is {}{}, expected {}{} ({m}*S, S={size}){because}",
                     got.map_or(format!("not observable ({})", f["provenance"]), |v| v
                         .to_string()),
-                    m * size as f64
+                    if incomplete { " (incomplete)" } else { "" },
+                    m * size as f64,
+                    if *i { ", incomplete" } else { "" },
                 )),
                 (Expected::NotObservable, _) => failures.push(format!(
                     "{k}: {id}: {figure} is {}, expected not observable with a reason{because}",
                     f["value"]
                 )),
+            }
+        }
+        // Every leg of the byte ledger balances (or is derived, where nothing can check it),
+        // unless the matrix expects this strategy's figures incomplete (or not observable)
+        // here.
+        for leg in s["ledger"].as_array().unwrap_or(&empty) {
+            let balance = leg["balance"].as_str().unwrap_or("?");
+            let expected = match balance {
+                "balanced" | "derived" => true,
+                "incomplete" | "excess" => incomplete_expected,
+                "not_observable" => not_observable_expected,
+                _ => false,
+            };
+            if !expected {
+                failures.push(format!(
+                    "{k}: {id}: ledger leg {} is {balance}: {}",
+                    leg["leg"], leg["note"]
+                ));
             }
         }
     }
@@ -177,12 +266,17 @@ pub fn check_run(matrix: &Table, entry: &Table, doc: &Value, size: u64, chunk: u
 /// of every hook it lists ("none": not observable) and the function guard (every probe-plan
 /// function missing from the kernel's BTF is listed as absent on purpose, each listed one is
 /// missing and is a plan function, and the kernel has BTF). Returns the failures.
-pub fn check_probes(entry: &Table, doc: &Value) -> Vec<String> {
-    let k = name(entry);
+pub fn check_probes(entry: &Table, fs: &str, doc: &Value) -> Vec<String> {
+    let k = &format!("{} on {fs}", name(entry));
     let mut failures = Vec::new();
     let empty = Vec::new();
     let probes = doc["probes"].as_array().unwrap_or(&empty);
-    let methods = entry.get("methods").and_then(|m| m.as_table());
+    // The kernel's methods, with its [kernel.fs.<fs>.methods] over them.
+    let mut all_methods = path(entry, &["methods"]).cloned().unwrap_or_default();
+    if let Some(on_fs) = path(entry, &["fs", fs, "methods"]) {
+        all_methods.extend(on_fs.clone());
+    }
+    let methods = Some(&all_methods);
     for (hook, want) in methods.into_iter().flatten() {
         let Some(p) = probes.iter().find(|p| p["hook"] == hook.as_str()) else {
             failures.push(format!("{k}: hook {hook} is not in probes[]"));
