@@ -54,7 +54,13 @@ pub mod counter {
     pub const SPLICE_TO_REGULAR_BYTES: usize = 14;
     /// copy_file_range between regular files: copied or reflinked, the syscall cannot tell.
     pub const UNCLASSIFIED_BYTES: usize = 15;
-    pub const COUNT: usize = 16;
+    /// write family, sendto and sendmsg on a socket: the socket leg of the byte ledger.
+    pub const SEND_SOCKET_BYTES: usize = 16;
+    /// sendfile/splice whose output is a socket.
+    pub const SPLICE_TO_SOCKET_BYTES: usize = 17;
+    /// A power of two above the last counter: the eBPF side masks indices with COUNT - 1, so
+    /// that older verifiers see the bound on the very register that indexes the array.
+    pub const COUNT: usize = 32;
 }
 
 /// How a copy site moved bytes, as the kernel says at the site (iov_iter type, msg flags).
@@ -102,7 +108,10 @@ pub mod site {
     pub const IOMAP_WRITE: usize = 12;
     /// btrfs_buffered_write(): btrfs's buffered write.
     pub const BTRFS_WRITE: usize = 13;
-    pub const COUNT: usize = 14;
+    /// unix_stream_sendpage(): splice/sendfile to a UNIX stream socket before 6.5 (page
+    /// references appended to the skb).
+    pub const UNIX_SENDPAGE: usize = 14;
+    pub const COUNT: usize = 15;
 }
 
 /// Size of the per-syscall table; syscall numbers at or above it are counted in
@@ -257,6 +266,8 @@ pub struct Config {
     pub sendfile_nr: u32,
     pub splice_nr: u32,
     pub copy_file_range_nr: u32,
+    pub sendto_nr: u32,
+    pub sendmsg_nr: u32,
     /// From BTF: the path task_struct->files->fdt->fd[n]->f_inode->i_mode.
     pub task_files_off: u32,
     pub files_fdt_off: u32,
@@ -329,6 +340,8 @@ impl Config {
             sendfile_nr: UNKNOWN,
             splice_nr: UNKNOWN,
             copy_file_range_nr: UNKNOWN,
+            sendto_nr: UNKNOWN,
+            sendmsg_nr: UNKNOWN,
             task_files_off: UNKNOWN,
             files_fdt_off: UNKNOWN,
             fdt_max_fds_off: UNKNOWN,

@@ -714,3 +714,32 @@ pub fn zc_btrfs_write_kretprobe(ctx: RetProbeContext) -> u32 {
     );
     0
 }
+
+// ---- unix_stream_sendpage(struct socket *, struct page *, int, size_t, int) -> ssize_t ----
+// Before 6.5, splice and sendfile reach a UNIX stream socket here: skb_append_pagefrags()
+// takes a reference on each page, nothing is copied.
+
+#[fexit(function = "unix_stream_sendpage")]
+pub fn zc_unix_sendpage_fexit(ctx: FExitContext) -> i32 {
+    if let Some(ret) = func_ret(&ctx) {
+        record(
+            state::current_tid(),
+            site::UNIX_SENDPAGE,
+            class::BY_REFERENCE,
+            ret,
+        );
+    }
+    0
+}
+
+#[kretprobe]
+pub fn zc_unix_sendpage_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret().unwrap_or(0);
+    record(
+        state::current_tid(),
+        site::UNIX_SENDPAGE,
+        class::BY_REFERENCE,
+        ret,
+    );
+    0
+}

@@ -84,6 +84,8 @@ fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) 
             || nr == cfg.pwrite_nr
             || nr == cfg.writev_nr
             || nr == cfg.pwritev_nr
+            || nr == cfg.sendto_nr
+            || nr == cfg.sendmsg_nr
         {
             (None, Some(0usize), false)
         } else if nr == cfg.sendfile_nr {
@@ -116,6 +118,8 @@ fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) 
         (Some(S_IFREG), false) => counter::WRITE_REGULAR_BYTES,
         (Some(S_IFREG), true) => counter::SPLICE_TO_REGULAR_BYTES,
         (Some(S_IFIFO), false) => counter::WRITE_PIPE_BYTES,
+        (Some(S_IFSOCK), false) => counter::SEND_SOCKET_BYTES,
+        (Some(S_IFSOCK), true) => counter::SPLICE_TO_SOCKET_BYTES,
         _ => 0,
     };
     (low as u64) | ((high as u64) << 8)
@@ -124,6 +128,7 @@ fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFIFO: u32 = 0o010000;
+const S_IFSOCK: u32 = 0o140000;
 
 /// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
 /// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF. None for O_DIRECT
@@ -197,17 +202,17 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     stats.counters[counter::SYSCALL_EXITS] += 1;
     // Masked index: older verifiers (6.1, 6.12) reject a map-value index whose bound was
-    // checked on a copy of the register; the mask bounds the very register (COUNT is 16).
+    // checked on a copy of the register; the mask bounds the very register (COUNT is 32).
     let source = task.pending_source;
     task.pending_source = 0;
     if ret > 0 {
         let low = source & 0xff;
         let high = (source >> 8) & 0xff;
         if low != 0 {
-            stats.counters[(low & 15) as usize] += ret as u64;
+            stats.counters[(low & 31) as usize] += ret as u64;
         }
         if high != 0 {
-            stats.counters[(high & 15) as usize] += ret as u64;
+            stats.counters[(high & 31) as usize] += ret as u64;
         }
     }
     if let Some(i) = slot(nr) {

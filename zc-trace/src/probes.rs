@@ -105,6 +105,7 @@ pub enum HookId {
     ShmemSpliceRead,
     IomapWrite,
     BtrfsWrite,
+    UnixSendpage,
 }
 
 impl HookId {
@@ -130,6 +131,7 @@ impl HookId {
             HookId::ShmemSpliceRead => "shmem_splice_read",
             HookId::IomapWrite => "iomap_write",
             HookId::BtrfsWrite => "btrfs_write",
+            HookId::UnixSendpage => "unix_sendpage",
         }
     }
 
@@ -151,6 +153,7 @@ impl HookId {
             HookId::ShmemSpliceRead => Some(site::SHMEM_SPLICE_READ),
             HookId::IomapWrite => Some(site::IOMAP_WRITE),
             HookId::BtrfsWrite => Some(site::BTRFS_WRITE),
+            HookId::UnixSendpage => Some(site::UNIX_SENDPAGE),
             _ => None,
         }
     }
@@ -354,12 +357,23 @@ pub const PLAN: &[Hook] = &[
         id: HookId::UnixSend,
         site: "UNIX stream send: bytes copied from the message's iov_iter, or spliced pages kept \
                as references (unix_stream_sendmsg; before 6.5 splice goes through \
-               unix_stream_sendpage, not hooked)",
+               unix_stream_sendpage, its own site)",
         feeds: "CPU-copied bytes, bytes by reference (sender, UNIX sink)",
         required: false,
         candidates: &[
             fexit("zc_unix_send_fexit", "unix_stream_sendmsg"),
             kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg"),
+        ],
+    },
+    Hook {
+        id: HookId::UnixSendpage,
+        site: "UNIX stream sendpage: page references from splice/sendfile, kernels before 6.5 \
+               (unix_stream_sendpage)",
+        feeds: "bytes by reference (sender, UNIX sink)",
+        required: false,
+        candidates: &[
+            fexit("zc_unix_sendpage_fexit", "unix_stream_sendpage"),
+            kretprobe("zc_unix_sendpage_kretprobe", "unix_stream_sendpage"),
         ],
     },
     // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without

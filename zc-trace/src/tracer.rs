@@ -249,6 +249,8 @@ fn build_config(formats: &Formats) -> Config {
         sendfile_nr: nix::libc::SYS_sendfile as u32,
         splice_nr: nix::libc::SYS_splice as u32,
         copy_file_range_nr: nix::libc::SYS_copy_file_range as u32,
+        sendto_nr: nix::libc::SYS_sendto as u32,
+        sendmsg_nr: nix::libc::SYS_sendmsg as u32,
         o_direct: nix::libc::O_DIRECT as u32,
         ..Config::zeroed()
     }

@@ -79,6 +79,39 @@ fn every_strategy_matches_the_exact_table_and_its_syscall_formulas() {
     report(failures);
 }
 
+/// Every sink: each leg of the byte ledger balances, so no figure labelled observed is short.
+#[test]
+fn every_ledger_leg_balances_on_every_sink() {
+    let Some(entry) = entry("every_ledger_leg_balances_on_every_sink") else {
+        return;
+    };
+    let m = matrix::matrix();
+    let fs = matrix::payload_filesystem();
+    let strategies = matrix::strategies(&m).join(",");
+    let mut failures = Vec::new();
+    for sink in ["unix", "pipe", "file"] {
+        let doc = run_json(&[
+            "run",
+            "--format",
+            "json",
+            "--size",
+            &SIZE.to_string(),
+            "--chunk",
+            &CHUNK.to_string(),
+            "--strategies",
+            &strategies,
+            "--sink",
+            sink,
+        ]);
+        assert!(
+            !doc["strategies"].as_array().expect("strategies").is_empty(),
+            "{sink}: nothing ran: {doc:#}"
+        );
+        failures.extend(matrix::ledger_failures(&m, &entry, &fs, &doc));
+    }
+    report(failures);
+}
+
 #[test]
 fn every_hook_attaches_as_expected_and_every_function_is_accounted_for() {
     let Some(entry) = entry("every_hook_attaches_as_expected_and_every_function_is_accounted_for")

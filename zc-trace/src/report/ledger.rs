@@ -11,7 +11,7 @@ use zc_trace_common::{class, counter};
 
 use crate::probes::{AttachReport, HookId};
 
-use super::model::{site_source_for, Sample, SiteValues};
+use super::model::{relevant, site_source_for, Sample, SiteValues, SOCKET_SITES};
 use super::stat::Stat;
 
 /// One leg: which syscall-byte counters say what moved, and which copy sites should see it.
@@ -22,8 +22,7 @@ pub struct Leg {
     pub sites: &'static [HookId],
 }
 
-/// The sender's legs whose bytes the syscalls give by file type. The socket leg is not here:
-/// the kernel does not yet record syscall bytes by socket descriptor.
+/// The sender's legs whose bytes the syscalls give by file type.
 pub const LEGS: &[Leg] = &[
     Leg {
         id: "file_read",
@@ -51,6 +50,13 @@ pub const LEGS: &[Leg] = &[
             counter::UNCLASSIFIED_BYTES,
         ],
         sites: &[HookId::FileWrite, HookId::IomapWrite, HookId::BtrfsWrite],
+    },
+    Leg {
+        id: "socket_send",
+        description: "sink: bytes sent into sockets (write family, sendto, sendmsg, \
+                      sendfile/splice into a socket)",
+        counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
+        sites: &SOCKET_SITES,
     },
     Leg {
         id: "pipe_write",
@@ -104,7 +110,12 @@ impl LedgerLeg {
 }
 
 /// The sender's ledger for one strategy: the legs that moved or saw any byte.
-pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str) -> Vec<LedgerLeg> {
+pub fn sender_ledger(
+    probes: &AttachReport,
+    samples: &[Sample],
+    source_fs: &str,
+    sink: crate::sink::SinkKind,
+) -> Vec<LedgerLeg> {
     let stat = |f: &dyn Fn(&Sample) -> u64| {
         Stat::of(samples.iter().map(|s| f(s) as f64).collect()).expect("samples")
     };
@@ -116,8 +127,14 @@ pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str)
                 .map(|&c| s.sender.counters[c])
                 .sum::<u64>()
         };
-        let sources: Vec<_> = leg
+        // Sites of other socket families cannot carry this sink's bytes.
+        let sites: Vec<HookId> = leg
             .sites
+            .iter()
+            .copied()
+            .filter(|&h| relevant(h, sink))
+            .collect();
+        let sources: Vec<_> = sites
             .iter()
             .map(|&h| site_source_for(probes, probes.get(h), samples))
             .collect();
@@ -143,7 +160,22 @@ pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str)
         let unclassified = samples
             .iter()
             .any(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES] > 0);
-        let (balance, note) = if not_observable {
+        // io_uring moves bytes in requests, not in syscall returns the leg could count.
+        let io_uring = leg.id == "socket_send"
+            && samples.iter().any(|s| {
+                s.sender
+                    .syscalls
+                    .get(nix::libc::SYS_io_uring_enter as usize)
+                    .is_some_and(|c| c.enters > 0)
+            });
+        let (balance, note) = if io_uring {
+            (
+                Balance::NotObservable,
+                "io_uring requests send without a syscall return per request: the socket leg \
+                 has nothing to be checked against"
+                    .to_string(),
+            )
+        } else if not_observable {
             (
                 Balance::NotObservable,
                 "a site of this leg cannot be observed here".to_string(),
@@ -160,10 +192,11 @@ pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str)
                 .iter()
                 .find(|s| seen(s) < moved(s))
                 .expect("one sample");
-            let path = if leg.id == "file_read" {
-                format!("fs {source_fs}")
-            } else {
-                "the written file's filesystem".to_string()
+            let path = match leg.id {
+                "file_read" => format!("fs {source_fs}"),
+                "file_write" => "the written file's filesystem".to_string(),
+                "socket_send" => format!("sink {}", sink.cli_name()),
+                _ => "a pipe".to_string(),
             };
             let mut note = format!(
                 "{} of {} bytes seen; the rest went through an unhooked path ({path})",
@@ -195,7 +228,7 @@ pub fn sender_ledger(probes: &AttachReport, samples: &[Sample], source_fs: &str)
             description: leg.description,
             moved_bytes: stat(&moved),
             seen_bytes: (!not_observable).then(|| stat(&seen)),
-            sites: leg.sites.iter().map(|h| h.name()).collect(),
+            sites: sites.iter().map(|h| h.name()).collect(),
             balance,
             note,
         });
@@ -223,6 +256,8 @@ mod tests {
     use crate::report::model::tests::{attach_report, sample};
     use zc_trace_common::site;
 
+    const TCP: crate::sink::SinkKind = crate::sink::SinkKind::Tcp;
+
     /// A read+write of N bytes from a file: read() returned N on a regular file.
     fn read_of(n: u64, seen_at: &[(usize, u64)]) -> Sample {
         let mut s = sample(&[(0, 2, n)], 0, 10);
@@ -240,6 +275,7 @@ mod tests {
             &probes,
             &[read_of(1000, &[(site::FILE_READ, 1000)])],
             "ext4",
+            TCP,
         );
         assert_eq!(l.len(), 1, "{l:#?}");
         assert_eq!((l[0].leg, l[0].balance), ("file_read", Balance::Balanced));
@@ -250,7 +286,7 @@ mod tests {
     fn tmpfs_bytes_outside_filemap_read_make_the_leg_incomplete() {
         let probes = attach_report(&[]);
         let samples = [read_of(1000, &[])];
-        let l = sender_ledger(&probes, &samples, "tmpfs");
+        let l = sender_ledger(&probes, &samples, "tmpfs", TCP);
         assert_eq!(l[0].balance, Balance::Incomplete);
         assert_eq!(
             l[0].note,
@@ -263,6 +299,7 @@ mod tests {
             &probes,
             &[read_of(1000, &[(site::SHMEM_READ, 1000)])],
             "tmpfs",
+            TCP,
         );
         assert_eq!(l[0].balance, Balance::Balanced);
     }
@@ -270,12 +307,17 @@ mod tests {
     #[test]
     fn more_seen_than_moved_is_excess_and_a_derived_leg_is_not_checked() {
         let probes = attach_report(&[]);
-        let l = sender_ledger(&probes, &[read_of(10, &[(site::FILE_READ, 20)])], "ext4");
+        let l = sender_ledger(
+            &probes,
+            &[read_of(10, &[(site::FILE_READ, 20)])],
+            "ext4",
+            TCP,
+        );
         assert_eq!(l[0].balance, Balance::Excess);
         assert!(l[0].unbalanced());
         // file_read cannot be hooked (not "absent"): its figure is derived from the syscalls.
         let probes = attach_report(&[HookId::FileRead]);
-        let l = sender_ledger(&probes, &[read_of(1000, &[])], "ext4");
+        let l = sender_ledger(&probes, &[read_of(1000, &[])], "ext4", TCP);
         assert_eq!(l[0].balance, Balance::Derived);
         assert!(!l[0].unbalanced());
     }
@@ -350,5 +392,57 @@ mod tests {
             .expect("the seed article grades read+write's CPU copies");
         assert_eq!(v.verdict, crate::claims::Outcome::NotObservable, "{v:#?}");
         assert!(v.reason.contains("incomplete"), "{}", v.reason);
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use crate::report::model::tests::{attach_report, sample};
+    use crate::sink::SinkKind;
+    use zc_trace_common::site;
+
+    /// sendfile of N bytes into a socket; `seen` at the given socket site, by reference.
+    fn sendfile_into(n: u64, seen_at: &[(usize, u64)]) -> Sample {
+        let mut s = sample(&[(40, 1, n)], 0, 10);
+        s.sender.counters[counter::SPLICE_TO_SOCKET_BYTES] = n;
+        for &(site_id, bytes) in seen_at {
+            s.sender.copies[site_id][class::BY_REFERENCE] = bytes;
+        }
+        s
+    }
+
+    #[test]
+    fn unix_sendpage_closes_the_socket_leg_before_6_5() {
+        let probes = attach_report(&[]);
+        // 6.1: splice to a UNIX socket goes through unix_stream_sendpage only.
+        let l = sender_ledger(
+            &probes,
+            &[sendfile_into(4096, &[(site::UNIX_SENDPAGE, 4096)])],
+            "ext4",
+            SinkKind::Unix,
+        );
+        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        assert_eq!(leg.balance, Balance::Balanced, "{leg:#?}");
+        assert!(leg.sites.contains(&"unix_sendpage") && !leg.sites.contains(&"tcp_send"));
+        // Without that site the same bytes are missing, and the ledger says where.
+        let l = sender_ledger(&probes, &[sendfile_into(4096, &[])], "ext4", SinkKind::Unix);
+        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        assert_eq!(leg.balance, Balance::Incomplete);
+        assert!(leg.note.contains("(sink unix)"), "{}", leg.note);
+    }
+
+    #[test]
+    fn a_socket_site_of_another_family_does_not_make_the_leg_unobservable() {
+        // tcp_send observed; unix_send cannot be hooked (the host): a TCP sink's leg is checked.
+        let probes = attach_report(&[HookId::UnixSend]);
+        let l = sender_ledger(
+            &probes,
+            &[sendfile_into(100, &[(site::TCP_SEND, 100)])],
+            "ext4",
+            SinkKind::Tcp,
+        );
+        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        assert_eq!(leg.balance, Balance::Balanced, "{leg:#?}");
     }
 }

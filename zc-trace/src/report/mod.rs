@@ -185,6 +185,7 @@ mod tests {
                 "tcp_send",
                 "tcp_sendpage",
                 "unix_send",
+                "unix_sendpage",
                 "nic_linearize"
             ]
         );

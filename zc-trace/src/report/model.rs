@@ -278,7 +278,7 @@ pub fn build(
     let strategies = runs
         .into_iter()
         .map(|(s, sink, has_receiver, samples)| {
-            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs);
+            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs, sink);
             let unbalanced = super::ledger::unbalanced_sites(&ledger);
             StrategyReport {
                 id: s.id(),
@@ -551,7 +551,7 @@ fn figures(
 }
 
 /// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 13] = [
+const SENDER_SITES: [HookId; 14] = [
     HookId::FileRead,
     HookId::ShmemRead,
     HookId::FileSpliceRead,
@@ -564,6 +564,7 @@ const SENDER_SITES: [HookId; 13] = [
     HookId::TcpSend,
     HookId::TcpSendpage,
     HookId::UnixSend,
+    HookId::UnixSendpage,
     HookId::NicLinearize,
 ];
 
@@ -572,7 +573,12 @@ const RECEIVER_SITES: [HookId; 2] = [HookId::SockRecv, HookId::PipeRead];
 
 /// Sites where bytes enter the socket: "by reference" counts here, so that the file->pipe leg
 /// of splice/sendfile (also by reference) is not counted a second time.
-const SOCKET_SITES: [HookId; 3] = [HookId::TcpSend, HookId::TcpSendpage, HookId::UnixSend];
+pub(super) const SOCKET_SITES: [HookId; 4] = [
+    HookId::TcpSend,
+    HookId::TcpSendpage,
+    HookId::UnixSend,
+    HookId::UnixSendpage,
+];
 
 /// How a site's bytes per class are obtained on this kernel, and the per-sample values.
 fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
@@ -826,10 +832,10 @@ impl Side {
 
 /// Whether a site can carry payload to this sink: the socket sites of other socket families
 /// are left out of the totals (they stay in the per-site detail).
-fn relevant(h: HookId, sink: SinkKind) -> bool {
+pub(super) fn relevant(h: HookId, sink: SinkKind) -> bool {
     match h {
         HookId::TcpSend | HookId::TcpSendpage | HookId::NicLinearize => sink.is_tcp(),
-        HookId::UnixSend => sink == SinkKind::Unix,
+        HookId::UnixSend | HookId::UnixSendpage => sink == SinkKind::Unix,
         _ => true,
     }
 }

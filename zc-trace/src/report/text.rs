@@ -207,7 +207,7 @@ fn render_ledger(out: &mut String, report: &Report, bullet: &str) {
             })
             .collect();
         let legs = if legs.is_empty() {
-            "no file or pipe leg".to_string()
+            "no leg with bytes".to_string()
         } else {
             legs.join("; ")
         };
