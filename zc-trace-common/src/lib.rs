@@ -250,6 +250,9 @@ pub struct Config {
     pub iter_discard: u32,
     /// MSG_SPLICE_PAGES (6.5+), 0 before.
     pub msg_splice_pages: u32,
+    /// Explicit padding: the next field is a u64. Config is read as plain bytes on both
+    /// sides (`aya::Pod`), so it has no implicit padding (asserted below).
+    pub _pad0: u32,
     /// 1 << NETIF_F_SG_BIT.
     pub netif_f_sg: u64,
     /// sock:sock_send_length's `ret` field offset.
@@ -299,6 +302,8 @@ pub struct Config {
     /// block:block_bio_queue field offsets (tracefs).
     pub bio_nr_sector_off: u32,
     pub bio_rwbs_off: u32,
+    /// Explicit tail padding to the struct's 8-byte alignment.
+    pub _pad1: u32,
 }
 
 impl Config {
@@ -327,6 +332,7 @@ impl Config {
             iter_pipe: UNKNOWN,
             iter_discard: UNKNOWN,
             msg_splice_pages: 0,
+            _pad0: 0,
             netif_f_sg: 0,
             sock_send_ret_off: 0,
             read_nr: UNKNOWN,
@@ -365,6 +371,7 @@ impl Config {
             msghdr_ubuf_off: UNKNOWN,
             bio_nr_sector_off: 0,
             bio_rwbs_off: 0,
+            _pad1: 0,
         }
     }
 }
@@ -379,6 +386,13 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PendingCopy {}
 }
+
+// Config has no implicit padding: its size is the sum of its fields, 60 u32 (two of them the
+// explicit padding) and 3 u64. A field added without minding alignment fails the build.
+const _: () = assert!(core::mem::size_of::<Config>() == 60 * 4 + 3 * 8);
+const _: () = assert!(core::mem::offset_of!(Config, netif_f_sg) % 8 == 0);
+const _: () =
+    assert!(core::mem::offset_of!(Config, _pad0) + 4 == core::mem::offset_of!(Config, netif_f_sg));
 
 // The kernel refuses per-CPU map values above 32 KiB (PCPU_MIN_UNIT_SIZE).
 const _: () = assert!(core::mem::size_of::<RoleStats>() <= 32 * 1024);

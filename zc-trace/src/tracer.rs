@@ -544,6 +544,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Every program the probe plan names (both halves of a candidate) is in the embedded
+    /// object, so a renamed or forgotten program fails here, without root, rather than as an
+    /// attach error on some kernel.
+    #[test]
+    fn the_embedded_object_has_every_program_of_the_plan() {
+        let object = aya_obj::Object::parse(OBJECT).expect("the embedded object parses");
+        let mut missing = Vec::new();
+        for hook in crate::probes::PLAN {
+            for c in hook.candidates {
+                let programs = std::iter::once(c.program).chain(c.also.map(|(_, p, _)| p));
+                for p in programs {
+                    if !object.programs.contains_key(p) {
+                        missing.push(format!("{} ({})", p, hook.id.name()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in the eBPF object: {missing:?}");
+        assert!(object.programs.len() >= 30, "{}", object.programs.len());
+    }
+
     #[test]
     fn module_functions_are_found_in_kallsyms() {
         let kallsyms = "ffffffff81000000 T _text\n\
