@@ -431,11 +431,48 @@ pub const PLAN: &[Hook] = &[
     },
 ];
 
+/// Why a candidate did not attach, as a kind the report acts on; the message says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachFailure {
+    /// The function or event does not exist in this kernel.
+    Absent,
+    /// The function is in a loaded module, which this method cannot reach here.
+    InModule,
+    /// Kernel BTF, or a BTF fact the program needs, is missing.
+    BtfMissing,
+    /// The kernel refused the operation (EPERM/EACCES: lockdown, capabilities, fentry off).
+    NotPermitted,
+    /// The attach method itself is not in this kernel (kprobes compiled out).
+    MethodUnavailable,
+    /// The verifier rejected the program.
+    VerifierRefused,
+    /// Anything else (a tracepoint format that lacks a field, an unsupported program type...).
+    Other,
+}
+
+/// A candidate that did not attach: what kind of failure, and the message.
+#[derive(Debug, Clone)]
+pub struct AttachError {
+    pub kind: AttachFailure,
+    pub message: String,
+}
+
+impl AttachError {
+    pub fn new(kind: AttachFailure, message: impl Into<String>) -> Self {
+        AttachError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// One failed try of a candidate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub method: String,
     pub target: String,
+    pub kind: AttachFailure,
     pub error: String,
 }
 

@@ -13,7 +13,9 @@ use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
 use crate::btf::KernelBtf;
 use crate::capabilities::HostFacts;
 use crate::error::{EnvError, RunError};
-use crate::probes::{AttachReport, Attempt, Candidate, HookOutcome, Method, PLAN};
+use crate::probes::{
+    AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, Method, PLAN,
+};
 use crate::tracefs::EventFormat;
 
 /// The compiled programs, rebuilt from zc-trace-ebpf by `cargo xtask build-ebpf` and checked
@@ -87,7 +89,8 @@ impl Tracer {
                     Err(error) => outcome.failed.push(Attempt {
                         method: c.label(),
                         target: c.target_label(),
-                        error,
+                        kind: error.kind,
+                        error: error.message,
                     }),
                 }
             }
@@ -330,7 +333,11 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
 
 /// The BTF facts a copy-site program reads; without them it would misclassify, so the site is
 /// refused instead.
-fn btf_requirements(program: &str, config: &Config) -> Result<(), String> {
+fn btf_requirements(program: &str, config: &Config) -> Result<(), AttachError> {
+    btf_facts(program, config).map_err(|m| AttachError::new(AttachFailure::BtfMissing, m))
+}
+
+fn btf_facts(program: &str, config: &Config) -> Result<(), String> {
     let needs_iter = [
         "zc_unix_send",
         "zc_tcp_send",
@@ -394,7 +401,7 @@ fn attach_candidate(
     btf: &Result<Btf, String>,
     kernel_btf: &Result<KernelBtf, String>,
     config: &Config,
-) -> Result<(), String> {
+) -> Result<(), AttachError> {
     btf_requirements(c.program, config)?;
     if matches!(
         c.method,
@@ -406,13 +413,21 @@ fn attach_candidate(
         if let Ok(b) = kernel_btf {
             if !b.has_function(c.target) {
                 match module_of(c.target) {
-                    None => return Err(format!("function {} is not in this kernel", c.target)),
+                    None => {
+                        return Err(AttachError::new(
+                            AttachFailure::Absent,
+                            format!("function {} is not in this kernel", c.target),
+                        ))
+                    }
                     Some(module) if !matches!(c.method, Method::Kprobe | Method::Kretprobe) => {
-                        return Err(format!(
-                            "function {} is in module {module}, whose BTF this loader cannot \
-                             attach {} programs to",
-                            c.target,
-                            c.method.label()
+                        return Err(AttachError::new(
+                            AttachFailure::InModule,
+                            format!(
+                                "function {} is in module {module}, whose BTF this loader \
+                                 cannot attach {} programs to",
+                                c.target,
+                                c.method.label()
+                            ),
                         ))
                     }
                     Some(_) => {}
@@ -427,7 +442,10 @@ fn attach_candidate(
             if let Some(p) = ebpf.program_mut(c.program) {
                 unload(p);
             }
-            return Err(format!("{} {target}: {e}", method.label()));
+            return Err(AttachError::new(
+                e.kind,
+                format!("{} {target}: {}", method.label(), e.message),
+            ));
         }
     }
     Ok(())
@@ -468,24 +486,34 @@ fn attach(
     target: &str,
     formats: &Formats,
     btf: &Result<Btf, String>,
-) -> Result<(), String> {
-    let program = ebpf
-        .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the eBPF object"))?;
-    let needs_btf = || btf.as_ref().map_err(|e| format!("needs kernel BTF: {e}"));
-    let e = |e: aya::programs::ProgramError| error_chain(&e);
+) -> Result<(), AttachError> {
+    use AttachFailure::{Absent, BtfMissing, Other};
+    let program = ebpf.program_mut(program).ok_or_else(|| {
+        AttachError::new(
+            Other,
+            format!("program {program} missing from the eBPF object"),
+        )
+    })?;
+    let needs_btf = || {
+        btf.as_ref()
+            .map_err(|e| AttachError::new(BtfMissing, format!("needs kernel BTF: {e}")))
+    };
+    let e = |e: aya::programs::ProgramError| AttachError::new(failure_kind(&e), error_chain(&e));
     match method {
         Method::Tracepoint => {
             let format = formats
                 .get(target)
-                .ok_or("no format read")?
+                .ok_or_else(|| AttachError::new(Other, "no format read"))?
                 .as_ref()
-                .map_err(|e| format!("event not available: {e}"))?;
+                .map_err(|e| AttachError::new(Absent, format!("event not available: {e}")))?;
             if let Some(f) = required_fields(target)
                 .iter()
                 .find(|f| format.field(f).is_none())
             {
-                return Err(format!("field {f} missing from the event format"));
+                return Err(AttachError::new(
+                    Other,
+                    format!("field {f} missing from the event format"),
+                ));
             }
             let (group, event) = target.split_once(':').expect("group:event");
             let tp: &mut TracePoint = program.try_into().map_err(e)?;
@@ -511,16 +539,61 @@ fn attach(
             p.attach().map_err(e)?;
         }
         Method::Kprobe | Method::Kretprobe => {
+            // Without the kprobe PMU aya's error names a sysfs path; say what it means.
+            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return Err(AttachError::new(
+                    AttachFailure::MethodUnavailable,
+                    "kprobes are not in this kernel (no kprobe PMU in \
+                     /sys/bus/event_source/devices; CONFIG_KPROBES off?)",
+                ));
+            }
             let p: &mut KProbe = program.try_into().map_err(e)?;
             p.load().map_err(e)?;
             p.attach(target, 0).map_err(e)?;
         }
-        Method::RawTracepoint => return Err("raw tracepoints are not used by any hook".into()),
+        Method::RawTracepoint => {
+            return Err(AttachError::new(
+                Other,
+                "raw tracepoints are not used by any hook",
+            ))
+        }
     }
     Ok(())
 }
 
 /// An error and its sources on one line (aya's load errors carry the errno in a source).
+/// The kind of an aya program error: the kernel's errno where one is in the chain (EPERM and
+/// EACCES: not permitted), a verifier log where the load was refused. Absence is only ever
+/// decided by zc-trace's own checks (BTF, kallsyms, tracefs), never guessed from an errno.
+fn failure_kind(e: &aya::programs::ProgramError) -> AttachFailure {
+    use aya::programs::ProgramError;
+    if let ProgramError::LoadError {
+        verifier_log,
+        io_error,
+    } = e
+    {
+        if matches!(
+            io_error.raw_os_error(),
+            Some(nix::libc::EPERM | nix::libc::EACCES)
+        ) {
+            return AttachFailure::NotPermitted;
+        }
+        if !verifier_log.to_string().trim().is_empty() {
+            return AttachFailure::VerifierRefused;
+        }
+    }
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(nix::libc::EPERM | nix::libc::EACCES) = io.raw_os_error() {
+                return AttachFailure::NotPermitted;
+            }
+        }
+        cur = err.source();
+    }
+    AttachFailure::Other
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

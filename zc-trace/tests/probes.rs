@@ -35,18 +35,36 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "file_write",
             "nic_linearize",
             "device_io",
-            "unix_send"
+            "unix_send",
+            "unix_sendpage",
+            "shmem_read",
+            "shmem_splice_read",
+            "iomap_write",
+            "btrfs_write"
         ]
     );
     for p in probes {
         if p["method"].is_null() {
-            // Not observable: every candidate must have been tried and must say why it failed.
+            // Not observable: every candidate must have been tried and must say why it failed,
+            // with a kind the report can act on.
             let failed = p["failed"].as_array().unwrap();
             assert!(
                 !failed.is_empty()
-                    && failed
-                        .iter()
-                        .all(|f| f["error"].as_str().is_some_and(|e| !e.is_empty())),
+                    && failed.iter().all(|f| {
+                        f["error"].as_str().is_some_and(|e| !e.is_empty())
+                            && f["kind"].as_str().is_some_and(|k| {
+                                [
+                                    "absent",
+                                    "in_module",
+                                    "btf_missing",
+                                    "not_permitted",
+                                    "method_unavailable",
+                                    "verifier_refused",
+                                    "other",
+                                ]
+                                .contains(&k)
+                            })
+                    }),
                 "{p:#}"
             );
         } else {

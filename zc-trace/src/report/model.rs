@@ -604,7 +604,7 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
         && hook
             .failed
             .iter()
-            .all(|a| a.error.contains("is not in this kernel"));
+            .all(|a| a.kind == crate::probes::AttachFailure::Absent);
     if absent {
         return (
             Provenance::Derived {
@@ -989,6 +989,7 @@ pub(crate) mod tests {
                         } else {
                             vec![crate::probes::Attempt {
                                 method: c.label(),
+                                kind: crate::probes::AttachFailure::Other,
                                 target: c.target.to_string(),
                                 error: "event not available".into(),
                             }]
@@ -1041,6 +1042,43 @@ pub(crate) mod tests {
         ));
         assert_eq!(f.throughput_bytes_per_sec.value.unwrap().median, 1e9);
         assert_eq!(f.receiver_copied_bytes.value.unwrap().median, 1000.0);
+    }
+
+    /// Absence is read from the attempts' kind, not their wording: all absent makes the site's
+    /// figure 0 (it does not exist here); one refused attempt makes it derived instead.
+    #[test]
+    fn a_site_is_absent_only_when_every_attempt_says_so() {
+        use crate::probes::AttachFailure;
+        let mut r = attach_report(&[HookId::FileRead]);
+        let set = |r: &mut AttachReport, kinds: &[AttachFailure]| {
+            let h = r
+                .hooks
+                .iter_mut()
+                .find(|h| h.hook == HookId::FileRead)
+                .unwrap();
+            h.failed = kinds
+                .iter()
+                .map(|&kind| crate::probes::Attempt {
+                    method: "fexit".into(),
+                    target: "filemap_read".into(),
+                    kind,
+                    error: "whatever the loader said".into(),
+                })
+                .collect();
+        };
+        set(&mut r, &[AttachFailure::Absent, AttachFailure::Absent]);
+        assert!(matches!(
+            site_source(r.get(HookId::FileRead)).1,
+            SiteValues::Zero
+        ));
+        set(
+            &mut r,
+            &[AttachFailure::NotPermitted, AttachFailure::Absent],
+        );
+        assert!(matches!(
+            site_source(r.get(HookId::FileRead)).1,
+            SiteValues::Derived(_)
+        ));
     }
 
     #[test]
