@@ -19,6 +19,66 @@ use zc_trace_common::{class, pending_key, site, Config, PendingCopy, UNKNOWN};
 
 use crate::state::{self, PENDING, SOCKS};
 
+// One macro per site shape. A loaded fexit program is bound to one kernel function, so each
+// function gets its own program; the shape's logic lives in the inline helpers they call.
+
+/// A site that copies between an iov_iter (second argument) and kernel pages and returns the
+/// bytes: an fexit program per function name, and one kprobe/kretprobe pair for all of them.
+macro_rules! iter_copy_site {
+    (
+        $site:expr,
+        $classify:expr,
+        fexit = [$($fexit:ident => $function:tt),+ $(,)?],
+        kprobe = $kprobe:ident,
+        kretprobe = $kretprobe:ident $(,)?
+    ) => {
+        $(
+            #[fexit(function = $function)]
+            pub fn $fexit(ctx: FExitContext) -> i32 {
+                fexit_iter_copy(&ctx, $site, $classify);
+                0
+            }
+        )+
+
+        #[kprobe]
+        pub fn $kprobe(ctx: ProbeContext) -> u32 {
+            kprobe_iter_copy(&ctx, $site, $classify);
+            0
+        }
+
+        #[kretprobe]
+        pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
+            complete(state::current_tid(), $site, ctx.ret().unwrap_or(0));
+            0
+        }
+    };
+}
+
+/// A site whose every returned byte is a page reference (splice into a pipe, sendpage): an fexit
+/// program and a kretprobe, both counting the return value.
+macro_rules! by_reference_site {
+    (
+        $site:expr,
+        fexit = $fexit:ident => $function:tt,
+        kretprobe = $kretprobe:ident $(,)?
+    ) => {
+        #[fexit(function = $function)]
+        pub fn $fexit(ctx: FExitContext) -> i32 {
+            if let Some(ret) = func_ret(&ctx) {
+                record(state::current_tid(), $site, class::BY_REFERENCE, ret);
+            }
+            0
+        }
+
+        #[kretprobe]
+        pub fn $kretprobe(ctx: RetProbeContext) -> u32 {
+            let ret: i64 = ctx.ret().unwrap_or(0);
+            record(state::current_tid(), $site, class::BY_REFERENCE, ret);
+            0
+        }
+    };
+}
+
 /// Remembers a socket the (active) sender sends on; see `SOCKS`.
 #[inline(always)]
 fn track_socket(tid: u32, sk: *const u8) {
@@ -214,29 +274,11 @@ pub fn zc_sock_send_length(ctx: TracePointContext) -> u32 {
 // Only reached when the route has scatter-gather (tcp_sendpage_locked falls back to a copying
 // sendmsg otherwise), so every byte it accepts is a page reference.
 
-#[fexit(function = "do_tcp_sendpages")]
-pub fn zc_tcp_sendpage_fexit(ctx: FExitContext) -> i32 {
-    let ret: i64 = unsafe { ctx.arg(5) };
-    record(
-        state::current_tid(),
-        site::TCP_SENDPAGE,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
-
-#[kretprobe]
-pub fn zc_tcp_sendpage_kretprobe(ctx: RetProbeContext) -> u32 {
-    let ret: i64 = ctx.ret().unwrap_or(0);
-    record(
-        state::current_tid(),
-        site::TCP_SENDPAGE,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
+by_reference_site!(
+    site::TCP_SENDPAGE,
+    fexit = zc_tcp_sendpage_fexit => "do_tcp_sendpages",
+    kretprobe = zc_tcp_sendpage_kretprobe,
+);
 
 // ---- filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read) -> ssize_t ----
 
@@ -286,29 +328,11 @@ pub fn zc_file_read_kretprobe(ctx: RetProbeContext) -> u32 {
 
 // ---- filemap_splice_read(in, ppos, pipe, len, flags) -> ssize_t (6.5+): page references ----
 
-#[fexit(function = "filemap_splice_read")]
-pub fn zc_file_splice_read_fexit(ctx: FExitContext) -> i32 {
-    let ret: i64 = unsafe { ctx.arg(5) };
-    record(
-        state::current_tid(),
-        site::FILE_SPLICE_READ,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
-
-#[kretprobe]
-pub fn zc_file_splice_read_kretprobe(ctx: RetProbeContext) -> u32 {
-    let ret: i64 = ctx.ret().unwrap_or(0);
-    record(
-        state::current_tid(),
-        site::FILE_SPLICE_READ,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
+by_reference_site!(
+    site::FILE_SPLICE_READ,
+    fexit = zc_file_splice_read_fexit => "filemap_splice_read",
+    kretprobe = zc_file_splice_read_kretprobe,
+);
 
 // ---- skb_copy_datagram_iter(skb, offset, struct iov_iter *to, int len) -> int (0 or -EFAULT) ----
 
@@ -395,6 +419,8 @@ fn from_iter_class(iter: *const u8) -> Option<usize> {
     }
 }
 
+/// An iov_iter copy site's fexit: the iter is the second argument, the return value the bytes
+/// (from bpf_get_func_ret, whatever the number of arguments).
 #[inline(always)]
 fn fexit_iter_copy(ctx: &FExitContext, site_id: usize, classify: fn(*const u8) -> Option<usize>) {
     let tid = state::current_tid();
@@ -402,8 +428,7 @@ fn fexit_iter_copy(ctx: &FExitContext, site_id: usize, classify: fn(*const u8) -
         return;
     }
     let iter: *const u8 = unsafe { ctx.arg(1) };
-    let ret: i64 = unsafe { ctx.arg(2) };
-    if let Some(c) = classify(iter) {
+    if let (Some(c), Some(ret)) = (classify(iter), func_ret(ctx)) {
         record(tid, site_id, c, ret);
     }
 }
@@ -417,83 +442,35 @@ fn kprobe_iter_copy(ctx: &ProbeContext, site_id: usize, classify: fn(*const u8) 
     }
 }
 
-#[fexit(function = "pipe_write")]
-pub fn zc_pipe_write_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
-    0
-}
+iter_copy_site!(
+    site::PIPE_WRITE,
+    from_iter_class,
+    fexit = [
+        zc_pipe_write_fexit => "pipe_write",
+        zc_anon_pipe_write_fexit => "anon_pipe_write",
+    ],
+    kprobe = zc_pipe_write_kprobe,
+    kretprobe = zc_pipe_write_kretprobe,
+);
 
-#[fexit(function = "anon_pipe_write")]
-pub fn zc_anon_pipe_write_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
-    0
-}
+iter_copy_site!(
+    site::PIPE_READ,
+    recv_class,
+    fexit = [
+        zc_pipe_read_fexit => "pipe_read",
+        zc_anon_pipe_read_fexit => "anon_pipe_read",
+    ],
+    kprobe = zc_pipe_read_kprobe,
+    kretprobe = zc_pipe_read_kretprobe,
+);
 
-#[kprobe]
-pub fn zc_pipe_write_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::PIPE_WRITE, from_iter_class);
-    0
-}
-
-#[kretprobe]
-pub fn zc_pipe_write_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::PIPE_WRITE,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
-
-#[fexit(function = "pipe_read")]
-pub fn zc_pipe_read_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy(&ctx, site::PIPE_READ, recv_class);
-    0
-}
-
-#[fexit(function = "anon_pipe_read")]
-pub fn zc_anon_pipe_read_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy(&ctx, site::PIPE_READ, recv_class);
-    0
-}
-
-#[kprobe]
-pub fn zc_pipe_read_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::PIPE_READ, recv_class);
-    0
-}
-
-#[kretprobe]
-pub fn zc_pipe_read_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::PIPE_READ,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
-
-#[fexit(function = "generic_perform_write")]
-pub fn zc_file_write_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy(&ctx, site::FILE_WRITE, from_iter_class);
-    0
-}
-
-#[kprobe]
-pub fn zc_file_write_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::FILE_WRITE, from_iter_class);
-    0
-}
-
-#[kretprobe]
-pub fn zc_file_write_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::FILE_WRITE,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
+iter_copy_site!(
+    site::FILE_WRITE,
+    from_iter_class,
+    fexit = [zc_file_write_fexit => "generic_perform_write"],
+    kprobe = zc_file_write_kprobe,
+    kretprobe = zc_file_write_kretprobe,
+);
 
 // ---- net:net_dev_start_xmit: frames leaving a device ----
 // Attributed by the frame's socket (SOCKS), not by the current task: transmits also happen in
@@ -608,138 +585,42 @@ fn func_ret(ctx: &FExitContext) -> Option<i64> {
     (rc == 0).then_some(ret as i64)
 }
 
-#[inline(always)]
-fn fexit_iter_copy_ret(
-    ctx: &FExitContext,
-    site_id: usize,
-    classify: fn(*const u8) -> Option<usize>,
-) {
-    let tid = state::current_tid();
-    if state::active_task(tid).is_none() {
-        return;
-    }
-    let iter: *const u8 = unsafe { ctx.arg(1) };
-    if let (Some(c), Some(ret)) = (classify(iter), func_ret(ctx)) {
-        record(tid, site_id, c, ret);
-    }
-}
+iter_copy_site!(
+    site::SHMEM_READ,
+    file_read_class,
+    fexit = [zc_shmem_read_fexit => "shmem_file_read_iter"],
+    kprobe = zc_shmem_read_kprobe,
+    kretprobe = zc_shmem_read_kretprobe,
+);
 
-#[fexit(function = "shmem_file_read_iter")]
-pub fn zc_shmem_read_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy_ret(&ctx, site::SHMEM_READ, file_read_class);
-    0
-}
+by_reference_site!(
+    site::SHMEM_SPLICE_READ,
+    fexit = zc_shmem_splice_read_fexit => "shmem_file_splice_read",
+    kretprobe = zc_shmem_splice_read_kretprobe,
+);
 
-#[kprobe]
-pub fn zc_shmem_read_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::SHMEM_READ, file_read_class);
-    0
-}
+iter_copy_site!(
+    site::IOMAP_WRITE,
+    from_iter_class,
+    fexit = [zc_iomap_write_fexit => "iomap_file_buffered_write"],
+    kprobe = zc_iomap_write_kprobe,
+    kretprobe = zc_iomap_write_kretprobe,
+);
 
-#[kretprobe]
-pub fn zc_shmem_read_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::SHMEM_READ,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
-
-#[fexit(function = "shmem_file_splice_read")]
-pub fn zc_shmem_splice_read_fexit(ctx: FExitContext) -> i32 {
-    if let Some(ret) = func_ret(&ctx) {
-        record(
-            state::current_tid(),
-            site::SHMEM_SPLICE_READ,
-            class::BY_REFERENCE,
-            ret,
-        );
-    }
-    0
-}
-
-#[kretprobe]
-pub fn zc_shmem_splice_read_kretprobe(ctx: RetProbeContext) -> u32 {
-    let ret: i64 = ctx.ret().unwrap_or(0);
-    record(
-        state::current_tid(),
-        site::SHMEM_SPLICE_READ,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
-
-#[fexit(function = "iomap_file_buffered_write")]
-pub fn zc_iomap_write_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy_ret(&ctx, site::IOMAP_WRITE, from_iter_class);
-    0
-}
-
-#[kprobe]
-pub fn zc_iomap_write_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::IOMAP_WRITE, from_iter_class);
-    0
-}
-
-#[kretprobe]
-pub fn zc_iomap_write_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::IOMAP_WRITE,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
-
-#[fexit(function = "btrfs_buffered_write")]
-pub fn zc_btrfs_write_fexit(ctx: FExitContext) -> i32 {
-    fexit_iter_copy_ret(&ctx, site::BTRFS_WRITE, from_iter_class);
-    0
-}
-
-#[kprobe]
-pub fn zc_btrfs_write_kprobe(ctx: ProbeContext) -> u32 {
-    kprobe_iter_copy(&ctx, site::BTRFS_WRITE, from_iter_class);
-    0
-}
-
-#[kretprobe]
-pub fn zc_btrfs_write_kretprobe(ctx: RetProbeContext) -> u32 {
-    complete(
-        state::current_tid(),
-        site::BTRFS_WRITE,
-        ctx.ret().unwrap_or(0),
-    );
-    0
-}
+iter_copy_site!(
+    site::BTRFS_WRITE,
+    from_iter_class,
+    fexit = [zc_btrfs_write_fexit => "btrfs_buffered_write"],
+    kprobe = zc_btrfs_write_kprobe,
+    kretprobe = zc_btrfs_write_kretprobe,
+);
 
 // ---- unix_stream_sendpage(struct socket *, struct page *, int, size_t, int) -> ssize_t ----
 // Before 6.5, splice and sendfile reach a UNIX stream socket here: skb_append_pagefrags()
 // takes a reference on each page, nothing is copied.
 
-#[fexit(function = "unix_stream_sendpage")]
-pub fn zc_unix_sendpage_fexit(ctx: FExitContext) -> i32 {
-    if let Some(ret) = func_ret(&ctx) {
-        record(
-            state::current_tid(),
-            site::UNIX_SENDPAGE,
-            class::BY_REFERENCE,
-            ret,
-        );
-    }
-    0
-}
-
-#[kretprobe]
-pub fn zc_unix_sendpage_kretprobe(ctx: RetProbeContext) -> u32 {
-    let ret: i64 = ctx.ret().unwrap_or(0);
-    record(
-        state::current_tid(),
-        site::UNIX_SENDPAGE,
-        class::BY_REFERENCE,
-        ret,
-    );
-    0
-}
+by_reference_site!(
+    site::UNIX_SENDPAGE,
+    fexit = zc_unix_sendpage_fexit => "unix_stream_sendpage",
+    kretprobe = zc_unix_sendpage_kretprobe,
+);

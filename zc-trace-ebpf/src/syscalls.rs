@@ -175,9 +175,8 @@ fn on_tmpfs(cfg: &zc_trace_common::Config, inode: *const u8) -> bool {
     {
         return false;
     }
-    let sb = unsafe {
-        bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8)
-    };
+    let sb =
+        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8) };
     let Ok(sb) = sb else { return false };
     let magic = unsafe { bpf_probe_read_kernel(sb.add(cfg.sb_magic_off as usize) as *const u64) };
     magic.is_ok_and(|m| m == zc_trace_common::TMPFS_MAGIC)

@@ -29,6 +29,24 @@ fn entry(test: &str) -> Option<toml::Table> {
     }
 }
 
+/// `zc-trace run` of every strategy of the exact table into `sink`, as JSON.
+fn run_table_strategies(m: &toml::Table, sink: &str) -> serde_json::Value {
+    let strategies = matrix::strategies(m).join(",");
+    run_json(&[
+        "run",
+        "--format",
+        "json",
+        "--size",
+        &SIZE.to_string(),
+        "--chunk",
+        &CHUNK.to_string(),
+        "--strategies",
+        &strategies,
+        "--sink",
+        sink,
+    ])
+}
+
 fn report(failures: Vec<String>) {
     assert!(
         failures.is_empty(),
@@ -45,18 +63,7 @@ fn every_strategy_matches_the_exact_table_and_its_syscall_formulas() {
         return;
     };
     let m = matrix::matrix();
-    let strategies = matrix::strategies(&m).join(",");
-    let doc = run_json(&[
-        "run",
-        "--format",
-        "json",
-        "--size",
-        &SIZE.to_string(),
-        "--chunk",
-        &CHUNK.to_string(),
-        "--strategies",
-        &strategies,
-    ]);
+    let doc = run_table_strategies(&m, "tcp");
     let ran: Vec<&str> = doc["strategies"]
         .as_array()
         .expect("strategies")
@@ -87,22 +94,9 @@ fn every_ledger_leg_balances_on_every_sink() {
     };
     let m = matrix::matrix();
     let fs = matrix::payload_filesystem();
-    let strategies = matrix::strategies(&m).join(",");
     let mut failures = Vec::new();
     for sink in ["unix", "pipe", "file"] {
-        let doc = run_json(&[
-            "run",
-            "--format",
-            "json",
-            "--size",
-            &SIZE.to_string(),
-            "--chunk",
-            &CHUNK.to_string(),
-            "--strategies",
-            &strategies,
-            "--sink",
-            sink,
-        ]);
+        let doc = run_table_strategies(&m, sink);
         assert!(
             !doc["strategies"].as_array().expect("strategies").is_empty(),
             "{sink}: nothing ran: {doc:#}"
