@@ -198,7 +198,10 @@ pub struct TaskState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PendingCopy {
-    pub class: u64,
+    pub class: u32,
+    /// Calls of the same site on the same thread nested inside the one that made the entry;
+    /// only the outermost call's exit counts (its bytes include the inner ones').
+    pub depth: u32,
     /// Bytes to subtract from the return value (filemap_read's already_read).
     pub base: i64,
 }

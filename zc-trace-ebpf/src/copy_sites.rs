@@ -137,24 +137,64 @@ fn record(tid: u32, site_id: usize, class_id: usize, bytes: i64) {
     }
 }
 
+/// A site's entry (kprobe): remembers the class until its exit. A call of the same site nested
+/// in one already pending on this thread (recursion, or a path back into the same function)
+/// only deepens the outer entry, so the inner call neither overwrites the outer one's class and
+/// base nor counts its bytes twice: the outermost exit counts them all.
 #[inline(always)]
 fn remember(tid: u32, site_id: usize, class_id: usize, base: i64) {
     if state::active_task(tid).is_none() {
         return;
     }
+    let key = pending_key(tid, site_id);
+    if let Some(p) = PENDING.get_ptr_mut(&key) {
+        unsafe { (*p).depth += 1 };
+        return;
+    }
     let pending = PendingCopy {
-        class: class_id as u64,
+        class: class_id as u32,
+        depth: 0,
         base,
+    };
+    let _ = PENDING.insert(&key, &pending, 0);
+}
+
+/// For a hook that fires several times within one call (tp_btf tcp_sendmsg_locked fires at
+/// every loop iteration, with the same class) and has no exit of its own to pair with: each
+/// firing replaces the entry, so one left behind by a call whose end was not seen cannot
+/// classify a later call.
+#[inline(always)]
+fn remember_latest(tid: u32, site_id: usize, class_id: usize) {
+    if state::active_task(tid).is_none() {
+        return;
+    }
+    let pending = PendingCopy {
+        class: class_id as u32,
+        depth: 0,
+        base: 0,
     };
     let _ = PENDING.insert(&pending_key(tid, site_id), &pending, 0);
 }
 
+/// A site's exit: the pending entry if this is the outermost call, else one level less.
+#[inline(always)]
+fn take(tid: u32, site_id: usize) -> Option<PendingCopy> {
+    let key = pending_key(tid, site_id);
+    let p = PENDING.get_ptr_mut(&key)?;
+    unsafe {
+        if (*p).depth > 0 {
+            (*p).depth -= 1;
+            return None;
+        }
+    }
+    let pending = unsafe { *p };
+    let _ = PENDING.remove(&key);
+    Some(pending)
+}
+
 #[inline(always)]
 fn complete(tid: u32, site_id: usize, ret: i64) {
-    let key = pending_key(tid, site_id);
-    if let Some(p) = unsafe { PENDING.get(&key) } {
-        let p = *p;
-        let _ = PENDING.remove(&key);
+    if let Some(p) = take(tid, site_id) {
         // Masked, not compared: the verifier must see the bound on the very register that
         // indexes the map value (class::COUNT is 4).
         record(tid, site_id, (p.class & 3) as usize, ret - p.base);
@@ -255,7 +295,7 @@ pub fn zc_tcp_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
     let msg: *const u8 = unsafe { ctx.arg(1) };
     track_socket(tid, sk);
     if let Some(c) = tcp_send_class(sk, msg) {
-        remember(tid, site::TCP_SEND, c, 0);
+        remember_latest(tid, site::TCP_SEND, c);
     }
     0
 }
@@ -382,7 +422,7 @@ pub fn zc_sock_recv_kretprobe(ctx: RetProbeContext) -> u32 {
     if ret == 0 {
         complete(tid, site::SOCK_RECV, 0);
     } else {
-        let _ = PENDING.remove(&pending_key(tid, site::SOCK_RECV));
+        let _ = take(tid, site::SOCK_RECV);
     }
     0
 }

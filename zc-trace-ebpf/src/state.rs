@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
 };
 use zc_trace_common::{role, Config, PendingCopy, RoleStats, TaskState};
 
@@ -16,9 +16,10 @@ pub static STATS: PerCpuArray<RoleStats> = PerCpuArray::with_max_entries(role::C
 pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
 
 /// Copies seen at a site's entry whose size arrives at its exit (kprobe/kretprobe, tp_btf and
-/// sock_send_length), keyed by tid and site.
+/// sock_send_length), keyed by tid and site. LRU: an entry whose exit never came (a missed
+/// kretprobe, a thread that died) is evicted instead of filling the map for good.
 #[map]
-pub static PENDING: HashMap<u64, PendingCopy> = HashMap::with_max_entries(4096, 0);
+pub static PENDING: LruHashMap<u64, PendingCopy> = LruHashMap::with_max_entries(4096, 0);
 
 /// The sender's TCP sockets (struct sock addresses) and their role, recorded by the TCP send
 /// hooks in process context, so that work done for them in any context (a softirq transmit)

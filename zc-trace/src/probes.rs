@@ -447,6 +447,8 @@ pub enum AttachFailure {
     MethodUnavailable,
     /// The verifier rejected the program.
     VerifierRefused,
+    /// Left out on purpose (ZC_TRACE_SKIP_METHODS, for tests of the next method in a chain).
+    Skipped,
     /// Anything else (a tracepoint format that lacks a field, an unsupported program type...).
     Other,
 }

@@ -402,6 +402,12 @@ fn attach_candidate(
     kernel_btf: &Result<KernelBtf, String>,
     config: &Config,
 ) -> Result<(), AttachError> {
+    if skipped_methods().iter().any(|m| m == c.method.label()) {
+        return Err(AttachError::new(
+            AttachFailure::Skipped,
+            format!("skipped: {SKIP_METHODS_VAR} names {}", c.method.label()),
+        ));
+    }
     btf_requirements(c.program, config)?;
     if matches!(
         c.method,
@@ -449,6 +455,16 @@ fn attach_candidate(
         }
     }
     Ok(())
+}
+
+/// Attach methods to leave out, comma-separated ("fexit"): lets the kernel matrix exercise the
+/// next method of every chain (kprobe+kretprobe) on kernels where the first one works.
+pub const SKIP_METHODS_VAR: &str = "ZC_TRACE_SKIP_METHODS";
+
+fn skipped_methods() -> Vec<String> {
+    std::env::var(SKIP_METHODS_VAR)
+        .map(|v| v.split(',').map(|m| m.trim().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// The loaded module that defines text symbol `function`, from /proc/kallsyms

@@ -122,6 +122,75 @@ fn every_hook_attaches_as_expected_and_every_function_is_accounted_for() {
     report(check_probes(&entry, &matrix::payload_filesystem(), &doc));
 }
 
+/// The kprobe half of every attach chain: with fexit left out, each hook the kernel attaches
+/// by fexit must attach by kprobe (+kretprobe) instead, and the exact table and the ledger
+/// must come out the same. Kernels without fexit hooks (the host) have nothing to check.
+#[test]
+fn kprobes_stand_in_for_fexit_with_the_same_figures() {
+    let Some(entry) = entry("kprobes_stand_in_for_fexit_with_the_same_figures") else {
+        return;
+    };
+    let fexit_hooks: Vec<String> = entry
+        .get("methods")
+        .and_then(|m| m.as_table())
+        .into_iter()
+        .flatten()
+        .filter(|(_, m)| m.as_str() == Some("fexit"))
+        .map(|(h, _)| h.clone())
+        .collect();
+    if fexit_hooks.is_empty() {
+        eprintln!("no hook attaches by fexit on this kernel: nothing to stand in for");
+        return;
+    }
+    let m = matrix::matrix();
+    let fs = matrix::payload_filesystem();
+    // Only this test's own zc-trace processes see the variable.
+    let with_kprobes = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .env("ZC_TRACE_SKIP_METHODS", "fexit")
+            .output()
+            .expect("run zc-trace");
+        assert!(
+            out.status.success(),
+            "zc-trace {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let probes = with_kprobes(&["probes", "--json"]);
+    let mut failures = Vec::new();
+    for hook in &fexit_hooks {
+        let p = probes["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["hook"] == hook.as_str())
+            .unwrap_or_else(|| panic!("hook {hook} missing"));
+        if p["method"] != "kprobe" && p["method"] != "kretprobe" {
+            failures.push(format!(
+                "{hook}: without fexit it attached by {} (failed: {})",
+                p["method"], p["failed"]
+            ));
+        }
+    }
+    let strategies = matrix::strategies(&m).join(",");
+    let doc = with_kprobes(&[
+        "run",
+        "--format",
+        "json",
+        "--no-fail",
+        "--size",
+        &SIZE.to_string(),
+        "--chunk",
+        &CHUNK.to_string(),
+        "--strategies",
+        &strategies,
+    ]);
+    failures.extend(check_run(&m, &entry, &fs, &doc, SIZE, CHUNK));
+    report(failures);
+}
+
 /// The checks themselves: a wrong figure, a wrong method, an unlisted absent function and a
 /// stale entry are each found (so the tests above cannot pass vacuously).
 #[test]

@@ -60,6 +60,7 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
                                     "not_permitted",
                                     "method_unavailable",
                                     "verifier_refused",
+                                    "skipped",
                                     "other",
                                 ]
                                 .contains(&k)

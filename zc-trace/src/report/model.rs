@@ -600,9 +600,15 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
         };
         return (observed(hook, detail), SiteValues::Observed(site_id));
     }
-    let absent = !hook.failed.is_empty()
-        && hook
-            .failed
+    // Absent: every method that was tried found the function missing (a method left out on
+    // purpose says nothing either way).
+    let tried: Vec<_> = hook
+        .failed
+        .iter()
+        .filter(|a| a.kind != crate::probes::AttachFailure::Skipped)
+        .collect();
+    let absent = !tried.is_empty()
+        && tried
             .iter()
             .all(|a| a.kind == crate::probes::AttachFailure::Absent);
     if absent {
@@ -610,7 +616,7 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
             Provenance::Derived {
                 from: format!(
                     "0: the site does not exist on this kernel ({})",
-                    hook.failed[0].error
+                    tried[0].error
                 ),
             },
             SiteValues::Zero,
