@@ -88,7 +88,18 @@ impl Claims {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: ClaimsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        // toml's message quotes the offending line under a caret: keep it to one line.
+        let file: ClaimsFile = toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|r| {
+                    let line = text[..r.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            let message: Vec<&str> = e.message().lines().map(str::trim).collect();
+            format!("{}{span}", message.join(": "))
+        })?;
         if file.format != 1 {
             return Err(format!(
                 "format {} is not supported (this zc-trace reads format 1)",

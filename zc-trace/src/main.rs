@@ -26,7 +26,18 @@ use crate::cli::{Cli, Command};
 use crate::error::Error;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them; a usage error is one line (exit 2).
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("zc-trace: {}", one_line_usage_error(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
     // The receiver is a separate, single-threaded process: dispatch before anything else
     // (no logger threads, no runtime) so that it makes only the syscalls of its read loop.
     if let Command::Receiver(args) = &cli.command {
@@ -46,6 +57,19 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// clap's message without its "Usage:" block and tips: "error: ..." lines joined into one, with
+/// a pointer to --help.
+fn one_line_usage_error(message: &str) -> String {
+    let what: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    format!("{} (see --help)", what.join(" "))
 }
 
 fn init_logging(verbose: u8) {
@@ -70,5 +94,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Receiver(_) => unreachable!("dispatched in main"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usage_error_is_one_line() {
+        let e = Cli::try_parse_from(["zc-trace", "run", "--sizee", "1M"]).unwrap_err();
+        let line = one_line_usage_error(&e.to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("unexpected argument '--sizee'"), "{line}");
+        assert!(line.ends_with("(see --help)"), "{line}");
     }
 }

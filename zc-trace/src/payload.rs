@@ -30,16 +30,20 @@ impl SourceFile {
             path: path.to_path_buf(),
             reason,
         };
-        let file = File::open(path).map_err(|e| err(e.to_string()))?;
+        // Refuse what is not a regular file before opening it: open() on a FIFO waits for a
+        // writer that may never come. O_NONBLOCK as well, for a path swapped in between; it
+        // changes nothing for a regular file.
+        not_regular(&std::fs::metadata(path).map_err(|e| err(e.to_string()))?)
+            .map_or(Ok(()), |k| {
+                Err(err(format!("is {k}; zc-trace needs a regular file")))
+            })?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(e.to_string()))?;
         let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-        if !meta.file_type().is_file() {
-            let kind = if meta.is_dir() {
-                "a directory"
-            } else if meta.file_type().is_block_device() || meta.file_type().is_char_device() {
-                "a device"
-            } else {
-                "not a regular file"
-            };
+        if let Some(kind) = not_regular(&meta) {
             return Err(err(format!("is {kind}; zc-trace needs a regular file")));
         }
         if meta.len() == 0 {
@@ -137,6 +141,24 @@ fn fill(file: &mut File, len: u64, seed: u64) -> std::io::Result<()> {
     }
     // Clean pages can be evicted by --cold; dirty ones cannot.
     file.sync_data()
+}
+
+/// What a non-regular file is, in words ("a FIFO"); None for a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    })
 }
 
 fn fs_type(file: &File) -> String {

@@ -32,6 +32,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         Some(path) => Claims::load(path)?,
         None => Claims::seed(),
     };
+    let args_claims = args.claims.clone();
     capabilities::check_privileges()?;
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
@@ -76,13 +77,36 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
             cold: report.config.cold,
         },
     );
+    // Claims the user gave that this run graded none of: a lab grading by exit status must not
+    // read that as "all held".
+    if let (Some(path), true) = (&args_claims, verdicts.verdicts.is_empty()) {
+        return Err(InputError::Claims {
+            path: path.clone(),
+            reason: format!(
+                "none of its {} claims is about a strategy this run measured ({}); select their \
+                 strategies with --strategies",
+                claims.claims.len(),
+                report
+                    .strategies
+                    .iter()
+                    .map(|s| s.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        .into());
+    }
     let differs = verdicts.any_differs();
     report.claims = Some(verdicts);
     let mut stdout = std::io::stdout().lock();
-    stdout
+    let written = stdout
         .write_all(report::render(&report, format).as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(Error::Output)?;
+        .and_then(|()| stdout.flush());
+    match written {
+        // A reader that stopped reading (`| head`) is not an error: the status stays the run's.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.map_err(Error::Output)?,
+    }
     Ok(if differs && !no_fail {
         ExitCode::from(1)
     } else {
@@ -194,6 +218,18 @@ fn measure(
                 reason: reason.clone(),
             });
         }
+    }
+    // A report with no strategy in it must not read as a success.
+    if unsupported.iter().all(Option::is_some) {
+        return Err(InputError::Usage(format!(
+            "every selected strategy was skipped on this host: {}",
+            skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.strategy, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .into());
     }
     let main_sink = sinks
         .iter()

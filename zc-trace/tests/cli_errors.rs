@@ -8,10 +8,16 @@ use std::process::Command;
 
 use common::{zc_trace, BIN};
 
+/// Fails with `code`, `needle` on stderr, in one line, and nothing on stdout.
 fn assert_fails(args: &[&str], code: i32, needle: &str) {
     let out = zc_trace(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "zc-trace {args:?}: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "zc-trace {args:?}: one line on stderr, got:\n{stderr}"
+    );
     assert!(
         stderr.contains(needle),
         "zc-trace {args:?}: expected {needle:?} in:\n{stderr}"
@@ -132,4 +138,133 @@ fn a_broken_claims_file_is_a_usage_error() {
         2,
         "--claims /nonexistent/claims.toml",
     );
+}
+
+#[test]
+fn a_mistyped_option_is_one_line() {
+    assert_fails(
+        &["run", "--sizee", "1M"],
+        2,
+        "unexpected argument '--sizee'",
+    );
+}
+
+#[test]
+fn a_claims_file_that_is_not_toml_is_one_line() {
+    let path = std::env::temp_dir().join(format!("zc-trace-toml-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "format = 1\nsource = \"x\"\n[[claim]\nstrategy = 1\n",
+    )
+    .unwrap();
+    assert_fails(&["run", "--claims", path.to_str().unwrap()], 2, "(line ");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// open() on a FIFO waits for a writer: zc-trace must refuse it at once, like a directory.
+#[test]
+fn a_fifo_is_not_a_payload_and_does_not_block() {
+    let dir = std::env::temp_dir().join(format!("zc-trace-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("payload");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--file", fifo.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::fs::remove_dir_all(&dir).unwrap();
+            panic!("zc-trace run --file <fifo> was still blocked after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a FIFO"), "{stderr}");
+}
+
+/// A run where nothing could be measured must not exit 0 with an empty table.
+#[test]
+fn every_strategy_skipped_is_an_error() {
+    if !common::bpf_available("every_strategy_skipped_is_an_error") {
+        return;
+    }
+    // O_DIRECT needs block-aligned chunks: 65537 bytes cannot be.
+    assert_fails(
+        &[
+            "run",
+            "--strategies",
+            "odirect",
+            "--chunk",
+            "65537",
+            "--size",
+            "256K",
+        ],
+        2,
+        "every selected strategy was skipped",
+    );
+}
+
+/// Claims the run graded none of must not read as "all held" (exit 0).
+#[test]
+fn claims_that_grade_nothing_are_an_error() {
+    if !common::bpf_available("claims_that_grade_nothing_are_an_error") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("zc-trace-claims-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "format = 1\nsource = \"x\"\n[[claim]]\nstrategy = \"splice\"\nfigure = \"cpu_copies\"\nvalue = 0\n",
+    )
+    .unwrap();
+    assert_fails(
+        &[
+            "run",
+            "--strategies",
+            "read-write",
+            "--size",
+            "64K",
+            "--claims",
+            path.to_str().unwrap(),
+        ],
+        2,
+        "none of its 1 claims is about a strategy this run measured (read-write)",
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// A reader that stops reading (`zc-trace run | head -1`) is not a failure of the run.
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    if !common::bpf_available("a_closed_stdout_is_not_an_error") {
+        return;
+    }
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--strategies",
+            "sendfile",
+            "--size",
+            "64K",
+            "--no-fail",
+        ])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("writing the report"), "{stderr}");
 }
