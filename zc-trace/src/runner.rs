@@ -130,6 +130,15 @@ async fn interrupted() -> &'static str {
     }
 }
 
+/// "odirect: reason; tee: reason" for an error message.
+fn reasons(skipped: &[SkippedStrategy]) -> String {
+    skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.strategy, s.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Runs on the sender thread: everything it does inside a window is what gets counted.
 fn measure(
     mut tracer: Tracer,
@@ -162,11 +171,7 @@ fn measure(
         return Err(InputError::Usage(format!(
             "no selected strategy can run with --sink {}: {}",
             args.sink.cli_name(),
-            skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.strategy, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
+            reasons(&skipped)
         ))
         .into());
     }
@@ -223,11 +228,7 @@ fn measure(
     if unsupported.iter().all(Option::is_some) {
         return Err(InputError::Usage(format!(
             "every selected strategy was skipped on this host: {}",
-            skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.strategy, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
+            reasons(&skipped)
         ))
         .into());
     }

@@ -29,10 +29,9 @@ fn entry(test: &str) -> Option<toml::Table> {
     }
 }
 
-/// `zc-trace run` of every strategy of the exact table into `sink`, as JSON.
-fn run_table_strategies(m: &toml::Table, sink: &str) -> serde_json::Value {
-    let strategies = matrix::strategies(m).join(",");
-    run_json(&[
+/// The arguments of a `zc-trace run` of every strategy of the exact table into `sink`, as JSON.
+fn table_run_args(m: &toml::Table, sink: &str) -> Vec<String> {
+    [
         "run",
         "--format",
         "json",
@@ -41,10 +40,17 @@ fn run_table_strategies(m: &toml::Table, sink: &str) -> serde_json::Value {
         "--chunk",
         &CHUNK.to_string(),
         "--strategies",
-        &strategies,
+        &matrix::strategies(m).join(","),
         "--sink",
         sink,
-    ])
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run_table_strategies(m: &toml::Table, sink: &str) -> serde_json::Value {
+    let args = table_run_args(m, sink);
+    run_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn report(failures: Vec<String>) {
@@ -174,19 +180,9 @@ fn kprobes_stand_in_for_fexit_with_the_same_figures() {
             ));
         }
     }
-    let strategies = matrix::strategies(&m).join(",");
-    let doc = with_kprobes(&[
-        "run",
-        "--format",
-        "json",
-        "--no-fail",
-        "--size",
-        &SIZE.to_string(),
-        "--chunk",
-        &CHUNK.to_string(),
-        "--strategies",
-        &strategies,
-    ]);
+    let mut args = table_run_args(&m, "tcp");
+    args.push("--no-fail".into());
+    let doc = with_kprobes(&args.iter().map(String::as_str).collect::<Vec<_>>());
     failures.extend(check_run(&m, &entry, &fs, &doc, SIZE, CHUNK));
     report(failures);
 }
