@@ -57,6 +57,25 @@ impl SourceFile {
         })
     }
 
+    /// Fails unless `dir`'s filesystem has `needed` bytes free for unprivileged use: filling it
+    /// to the last byte before failing would stall everything else that writes there (the root
+    /// disk, for the default /var/tmp).
+    pub fn ensure_free_space(dir: &Path, needed: u64, what: &str) -> Result<(), InputError> {
+        let err = |reason: String| InputError::TmpDir {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let st = nix::sys::statvfs::statvfs(dir).map_err(|e| err(e.to_string()))?;
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        if free < needed {
+            return Err(err(format!(
+                "has {free} bytes free; {what} needs {needed}: pick another --tmpdir or a \
+                 smaller --size"
+            )));
+        }
+        Ok(())
+    }
+
     /// Creates `len` bytes of non-repeating data in `dir`.
     pub fn generate(dir: &Path, len: u64, seed: u64) -> Result<Self, InputError> {
         let err = |reason: String| InputError::TmpDir {

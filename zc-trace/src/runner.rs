@@ -42,6 +42,23 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
 
     let runtime = crate::tracer::runtime()?;
     let result = runtime.block_on(async move {
+        // Room for the generated payload, and for one copy of it where a strategy or the sink
+        // writes a file in --tmpdir (each run replaces the last one's).
+        let writes_file = args.sink == crate::sink::SinkKind::File
+            || args
+                .strategies
+                .0
+                .iter()
+                .any(|s| s.fixed_sink() == Some(crate::sink::SinkKind::File));
+        let len = user_file.as_ref().map_or(args.size, |f| f.len);
+        let needed = u64::from(user_file.is_none()) * len + u64::from(writes_file) * len;
+        if needed > 0 {
+            SourceFile::ensure_free_space(
+                &args.tmpdir,
+                needed,
+                "the payload and the file a strategy writes",
+            )?;
+        }
         let source = match user_file {
             Some(f) => f,
             None => SourceFile::generate(&args.tmpdir, args.size, DEFAULT_SEED)?,

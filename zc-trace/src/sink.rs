@@ -250,6 +250,20 @@ struct Netns {
     sg: bool,
 }
 
+/// Where `ip netns` keeps its named namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
+/// Fails if a namespace of one of these names already exists in `dir`.
+fn unclaimed(dir: &Path, names: &[&str]) -> Result<(), String> {
+    match names.iter().find(|n| dir.join(n).exists()) {
+        None => Ok(()),
+        Some(n) => Err(format!(
+            "network namespace {n} already exists and was not made by this run; if it is a \
+             leftover of an earlier zc-trace, remove it with `ip netns del {n}`"
+        )),
+    }
+}
+
 const SENDER_IP: &str = "169.254.203.1/30";
 const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 
@@ -264,7 +278,11 @@ impl Netns {
             sg,
         };
         let receiver_dev = format!("zct{id}rx");
-        // Registered first: whatever part of this succeeds is removed at exit or interrupt.
+        // A namespace of that name that exists already is not this run's: refuse, and never
+        // register it, so that cleanup cannot delete what it did not make.
+        unclaimed(Path::new(NETNS_DIR), &[&n.sender, &n.receiver]).map_err(EnvError::Netns)?;
+        // Registered before they are made: a Ctrl-C while `ip netns add` runs must still
+        // remove whatever part of this succeeded.
         cleanup::register_netns(n.receiver.clone());
         cleanup::register_netns(n.sender.clone());
         let rx_ip = format!("{RECEIVER_IP}/30");
@@ -315,13 +333,13 @@ impl Netns {
     }
 
     fn receiver_path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.receiver)
+        Path::new(NETNS_DIR).join(&self.receiver)
     }
 
     /// Moves the calling thread (only it) into the sending namespace, then sets and checks
     /// scatter-gather on the sending device.
     fn enter_sender(&self) -> Result<(), crate::error::Error> {
-        let path = Path::new("/run/netns").join(&self.sender);
+        let path = Path::new(NETNS_DIR).join(&self.sender);
         let f = File::open(&path).map_err(|source| EnvError::Read {
             path: path.clone(),
             source,
@@ -413,4 +431,23 @@ fn ethtool_sg(dev: &str, set: Option<bool>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A namespace name that exists already fails the run before anything is registered for
+    /// deletion (the hardening issue saw zc-trace delete namespaces it had not made).
+    #[test]
+    fn an_existing_namespace_is_refused_not_claimed() {
+        let dir = std::env::temp_dir().join(format!("zc-trace-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(unclaimed(&dir, &["zc-trace-1-tx", "zc-trace-1-rx"]).is_ok());
+        std::fs::write(dir.join("zc-trace-1-rx"), "").unwrap();
+        let e = unclaimed(&dir, &["zc-trace-1-tx", "zc-trace-1-rx"]).unwrap_err();
+        assert!(e.contains("zc-trace-1-rx already exists"), "{e}");
+        assert!(e.contains("ip netns del zc-trace-1-rx"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -268,3 +268,38 @@ fn a_closed_stdout_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("writing the report"), "{stderr}");
 }
+
+/// A payload that does not fit --tmpdir is refused before a byte is written, instead of
+/// filling the filesystem first.
+#[test]
+fn a_payload_larger_than_the_free_space_is_refused_up_front() {
+    if !common::bpf_available("a_payload_larger_than_the_free_space_is_refused_up_front") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("zc-trace-small-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mount a 1 MiB tmpfs on {}",
+        dir.display()
+    );
+    let out = zc_trace(&["run", "--size", "4M", "--tmpdir", dir.to_str().unwrap()]);
+    let used = nix::sys::statvfs::statvfs(&dir).unwrap();
+    let left = std::fs::read_dir(&dir).unwrap().count();
+    let _ = Command::new("umount").arg(&dir).status();
+    let _ = std::fs::remove_dir(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bytes free"), "{stderr}");
+    assert_eq!(left, 0, "nothing left in the directory");
+    assert_eq!(
+        used.blocks_free(),
+        used.blocks(),
+        "not a block of the tmpfs was written"
+    );
+}
