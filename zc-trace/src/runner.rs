@@ -38,43 +38,64 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
     }
+    // The signal handlers come before anything that needs cleaning up (mounting tracefs, the
+    // payload, the eBPF load): a signal during those used to kill zc-trace with tracefs still
+    // mounted. From here on a signal waits in the handler until the select below acts on it.
+    let runtime = crate::tracer::runtime()?;
+    let signals = {
+        let _context = runtime.enter();
+        Signals::register()
+    };
     let tracefs = tracefs::ensure_mounted()?;
 
-    let runtime = crate::tracer::runtime()?;
     let result = runtime.block_on(async move {
-        // Room for the generated payload, and for one copy of it where a strategy or the sink
-        // writes a file in --tmpdir (each run replaces the last one's).
-        let writes_file = args.sink == crate::sink::SinkKind::File
-            || args
-                .strategies
-                .0
-                .iter()
-                .any(|s| s.fixed_sink() == Some(crate::sink::SinkKind::File));
-        let len = user_file.as_ref().map_or(args.size, |f| f.len);
-        let needed = u64::from(user_file.is_none()) * len + u64::from(writes_file) * len;
-        if needed > 0 {
-            SourceFile::ensure_free_space(
-                &args.tmpdir,
-                needed,
-                "the payload and the file a strategy writes",
-            )?;
-        }
-        let source = match user_file {
-            Some(f) => f,
-            None => SourceFile::generate(&args.tmpdir, args.size, DEFAULT_SEED)?,
+        let work = async move {
+            // Room for the generated payload, and for one copy of it where a strategy or the
+            // sink writes a file in --tmpdir (each run replaces the last one's).
+            let writes_file = args.sink == crate::sink::SinkKind::File
+                || args
+                    .strategies
+                    .0
+                    .iter()
+                    .any(|s| s.fixed_sink() == Some(crate::sink::SinkKind::File));
+            let len = user_file.as_ref().map_or(args.size, |f| f.len);
+            let needed = u64::from(user_file.is_none()) * len + u64::from(writes_file) * len;
+            if needed > 0 {
+                SourceFile::ensure_free_space(
+                    &args.tmpdir,
+                    needed,
+                    "the payload and the file a strategy writes",
+                )?;
+            }
+            let source = match user_file {
+                Some(f) => f,
+                // Off the runtime's thread, so that a signal is acted on while it writes.
+                None => {
+                    let (dir, size) = (args.tmpdir.clone(), args.size);
+                    tokio::task::spawn_blocking(move || {
+                        SourceFile::generate(&dir, size, DEFAULT_SEED)
+                    })
+                    .await
+                    .map_err(|e| RunError::Receiver(format!("generating the payload: {e}")))??
+                }
+            };
+            // aya-log's reader is a task on this runtime, so the tracer is made inside it.
+            let tracer = Tracer::load(&host, &tracefs)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("zc-trace-sender".into())
+                .spawn(move || {
+                    let _ = tx.send(measure(tracer, host, source, &args));
+                })
+                .map_err(|e| {
+                    RunError::Receiver(format!("cannot start the sender thread: {e}"))
+                })?;
+            rx.await
+                .unwrap_or_else(|_| Err(RunError::Receiver("the sender thread died".into()).into()))
         };
-        // aya-log's reader is a task on this runtime, so the tracer is made inside it.
-        let tracer = Tracer::load(&host, &tracefs)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("zc-trace-sender".into())
-            .spawn(move || {
-                let _ = tx.send(measure(tracer, host, source, &args));
-            })
-            .map_err(|e| RunError::Receiver(format!("cannot start the sender thread: {e}")))?;
         tokio::select! {
-            r = rx => r.unwrap_or_else(|_| Err(RunError::Receiver("the sender thread died".into()).into())),
-            sig = interrupted() => {
+            r = work => r,
+            sig = signals.recv() => {
                 cleanup::run_all();
                 eprintln!(
                     "zc-trace: interrupted by {sig}; probes detached, receiver stopped, temporary files removed"
@@ -131,19 +152,39 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     })
 }
 
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment they are registered.
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    /// Installs the handlers (inside a runtime context).
+    fn register() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(int), Ok(term), Ok(hup)) => Signals(Some((int, term, hup))),
+            _ => Signals(None),
+        }
+    }
+
+    /// The first of them to arrive (or one that arrived since `register`).
+    async fn recv(mut self) -> &'static str {
+        let Some((int, term, hup)) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        }
     }
 }
 
