@@ -9,7 +9,7 @@
 //! (`ld-linux --library-path ... program`), so a library the host lacks or has in another
 //! version does not matter either.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::util::{command, output, Result};
@@ -175,17 +175,12 @@ impl Tools {
         }
         Ok(c)
     }
-
-    /// The root the tools were unpacked into.
-    #[allow(dead_code)]
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn commands_run_through_the_unpacked_loader() {

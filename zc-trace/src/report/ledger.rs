@@ -187,11 +187,7 @@ pub fn sender_ledger(
             )
         } else if samples.iter().all(|s| moved(s) == seen(s)) {
             (Balance::Balanced, String::new())
-        } else if samples.iter().any(|s| seen(s) < moved(s)) {
-            let s = samples
-                .iter()
-                .find(|s| seen(s) < moved(s))
-                .expect("one sample");
+        } else if let Some(s) = samples.iter().find(|s| seen(s) < moved(s)) {
             let path = match leg.id {
                 "file_read" => format!("fs {source_fs}"),
                 "file_write" => "the written file's filesystem".to_string(),
@@ -210,10 +206,11 @@ pub fn sender_ledger(
             }
             (Balance::Incomplete, note)
         } else {
+            // Not all equal and none short: some sample saw more than moved.
             let s = samples
                 .iter()
                 .find(|s| seen(s) > moved(s))
-                .expect("one sample");
+                .expect("a sample that is neither equal nor short is over");
             (
                 Balance::Excess,
                 format!(
