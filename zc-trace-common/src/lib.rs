@@ -139,6 +139,9 @@ pub struct SyscallStat {
     pub ret_positive_sum: u64,
     /// Number of negative (error) returns.
     pub errors: u64,
+    /// Number of returns of exactly 0: for read-like calls, end of file (a call that moved
+    /// nothing, so not a per-chunk cost).
+    pub zero_returns: u64,
 }
 
 /// Everything counted for one role, on one CPU. User space sums the per-CPU copies.
@@ -164,7 +167,60 @@ impl RoleStats {
                 exits: 0,
                 ret_positive_sum: 0,
                 errors: 0,
+                zero_returns: 0,
             }; SYSCALL_SLOTS],
+        }
+    }
+
+    /// Number of `u64` words in a `RoleStats`: it is nothing but `u64`s (asserted below).
+    pub const WORDS: usize = core::mem::size_of::<RoleStats>() / 8;
+
+    /// Every counter as one flat array, in field order. User space sums per-CPU copies,
+    /// takes deltas and keeps samples word by word, with no per-field code to keep in step.
+    pub fn words(&self) -> &[u64; Self::WORDS] {
+        // SAFETY: repr(C), only u64 fields and arrays of them: no padding, align 8, size
+        // WORDS * 8 (all asserted below).
+        unsafe { &*(self as *const Self as *const [u64; Self::WORDS]) }
+    }
+
+    pub fn words_mut(&mut self) -> &mut [u64; Self::WORDS] {
+        // SAFETY: as in `words`; every bit pattern is a valid RoleStats.
+        unsafe { &mut *(self as *mut Self as *mut [u64; Self::WORDS]) }
+    }
+
+    /// Word index of `counters[i]` in [`RoleStats::words`].
+    pub const fn counter_word(i: usize) -> usize {
+        core::mem::offset_of!(RoleStats, counters) / 8 + i
+    }
+
+    /// Word index of `copies[site][class]`.
+    pub const fn copy_word(site: usize, class: usize) -> usize {
+        core::mem::offset_of!(RoleStats, copies) / 8 + site * class::COUNT + class
+    }
+
+    /// Word index of `site_calls[site]`.
+    pub const fn site_calls_word(site: usize) -> usize {
+        core::mem::offset_of!(RoleStats, site_calls) / 8 + site
+    }
+
+    /// Word index of the first field of `syscalls[nr]` (see [`SyscallStat::WORDS`]).
+    pub const fn syscall_word(nr: usize) -> usize {
+        core::mem::offset_of!(RoleStats, syscalls) / 8 + nr * SyscallStat::WORDS
+    }
+}
+
+impl SyscallStat {
+    /// Number of `u64` fields, in declaration order.
+    pub const WORDS: usize = core::mem::size_of::<SyscallStat>() / 8;
+
+    /// From its words, in declaration order.
+    pub const fn from_words(w: [u64; Self::WORDS]) -> Self {
+        SyscallStat {
+            enters: w[0],
+            exits: w[1],
+            ret_positive_sum: w[2],
+            errors: w[3],
+            zero_returns: w[4],
         }
     }
 }
@@ -399,6 +455,16 @@ const _: () =
 
 // The kernel refuses per-CPU map values above 32 KiB (PCPU_MIN_UNIT_SIZE).
 const _: () = assert!(core::mem::size_of::<RoleStats>() <= 32 * 1024);
+// `RoleStats::words` relies on these: only u64s, no padding anywhere.
+const _: () = assert!(core::mem::align_of::<RoleStats>() == 8);
+const _: () = assert!(
+    core::mem::size_of::<RoleStats>()
+        == 8 * (counter::COUNT
+            + site::COUNT * class::COUNT
+            + site::COUNT
+            + SYSCALL_SLOTS * SyscallStat::WORDS)
+);
+const _: () = assert!(core::mem::size_of::<SyscallStat>() == 5 * 8);
 // close() takes an int: the markers must be positive ints, and far above any descriptor
 // zc-trace holds (its RLIMIT_NOFILE is at most fs.nr_open, 2^20 by default).
 const _: () = assert!(MARK_START > (1 << 30) && MARK_STOP > MARK_START);

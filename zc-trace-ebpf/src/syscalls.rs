@@ -217,8 +217,10 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {
             s.exits += 1;
-            if ret >= 0 {
+            if ret > 0 {
                 s.ret_positive_sum += ret as u64;
+            } else if ret == 0 {
+                s.zero_returns += 1;
             } else {
                 s.errors += 1;
             }

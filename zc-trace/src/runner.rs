@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::ExitCode;
 
-use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
+use zc_trace_common::{role, MARK_START, MARK_STOP};
 
 use crate::capabilities::{self, HostFacts};
 use crate::claims::{self, Claims, RunFacts};
@@ -15,7 +15,7 @@ use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
 use crate::payload::{SourceFile, DEFAULT_SEED};
-use crate::report::{self, Report, RunConfig, Sample, SkippedStrategy};
+use crate::report::{self, Report, RoleSample, RunConfig, Sample, SkippedStrategy};
 use crate::sink::{Sink, SinkOptions};
 use crate::strategies::{Strategy, TransferContext};
 use crate::tracefs;
@@ -411,8 +411,8 @@ fn run_once(
         )));
     }
     Ok(Sample {
-        sender: delta(&sender_after, &sender_before),
-        receiver: delta(&receiver_after, &receiver_before),
+        sender: RoleSample::delta(&sender_after, &sender_before),
+        receiver: RoleSample::delta(&receiver_after, &receiver_before),
         window_ns: task.window_end_ns - task.window_start_ns,
         bytes: moved,
         zerocopy,
@@ -424,45 +424,4 @@ fn mark(marker: u64) {
     // SAFETY: close() on a descriptor number zc-trace never holds fails with EBADF and has
     // no other effect.
     let _ = unsafe { nix::libc::close(marker as i32) };
-}
-
-fn delta(after: &RoleStats, before: &RoleStats) -> Box<RoleStats> {
-    let mut d = Box::new(RoleStats::zeroed());
-    for ((d, a), b) in d
-        .counters
-        .iter_mut()
-        .zip(after.counters.iter())
-        .zip(before.counters.iter())
-    {
-        *d = a.saturating_sub(*b);
-    }
-    for ((d, a), b) in d
-        .copies
-        .iter_mut()
-        .flatten()
-        .zip(after.copies.iter().flatten())
-        .zip(before.copies.iter().flatten())
-    {
-        *d = a.saturating_sub(*b);
-    }
-    for ((d, a), b) in d
-        .site_calls
-        .iter_mut()
-        .zip(after.site_calls.iter())
-        .zip(before.site_calls.iter())
-    {
-        *d = a.saturating_sub(*b);
-    }
-    for ((d, a), b) in d
-        .syscalls
-        .iter_mut()
-        .zip(after.syscalls.iter())
-        .zip(before.syscalls.iter())
-    {
-        d.enters = a.enters.saturating_sub(b.enters);
-        d.exits = a.exits.saturating_sub(b.exits);
-        d.ret_positive_sum = a.ret_positive_sum.saturating_sub(b.ret_positive_sum);
-        d.errors = a.errors.saturating_sub(b.errors);
-    }
-    d
 }

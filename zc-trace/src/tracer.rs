@@ -167,22 +167,8 @@ impl Tracer {
             .map_err(|e| RunError::Maps(e.to_string()))?;
         let mut total = Box::new(RoleStats::zeroed());
         for cpu in per_cpu.iter() {
-            for (t, c) in total.counters.iter_mut().zip(cpu.counters.iter()) {
+            for (t, c) in total.words_mut().iter_mut().zip(cpu.words()) {
                 *t += c;
-            }
-            for (t, c) in total.copies.iter_mut().zip(cpu.copies.iter()) {
-                for (t, c) in t.iter_mut().zip(c.iter()) {
-                    *t += c;
-                }
-            }
-            for (t, c) in total.site_calls.iter_mut().zip(cpu.site_calls.iter()) {
-                *t += c;
-            }
-            for (t, c) in total.syscalls.iter_mut().zip(cpu.syscalls.iter()) {
-                t.enters += c.enters;
-                t.exits += c.exits;
-                t.ret_positive_sum += c.ret_positive_sum;
-                t.errors += c.errors;
             }
         }
         Ok(total)

@@ -124,7 +124,7 @@ pub fn sender_ledger(
         let moved = |s: &Sample| {
             leg.counters
                 .iter()
-                .map(|&c| s.sender.counters[c])
+                .map(|&c| s.sender.counter(c))
                 .sum::<u64>()
         };
         // Sites of other socket families cannot carry this sink's bytes.
@@ -159,14 +159,14 @@ pub fn sender_ledger(
             .any(|(_, v)| matches!(v, SiteValues::Derived(_)));
         let unclassified = samples
             .iter()
-            .any(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES] > 0);
+            .any(|s| s.sender.counter(counter::UNCLASSIFIED_BYTES) > 0);
         // io_uring moves bytes in requests, not in syscall returns the leg could count.
         let io_uring = leg.id == "socket_send"
             && samples.iter().any(|s| {
                 s.sender
-                    .syscalls
-                    .get(nix::libc::SYS_io_uring_enter as usize)
-                    .is_some_and(|c| c.enters > 0)
+                    .syscall(nix::libc::SYS_io_uring_enter as usize)
+                    .enters
+                    > 0
             });
         let (balance, note) = if io_uring {
             (
@@ -250,19 +250,19 @@ pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::tests::{attach_report, sample};
+    use crate::report::model::tests::{attach_report, sample_with};
     use zc_trace_common::site;
 
     const TCP: crate::sink::SinkKind = crate::sink::SinkKind::Tcp;
 
     /// A read+write of N bytes from a file: read() returned N on a regular file.
     fn read_of(n: u64, seen_at: &[(usize, u64)]) -> Sample {
-        let mut s = sample(&[(0, 2, n)], 0, 10);
-        s.sender.counters[counter::READ_REGULAR_BYTES] = n;
-        for &(site_id, bytes) in seen_at {
-            s.sender.copies[site_id][class::KERNEL_TO_USER] = bytes;
-        }
-        s
+        sample_with(&[(0, 2, n)], 0, 10, |s| {
+            s.counters[counter::READ_REGULAR_BYTES] = n;
+            for &(site_id, bytes) in seen_at {
+                s.copies[site_id][class::KERNEL_TO_USER] = bytes;
+            }
+        })
     }
 
     #[test]
@@ -395,18 +395,18 @@ mod tests {
 #[cfg(test)]
 mod socket_tests {
     use super::*;
-    use crate::report::model::tests::{attach_report, sample};
+    use crate::report::model::tests::{attach_report, sample_with};
     use crate::sink::SinkKind;
     use zc_trace_common::site;
 
     /// sendfile of N bytes into a socket; `seen` at the given socket site, by reference.
     fn sendfile_into(n: u64, seen_at: &[(usize, u64)]) -> Sample {
-        let mut s = sample(&[(40, 1, n)], 0, 10);
-        s.sender.counters[counter::SPLICE_TO_SOCKET_BYTES] = n;
-        for &(site_id, bytes) in seen_at {
-            s.sender.copies[site_id][class::BY_REFERENCE] = bytes;
-        }
-        s
+        sample_with(&[(40, 1, n)], 0, 10, |s| {
+            s.counters[counter::SPLICE_TO_SOCKET_BYTES] = n;
+            for &(site_id, bytes) in seen_at {
+                s.copies[site_id][class::BY_REFERENCE] = bytes;
+            }
+        })
     }
 
     #[test]

@@ -4,10 +4,12 @@
 mod csv;
 mod ledger;
 mod model;
+mod sample;
 mod stat;
 mod text;
 
-pub use model::{build, Provenance, Report, RunConfig, Sample, SkippedStrategy, StrategyReport};
+pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
+pub use sample::{RoleSample, Sample};
 
 use crate::cli::Format;
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use zc_trace_common::{class, counter, RoleStats, SYSCALL_SLOTS};
+use zc_trace_common::{class, counter};
+
+pub use super::sample::{RoleSample, Sample};
 
 use super::stat::Stat;
 use crate::capabilities::HostFacts;
@@ -253,17 +255,6 @@ pub struct Report {
     pub claims: Option<crate::claims::ClaimsReport>,
 }
 
-/// What one run of one strategy produced: in-kernel counter deltas for both roles.
-pub struct Sample {
-    pub sender: Box<RoleStats>,
-    pub receiver: Box<RoleStats>,
-    /// Between the start and stop markers, by bpf_ktime_get_ns().
-    pub window_ns: u64,
-    pub bytes: u64,
-    /// What the kernel reported about zero-copy sends, for the strategies that make them.
-    pub zerocopy: Option<crate::strategies::ZerocopyReport>,
-}
-
 pub fn build(
     host: HostFacts,
     config: RunConfig,
@@ -364,8 +355,8 @@ fn figures(
     const SENDER: &str =
         "sender thread only (tid filter in the kernel), inside the measured window";
     let c =
-        |role: fn(&Sample) -> &RoleStats, i: usize| move |s: &Sample| role(s).counters[i] as f64;
-    fn sender(s: &Sample) -> &RoleStats {
+        |role: fn(&Sample) -> &RoleSample, i: usize| move |s: &Sample| role(s).counter(i) as f64;
+    fn sender(s: &Sample) -> &RoleSample {
         &s.sender
     }
 
@@ -396,13 +387,13 @@ fn figures(
             },
         },
         stat(samples, |s| {
-            let k = &s.sender.counters;
+            let k = |i| s.sender.counter(i);
             let faults = if faults_seen {
-                k[counter::FAULTS_USER_MODE]
+                k(counter::FAULTS_USER_MODE)
             } else {
                 0
             };
-            (k[counter::SYSCALL_ENTERS] + k[counter::SYSCALL_EXITS] + 2 * faults) as f64
+            (k(counter::SYSCALL_ENTERS) + k(counter::SYSCALL_EXITS) + 2 * faults) as f64
         }),
     );
 
@@ -713,13 +704,13 @@ pub(super) enum SiteValues {
 }
 
 impl SiteValues {
-    pub(super) fn bytes(self, stats: &RoleStats, class_id: usize) -> u64 {
+    pub(super) fn bytes(self, stats: &RoleSample, class_id: usize) -> u64 {
         match self {
-            SiteValues::Observed(site_id) => stats.copies[site_id][class_id],
+            SiteValues::Observed(site_id) => stats.copied(site_id, class_id),
             SiteValues::Derived(pairs) => pairs
                 .iter()
                 .filter(|(_, k)| *k == class_id)
-                .map(|(c, _)| stats.counters[*c])
+                .map(|(c, _)| stats.counter(*c))
                 .sum(),
             SiteValues::Zero => 0,
         }
@@ -743,7 +734,7 @@ pub(super) fn site_source_for(
     let (p, v) = site_source(hook);
     let unclassified = samples
         .iter()
-        .map(|s| s.sender.counters[counter::UNCLASSIFIED_BYTES])
+        .map(|s| s.sender.counter(counter::UNCLASSIFIED_BYTES))
         .max()
         .unwrap_or(0);
     let file_write = matches!(
@@ -828,7 +819,7 @@ enum Side {
 }
 
 impl Side {
-    fn of(self, s: &Sample) -> &RoleStats {
+    fn of(self, s: &Sample) -> &RoleSample {
         match self {
             Side::Sender => &s.sender,
             Side::Receiver => &s.receiver,
@@ -944,15 +935,19 @@ fn copy_total(
 
 fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
     let mut out = BTreeMap::new();
-    for nr in 0..SYSCALL_SLOTS {
-        if samples.iter().all(|s| s.sender.syscalls[nr].enters == 0) {
+    let numbers: std::collections::BTreeSet<usize> = samples
+        .iter()
+        .flat_map(|s| s.sender.syscall_numbers())
+        .collect();
+    for nr in numbers {
+        if samples.iter().all(|s| s.sender.syscall(nr).enters == 0) {
             continue;
         }
         let of = |f: fn(&zc_trace_common::SyscallStat) -> u64| {
             Stat::of(
                 samples
                     .iter()
-                    .map(|s| f(&s.sender.syscalls[nr]) as f64)
+                    .map(|s| f(&s.sender.syscall(nr)) as f64)
                     .collect(),
             )
             .expect("at least one sample")
@@ -973,6 +968,7 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
 pub(crate) mod tests {
     use super::*;
     use crate::probes::PLAN;
+    use zc_trace_common::RoleStats;
 
     /// An attach report where every hook attached with its last (most portable) candidate,
     /// except those listed as missing.
@@ -1007,6 +1003,16 @@ pub(crate) mod tests {
     }
 
     pub fn sample(syscalls: &[(usize, u64, u64)], faults_user: u64, window_ns: u64) -> Sample {
+        sample_with(syscalls, faults_user, window_ns, |_| {})
+    }
+
+    /// `sample`, with the sender's counters changed by `tweak` before they are kept.
+    pub fn sample_with(
+        syscalls: &[(usize, u64, u64)],
+        faults_user: u64,
+        window_ns: u64,
+        tweak: impl FnOnce(&mut RoleStats),
+    ) -> Sample {
         let mut sender = Box::new(RoleStats::zeroed());
         for &(nr, count, ret) in syscalls {
             sender.syscalls[nr].enters = count;
@@ -1016,11 +1022,12 @@ pub(crate) mod tests {
             sender.counters[counter::SYSCALL_EXITS] += count;
         }
         sender.counters[counter::FAULTS_USER_MODE] = faults_user;
+        tweak(&mut sender);
         let mut receiver = Box::new(RoleStats::zeroed());
         receiver.copies[zc_trace_common::site::SOCK_RECV][class::KERNEL_TO_USER] = 1000;
         Sample {
-            sender,
-            receiver,
+            sender: RoleSample::from(&*sender),
+            receiver: RoleSample::from(&*receiver),
             window_ns,
             bytes: 1000,
             zerocopy: None,
