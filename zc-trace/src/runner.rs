@@ -42,12 +42,13 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // payload, the eBPF load): a signal during those used to kill zc-trace with tracefs still
     // mounted. From here on a signal waits in the handler until the select below acts on it.
     let runtime = crate::tracer::runtime()?;
-    let signals = {
+    let mut signals = {
         let _context = runtime.enter();
         Signals::register()
     };
     let tracefs = tracefs::ensure_mounted()?;
 
+    let first_signals = &mut signals;
     let result = runtime.block_on(async move {
         let work = async move {
             // Room for the generated payload, and for one copy of it where a strategy or the
@@ -95,13 +96,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         };
         tokio::select! {
             r = work => r,
-            sig = signals.recv() => {
-                cleanup::run_all();
-                eprintln!(
-                    "zc-trace: interrupted by {sig}; probes detached, receiver stopped, temporary files removed"
-                );
-                std::process::exit(130);
-            }
+            sig = first_signals.recv() => interrupted(sig),
         }
     });
     cleanup::run_all();
@@ -136,10 +131,18 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     let differs = verdicts.any_differs();
     report.claims = Some(verdicts);
-    let mut stdout = std::io::stdout().lock();
-    let written = stdout
-        .write_all(report::render(&report, format).as_bytes())
-        .and_then(|()| stdout.flush());
+    // On a thread of its own, so that a signal still ends zc-trace while the write blocks on
+    // a reader that does not read (it used to be ignored until the reader drained the pipe).
+    let written = runtime.block_on(async {
+        let write = tokio::task::spawn_blocking(move || {
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            report::write(&report, format, &mut stdout).and_then(|()| stdout.flush())
+        });
+        tokio::select! {
+            r = write => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            sig = signals.recv() => interrupted(sig),
+        }
+    });
     match written {
         // A reader that stopped reading (`| head`) is not an error: the status stays the run's.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -150,6 +153,15 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A signal arrived: undo what is registered for cleanup, say so, exit 130.
+fn interrupted(sig: &str) -> ! {
+    cleanup::run_all();
+    eprintln!(
+        "zc-trace: interrupted by {sig}; probes detached, receiver stopped, temporary files removed"
+    );
+    std::process::exit(130);
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught from the moment they are registered.
@@ -176,7 +188,7 @@ impl Signals {
     }
 
     /// The first of them to arrive (or one that arrived since `register`).
-    async fn recv(mut self) -> &'static str {
+    async fn recv(&mut self) -> &'static str {
         let Some((int, term, hup)) = &mut self.0 else {
             return std::future::pending().await;
         };

@@ -15,14 +15,21 @@ use crate::cli::Format;
 
 /// Renders the report in the requested format.
 pub fn render(report: &Report, format: Format) -> String {
+    let mut out = Vec::new();
+    write(report, format, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("every renderer writes UTF-8")
+}
+
+/// Writes the report to `out`. JSON is streamed: with every sample of every figure in it, a
+/// long run's JSON is tens of MB, which need not be held in memory as one string first.
+pub fn write(report: &Report, format: Format, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     match format {
-        Format::Table => text::render(report, text::Style::Terminal),
-        Format::Markdown => text::render(report, text::Style::Markdown),
-        Format::Csv => csv::render(report),
+        Format::Table => out.write_all(text::render(report, text::Style::Terminal).as_bytes()),
+        Format::Markdown => out.write_all(text::render(report, text::Style::Markdown).as_bytes()),
+        Format::Csv => out.write_all(csv::render(report).as_bytes()),
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(report).expect("the report serialises");
-            s.push('\n');
-            s
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            out.write_all(b"\n")
         }
     }
 }
