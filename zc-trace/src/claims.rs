@@ -195,6 +195,7 @@ pub fn judge(claims: &Claims, report: &Report, facts: &RunFacts) -> ClaimsReport
                 c,
                 s,
                 chunks,
+                report.config.chunk_bytes as f64,
                 report.config.payload_bytes as f64,
                 facts,
             ))
@@ -210,6 +211,7 @@ fn verdict(
     c: &Claim,
     s: &crate::report::StrategyReport,
     chunks: f64,
+    chunk_bytes: f64,
     payload: f64,
     facts: &RunFacts,
 ) -> Verdict {
@@ -255,12 +257,24 @@ fn verdict(
         return v;
     }
     let observed = match c.figure {
+        // A call that moved nothing (the read that sees end of file, a failed call) is no
+        // transfer call: with one chunk it would otherwise read as a per-chunk cost.
         ClaimFigure::TransitionsPerCall => s
             .figures
             .transitions
             .value
             .as_ref()
-            .map(|t| (t.median / chunks, transitions_story(s, chunks)))
+            .map(|t| {
+                let idle: f64 = s
+                    .syscalls_by_name
+                    .values()
+                    .map(|f| f.zero_returns.median + f.errors.median)
+                    .sum();
+                (
+                    (t.median - 2.0 * idle) / chunks,
+                    transitions_story(s, chunks, chunk_bytes),
+                )
+            })
             .ok_or_else(|| provenance_reason(&s.figures.transitions.provenance)),
         // A partial count is never graded: the ledger says the hooks missed bytes.
         ClaimFigure::CpuCopies => match &s.figures.cpu_copied_bytes.provenance {
@@ -306,7 +320,7 @@ fn verdict(
         Err(why) => v.reason = why,
         Ok((value, story)) => {
             v.observed = Some((value * 1000.0).round() / 1000.0);
-            // One-off calls (EOF read, mmap/munmap) spread over the chunks: compare rounded.
+            // One-off calls (mmap) spread over the chunks: compare rounded.
             v.verdict = if (value - c.value).abs() < 0.5 {
                 Outcome::Holds
             } else {
@@ -325,31 +339,70 @@ fn provenance_reason(p: &crate::report::Provenance) -> String {
     }
 }
 
-/// "4.002 per call: read 1 + write 1 per chunk = 4; once: read 1 (EOF)" from the syscalls.
-fn transitions_story(s: &crate::report::StrategyReport, chunks: f64) -> String {
+/// "per chunk: read x1 + write x1 (2 transitions each); once per transfer: read x1 returned
+/// 0 (end of file)" from the syscalls, and why a call made more than one call per chunk.
+fn transitions_story(s: &crate::report::StrategyReport, chunks: f64, chunk_bytes: f64) -> String {
     let mut per_chunk = Vec::new();
     let mut once = Vec::new();
+    let mut idle = Vec::new();
+    let mut short = Vec::new();
     for (name, f) in &s.syscalls_by_name {
-        let n = f.count.median;
-        let per = (n / chunks).floor();
+        let zero = f.zero_returns.median;
+        let failed = f.errors.median;
+        let moving = f.count.median - zero - failed;
+        let per = (moving / chunks).floor();
         if per >= 1.0 {
             per_chunk.push(if name == "splice" && per == 2.0 {
                 "splice x2 (file -> pipe, then pipe -> socket)".to_string()
             } else {
                 format!("{name} x{per}")
             });
+            // More calls than chunks: each call moved less than a chunk. Only for calls whose
+            // return value is the bytes they moved.
+            let average = f.returned.median / moving.max(1.0);
+            if per >= 2.0 && name != "splice" && average < chunk_bytes {
+                short.push(format!(
+                    "{name} moved {} per call on average, less than the {} chunk: the sink \
+                     took no more per call{}",
+                    crate::report::human_bytes(average),
+                    crate::report::human_bytes(chunk_bytes),
+                    if s.sink == crate::sink::SinkKind::Pipe {
+                        " (a pipe holds 64 KiB unless resized)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
-        let rest = n - per * chunks;
+        let rest = moving - per * chunks;
         if rest > 0.0 {
             once.push(format!("{name} x{rest}"));
+        }
+        if zero > 0.0 {
+            idle.push(format!(
+                "{name} x{zero} returned 0{}",
+                if name == "read" { " (end of file)" } else { "" }
+            ));
+        }
+        if failed > 0.0 {
+            idle.push(format!("{name} x{failed} failed"));
         }
     }
     let mut story = format!("per chunk: {} (2 transitions each)", per_chunk.join(" + "));
     if per_chunk.is_empty() {
         story = "no syscall per chunk".into();
     }
+    if !short.is_empty() {
+        story.push_str(&format!("; {}", short.join("; ")));
+    }
     if !once.is_empty() {
         story.push_str(&format!("; once per transfer: {}", once.join(", ")));
+    }
+    if !idle.is_empty() {
+        story.push_str(&format!(
+            "; moved nothing, so not counted as transfer calls: {}",
+            idle.join(", ")
+        ));
     }
     if let Some(f) = s
         .figures

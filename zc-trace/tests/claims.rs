@@ -15,9 +15,14 @@ fn verdict<'a>(report: &'a Value, strategy: &str, figure: &str, when: Option<&st
         .unwrap_or_else(|| panic!("no verdict for {strategy} {figure} {when:?}"))
 }
 
+/// `zc-trace run --format json --size 1M --chunk 64K EXTRA...`.
 fn run(extra: &[&str]) -> (Option<i32>, Value) {
-    let mut args = vec!["run", "--format", "json", "--size", "1M", "--chunk", "64K"];
-    args.extend_from_slice(extra);
+    run_with(&[&["--size", "1M", "--chunk", "64K"], extra].concat())
+}
+
+/// `zc-trace run --format json ARGS...`: exit status and report.
+fn run_with(run_args: &[&str]) -> (Option<i32>, Value) {
+    let args = [&["run", "--format", "json"], run_args].concat();
     let out = zc_trace(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
@@ -43,12 +48,11 @@ fn seed_claims_get_verdicts_with_evidence_and_a_differing_one_fails_the_run() {
 
     let v = verdict(&r, "read-write", "transitions_per_call", None);
     assert_eq!(v["verdict"], "holds", "{v:#}");
-    // 16 chunks: 16 reads + 16 writes + the EOF read = 33 syscalls = 66 transitions.
-    assert_eq!(v["observed"].as_f64(), Some(66.0 / 16.0));
-    assert!(
-        v["reason"].as_str().unwrap().contains("read x1 + write x1"),
-        "{v:#}"
-    );
+    // 16 chunks: 16 reads + 16 writes = 64 transitions; the EOF read moved nothing.
+    assert_eq!(v["observed"].as_f64(), Some(64.0 / 16.0));
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("read x1 + write x1"), "{v:#}");
+    assert!(reason.contains("read x1 returned 0 (end of file)"), "{v:#}");
 
     let v = verdict(&r, "read-write", "cpu_copies", None);
     assert_eq!(
@@ -93,6 +97,61 @@ fn seed_claims_get_verdicts_with_evidence_and_a_differing_one_fails_the_run() {
     assert!(
         v["quote"].as_str().unwrap().contains("DMA"),
         "the source's words are kept"
+    );
+}
+
+/// One chunk: the EOF read used to count as a per-chunk call ("read x2 + write x1": 6, DIFFERS).
+#[test]
+fn a_single_chunk_is_graded_on_the_calls_that_moved_it() {
+    if !bpf_available("a_single_chunk_is_graded_on_the_calls_that_moved_it") {
+        return;
+    }
+    let (code, r) = run_with(&[
+        "--size",
+        "64K",
+        "--chunk",
+        "64K",
+        "--strategies",
+        "read-write,sendfile",
+    ]);
+    assert_eq!(code, Some(0), "{r:#}");
+    for (strategy, transitions) in [("read-write", 4.0), ("sendfile", 2.0)] {
+        let v = verdict(&r, strategy, "transitions_per_call", None);
+        assert_eq!(v["verdict"], "holds", "{v:#}");
+        assert_eq!(v["observed"].as_f64(), Some(transitions), "{v:#}");
+    }
+}
+
+/// A pipe sink takes 64 KiB per sendfile call: two calls per 128 KiB chunk, and the verdict
+/// says why instead of a bare DIFFERS.
+#[test]
+fn more_calls_than_chunks_are_explained() {
+    if !bpf_available("more_calls_than_chunks_are_explained") {
+        return;
+    }
+    let (_, r) = run_with(&[
+        "--size",
+        "1M",
+        "--sink",
+        "pipe",
+        "--chunk",
+        "128K",
+        "--strategies",
+        "sendfile",
+        "--no-fail",
+    ]);
+    let v = verdict(&r, "sendfile", "transitions_per_call", None);
+    assert_eq!(
+        (v["verdict"].as_str(), v["observed"].as_f64()),
+        (Some("differs"), Some(4.0)),
+        "{v:#}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sendfile moved 64 KiB per call on average, less than the 128 KiB chunk"),
+        "{v:#}"
     );
 }
 

@@ -10,6 +10,7 @@ mod text;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
+pub use text::human_bytes;
 
 use crate::cli::Format;
 

@@ -194,6 +194,8 @@ pub struct SyscallFigures {
     /// Sum of non-negative return values (bytes, for read/write-like calls).
     pub returned: Stat,
     pub errors: Stat,
+    /// Calls that returned 0: for read-like calls, end of file (they moved nothing).
+    pub zero_returns: Stat,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -958,6 +960,7 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
                 count: of(|s| s.enters),
                 returned: of(|s| s.ret_positive_sum),
                 errors: of(|s| s.errors),
+                zero_returns: of(|s| s.zero_returns),
             },
         );
     }
