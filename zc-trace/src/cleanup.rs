@@ -15,46 +15,81 @@ enum Item {
     Netns(String),
 }
 
-static ITEMS: Mutex<Vec<Item>> = Mutex::new(Vec::new());
+/// What is registered, and whether cleanup has begun (then nothing new may be made).
+pub struct Registry {
+    items: Vec<Item>,
+    closing: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    items: Vec::new(),
+    closing: false,
+});
 
 /// The registry; a panic elsewhere must not keep cleanup from running.
-fn items() -> std::sync::MutexGuard<'static, Vec<Item>> {
-    ITEMS.lock().unwrap_or_else(|e| e.into_inner())
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Cleanup has begun (a signal arrived): the process is about to exit.
+#[derive(Debug)]
+pub struct Closing;
+
+impl Registry {
+    /// A network namespace to delete (`ip netns del`, which also removes its veth end).
+    pub fn netns(&mut self, name: String) {
+        self.items.push(Item::Netns(name));
+    }
+}
+
+/// Runs `make` unless cleanup has begun, and holds cleanup off until `make` returns. For a
+/// step that makes something outside the process (a network namespace made by a child
+/// `ip`): cleanup then runs either before it (and it is refused) or after it (and undoes it),
+/// never in between, where it used to delete the namespace before `ip` had made it and exit,
+/// leaving it behind. `make` registers what it makes through the registry it is given.
+pub fn unless_closing<T>(make: impl FnOnce(&mut Registry) -> T) -> Result<T, Closing> {
+    let mut registry = registry();
+    if registry.closing {
+        return Err(Closing);
+    }
+    Ok(make(&mut registry))
 }
 
 pub fn register_process(pid: nix::unistd::Pid) {
-    items().push(Item::Process(pid));
+    registry().items.push(Item::Process(pid));
 }
 
 pub fn register_file(path: PathBuf) {
-    items().push(Item::File(path));
+    registry().items.push(Item::File(path));
 }
 
 pub fn register_dir(path: PathBuf) {
-    items().push(Item::Dir(path));
-}
-
-/// A network namespace to delete (`ip netns del`, which also removes its veth end).
-pub fn register_netns(name: String) {
-    items().push(Item::Netns(name));
+    registry().items.push(Item::Dir(path));
 }
 
 pub fn forget_dir(path: &std::path::Path) {
-    items().retain(|i| !matches!(i, Item::Dir(p) if p == path));
+    registry()
+        .items
+        .retain(|i| !matches!(i, Item::Dir(p) if p == path));
 }
 
 pub fn register_unmount(path: PathBuf) {
-    items().push(Item::Unmount(path));
+    registry().items.push(Item::Unmount(path));
 }
 
 /// Forget a file that was already removed the normal way.
 pub fn forget_file(path: &std::path::Path) {
-    items().retain(|i| !matches!(i, Item::File(p) if p == path));
+    registry()
+        .items
+        .retain(|i| !matches!(i, Item::File(p) if p == path));
 }
 
-/// Undo everything registered, newest first. Safe to call more than once.
+/// Undo everything registered, newest first. Safe to call more than once. It waits for a
+/// step in `unless_closing` to finish and refuses later ones: cleanup comes at the end.
 pub fn run_all() {
-    let items = std::mem::take(&mut *items());
+    let mut registry = registry();
+    registry.closing = true;
+    let items = std::mem::take(&mut registry.items);
     for item in items.into_iter().rev() {
         match item {
             Item::Process(pid) => {

@@ -281,10 +281,6 @@ impl Netns {
         // A namespace of that name that exists already is not this run's: refuse, and never
         // register it, so that cleanup cannot delete what it did not make.
         unclaimed(Path::new(NETNS_DIR), &[&n.sender, &n.receiver]).map_err(EnvError::Netns)?;
-        // Registered before they are made: a Ctrl-C while `ip netns add` runs must still
-        // remove whatever part of this succeeded.
-        cleanup::register_netns(n.receiver.clone());
-        cleanup::register_netns(n.sender.clone());
         let rx_ip = format!("{RECEIVER_IP}/30");
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", &n.sender],
@@ -326,8 +322,17 @@ impl Netns {
             vec!["-n", &n.sender, "link", "set", &n.sender_dev, "up"],
             vec!["-n", &n.receiver, "link", "set", &receiver_dev, "up"],
         ];
+        let interrupted = |_| EnvError::Netns("interrupted while the namespaces were made".into());
         for args in steps {
-            ip(&args)?;
+            cleanup::unless_closing(|registry| {
+                // Registered before it is made: a signal that kills `ip netns add` midway
+                // must still remove whatever part of it was made.
+                if let ["netns", "add", name] = args[..] {
+                    registry.netns(name.to_string());
+                }
+                ip(&args)
+            })
+            .map_err(interrupted)??;
         }
         Ok(n)
     }

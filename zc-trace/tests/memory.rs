@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 use common::{bin, bpf_available};
 
 /// Peak resident set (KiB) of `zc-trace ARGS`, which must succeed.
+// The child is reaped by wait4, which also gives its own rusage (Child::wait cannot).
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(args: &[&str]) -> i64 {
     let child = Command::new(bin())
         .args(args)
@@ -21,7 +23,12 @@ fn peak_rss_kib(args: &[&str]) -> i64 {
     // SAFETY: an all-zero rusage is valid; wait4 fills it for this child only.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        pid,
+        child.id() as i32,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut stderr).unwrap();
     assert!(
