@@ -36,7 +36,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 pub struct Closing;
 
 impl Registry {
-    /// A network namespace to delete (`ip netns del`, which also removes its veth end).
+    /// A network namespace to delete (its veth end goes with it).
     pub fn netns(&mut self, name: String) {
         self.items.push(Item::Netns(name));
     }
@@ -103,10 +103,9 @@ pub fn run_all() {
                 let _ = std::fs::remove_dir_all(&path);
             }
             Item::Netns(name) => {
-                if std::path::Path::new("/run/netns").join(&name).exists() {
-                    let _ = std::process::Command::new("ip")
-                        .args(["netns", "del", &name])
-                        .status();
+                let path = std::path::Path::new(crate::leftovers::NETNS_DIR).join(&name);
+                if let Err(e) = crate::sink::delete_netns(&path) {
+                    log::warn!("could not delete network namespace {name}: {e}");
                 }
             }
             Item::Unmount(path) => {

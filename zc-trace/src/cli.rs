@@ -49,6 +49,10 @@ pub enum Command {
     Probes(ProbesArgs),
     /// List the transfer strategies.
     Strategies,
+    /// Remove what a zc-trace killed with SIGKILL left behind (network namespaces, temporary
+    /// directories, a tracefs mount): only what is provably zc-trace's and whose zc-trace
+    /// process is gone. `run` does the same before it starts, except for tracefs.
+    Cleanup(CleanupArgs),
     /// Internal: the receiving end of the socket, run as a separate process.
     #[command(name = "__receiver", hide = true)]
     Receiver(ReceiverArgs),
@@ -105,6 +109,16 @@ pub struct RunArgs {
     /// Exit 0 even when a claim DIFFERS (by default the exit status is 1 then).
     #[arg(long)]
     pub no_fail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The --tmpdir the killed runs used.
+    #[arg(long, default_value = "/var/tmp")]
+    pub tmpdir: PathBuf,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

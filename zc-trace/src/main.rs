@@ -7,6 +7,7 @@ mod claims;
 mod cleanup;
 mod cli;
 mod error;
+mod leftovers;
 mod payload;
 mod probes;
 mod receiver;
@@ -93,6 +94,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cleanup(args) => leftovers::main(&args),
         Command::Receiver(_) => unreachable!("dispatched in main"),
     }
 }

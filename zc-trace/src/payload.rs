@@ -132,7 +132,7 @@ fn create_unnamed(dir: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
             dir.display()
         ),
     }
-    let template = dir.join("zc-trace-payload.XXXXXX");
+    let template = crate::leftovers::temp_template(dir, "payload");
     let (fd, path) = nix::unistd::mkstemp(&template)?;
     cleanup::register_file(path.clone());
     // SAFETY: mkstemp returned a new descriptor that nothing else owns.

@@ -34,6 +34,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     };
     let args_claims = args.claims.clone();
     capabilities::check_privileges()?;
+    // What runs killed with SIGKILL left (their namespace names could collide with ours).
+    crate::leftovers::sweep_before_run(&args.tmpdir);
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
@@ -88,9 +90,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                 .spawn(move || {
                     let _ = tx.send(measure(tracer, host, source, &args));
                 })
-                .map_err(|e| {
-                    RunError::Receiver(format!("cannot start the sender thread: {e}"))
-                })?;
+                .map_err(|e| RunError::Receiver(format!("cannot start the sender thread: {e}")))?;
             rx.await
                 .unwrap_or_else(|_| Err(RunError::Receiver("the sender thread died".into()).into()))
         };

@@ -226,7 +226,7 @@ struct TempDir {
 
 impl TempDir {
     fn new(parent: &Path) -> Result<Self, RunError> {
-        let template = parent.join("zc-trace-sink.XXXXXX");
+        let template = crate::leftovers::temp_template(parent, "sink");
         let path = nix::unistd::mkdtemp(&template)
             .map_err(|e| RunError::Receiver(format!("mkdtemp in {}: {e}", parent.display())))?;
         cleanup::register_dir(path.clone());
@@ -251,7 +251,20 @@ struct Netns {
 }
 
 /// Where `ip netns` keeps its named namespaces.
-const NETNS_DIR: &str = "/run/netns";
+use crate::leftovers::NETNS_DIR;
+
+/// Deletes a named network namespace as `ip netns del` does: detach its bind mount, remove
+/// the file (its veth end goes with the namespace). No `ip` needed. A file that is not a
+/// mount (a namespace whose making was cut short) is removed all the same.
+pub fn delete_netns(path: &Path) -> Result<(), String> {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Fails if a namespace of one of these names already exists in `dir`.
 fn unclaimed(dir: &Path, names: &[&str]) -> Result<(), String> {
@@ -259,7 +272,8 @@ fn unclaimed(dir: &Path, names: &[&str]) -> Result<(), String> {
         None => Ok(()),
         Some(n) => Err(format!(
             "network namespace {n} already exists and was not made by this run; if it is a \
-             leftover of an earlier zc-trace, remove it with `ip netns del {n}`"
+             leftover of an earlier zc-trace, `zc-trace cleanup` removes it (or `ip netns del \
+             {n}`)"
         )),
     }
 }
@@ -270,9 +284,10 @@ const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 impl Netns {
     fn create(sg: bool) -> Result<Self, crate::error::Error> {
         let id = std::process::id();
+        let [sender, receiver] = crate::leftovers::netns_names(id);
         let n = Netns {
-            sender: format!("zc-trace-{id}-tx"),
-            receiver: format!("zc-trace-{id}-rx"),
+            sender,
+            receiver,
             sender_dev: format!("zct{id}tx"),
             receiver_ip: RECEIVER_IP,
             sg,

@@ -15,8 +15,10 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
         return Ok(p);
     }
     let target = Path::new(CANDIDATES[0]);
+    // The source names this process: a mount left by a zc-trace killed with SIGKILL is then
+    // provably its own (`zc-trace cleanup`).
     nix::mount::mount(
-        Some("tracefs"),
+        Some(crate::leftovers::tracefs_source().as_str()),
         target,
         Some("tracefs"),
         nix::mount::MsFlags::empty(),

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bpf_available, bin};
+use common::{bin, bpf_available};
 
 /// Bytes waiting in the pipe.
 fn pending(fd: &impl AsRawFd) -> i32 {
@@ -60,7 +60,10 @@ fn a_signal_while_the_report_blocks_on_a_full_pipe_ends_zc_trace() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the pipe did not fill in 60 s ({} bytes in it)", pending(&reader));
+            panic!(
+                "the pipe did not fill in 60 s ({} bytes in it)",
+                pending(&reader)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,0 +1,205 @@
+//! What a zc-trace killed with SIGKILL leaves (namespaces, sink directories, a tracefs mount)
+//! is swept: by the next `run` before it starts, and by `zc-trace cleanup`. Only what is
+//! provably zc-trace's and whose maker is dead: never another program's, never a running
+//! zc-trace's. One test per binary: no other run's leftovers come and go beside it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, bpf_available, zc_trace};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zc-trace-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A pid that no process has now (a child that exited and was reaped).
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sink_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("zc-trace-sink.")
+        })
+        .collect()
+}
+
+fn mounted_at(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+}
+
+#[test]
+fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
+    if !bpf_available("leftovers_of_killed_runs_are_swept_and_nothing_else") {
+        return;
+    }
+    // 1. A run killed with SIGKILL while measuring leaves its sink directory; the next run
+    //    removes it before it starts, and says so.
+    let d = tmpdir("killed");
+    let mut killed = Command::new(bin())
+        .args(["run", "--sink", "unix", "--strategies", "read-write"])
+        .args(["--size", "16M", "--iterations", "1000", "--tmpdir"])
+        .arg(&d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the sink directory", || !sink_dirs(&d).is_empty());
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let left = sink_dirs(&d);
+    assert_eq!(left.len(), 1, "SIGKILL leaves the sink directory: {left:?}");
+    let out = zc_trace(&[
+        "run",
+        "--sink",
+        "unix",
+        "--strategies",
+        "sendfile",
+        "--size",
+        "64K",
+        "--no-fail",
+        "--tmpdir",
+        d.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removed a leftover of a killed run: temporary file"),
+        "{stderr}"
+    );
+    assert!(sink_dirs(&d).is_empty(), "{:?}", sink_dirs(&d));
+    std::fs::remove_dir_all(&d).unwrap();
+
+    // 2. `zc-trace cleanup`: leftovers of a dead zc-trace go, those of a running one and
+    //    things that only look alike stay.
+    let d = tmpdir("cleanup");
+    // A running zc-trace (generating a large payload for a few seconds): its entries stay.
+    let live_tmp = tmpdir("live");
+    let mut live = Command::new(bin())
+        .args(["run", "--size", "2G", "--tmpdir"])
+        .arg(&live_tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live_dir = d.join(format!("zc-trace-sink.{}.aB3xYz", live.id()));
+    std::fs::create_dir(&live_dir).unwrap();
+    // Once it writes its payload it has made its own sweep (which would otherwise take the
+    // dead run's namespace below before `cleanup` could).
+    wait_for("the live zc-trace's payload", || {
+        std::fs::read_dir(format!("/proc/{}/fd", live.id()))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&live_tmp)))
+            })
+            .unwrap_or(false)
+    });
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/comm", live.id()))
+            .unwrap()
+            .trim(),
+        "zc-trace"
+    );
+
+    let dead = dead_pid();
+    let dead_dir = d.join(format!("zc-trace-sink.{dead}.aB3xYz"));
+    std::fs::create_dir(&dead_dir).unwrap();
+    std::fs::write(dead_dir.join("sink.fifo"), "").unwrap();
+    let dead_ns = format!("zc-trace-{dead}-tx");
+    assert!(Command::new("ip")
+        .args(["netns", "add", &dead_ns])
+        .status()
+        .unwrap()
+        .success());
+    let dead_tracefs = d.join("tracing");
+    std::fs::create_dir(&dead_tracefs).unwrap();
+    nix::mount::mount(
+        Some(format!("zc-trace-{dead}").as_str()),
+        &dead_tracefs,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let lookalikes = [
+        d.join("zc-trace-sink.notapid.aB3xYz"),
+        d.join("zc-trace-sink-aB3xYz"),
+        d.join("other"),
+    ];
+    for l in &lookalikes {
+        std::fs::create_dir(l).unwrap();
+    }
+    let dry = zc_trace(&["cleanup", "--dry-run", "--tmpdir", d.to_str().unwrap()]);
+    let dry_out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success() && dry_out.contains("would remove"),
+        "{dry_out}"
+    );
+    assert!(dead_dir.exists(), "--dry-run removed something");
+
+    let out = zc_trace(&["cleanup", "--tmpdir", d.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = live.kill();
+    let _ = live.wait();
+    let dead_ns_left = Path::new("/run/netns").join(&dead_ns).exists();
+    if dead_ns_left {
+        let _ = Command::new("ip").args(["netns", "del", &dead_ns]).status();
+    }
+    let tracefs_left = mounted_at(&dead_tracefs);
+    if tracefs_left {
+        let _ = nix::mount::umount2(&dead_tracefs, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let kept: Vec<bool> = lookalikes.iter().map(|l| l.exists()).collect();
+    let live_kept = live_dir.exists();
+    let dead_dir_left = dead_dir.exists();
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::remove_dir_all(&live_tmp).unwrap();
+
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        !dead_dir_left,
+        "a dead run's sink directory stayed: {stdout}"
+    );
+    assert!(!dead_ns_left, "a dead run's namespace stayed: {stdout}");
+    assert!(
+        !tracefs_left,
+        "a dead run's tracefs stayed mounted: {stdout}"
+    );
+    assert!(
+        kept.iter().all(|&k| k),
+        "a look-alike was removed: {stdout}"
+    );
+    assert!(
+        live_kept,
+        "a running zc-trace's directory was removed: {stdout}"
+    );
+    for what in ["temporary file", "network namespace", "tracefs mount"] {
+        assert!(stdout.contains(&format!("removed {what}")), "{stdout}");
+    }
+}
