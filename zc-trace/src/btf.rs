@@ -8,6 +8,7 @@ use std::collections::HashMap;
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -39,6 +40,8 @@ struct Type {
     size_or_type: u32,
     members: Vec<Member>,
     enum_values: Vec<(u32, i64)>,
+    /// FUNC_PROTO: where its parameter count and types start in `KernelBtf::proto_params`.
+    params_at: u32,
 }
 
 /// Parsed kernel BTF.
@@ -47,6 +50,46 @@ pub struct KernelBtf {
     /// Index = type id; 0 is void.
     types: Vec<Type>,
     by_name: HashMap<String, Vec<u32>>,
+    /// Every FUNC_PROTO's parameters, flat: a count, then that many type ids (one shared
+    /// vector: a vector per prototype would cost megabytes for ~70,000 of them).
+    proto_params: Vec<u32>,
+}
+
+/// What a function parameter or return value is, as far as reading it from a probe's
+/// context is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Void,
+    Ptr,
+    /// An integer or enum of that many bytes.
+    Int(u32),
+    /// A struct or union passed by value, or anything else a probe does not read.
+    Other,
+}
+
+/// A function's prototype from BTF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncProto {
+    pub params: Vec<Slot>,
+    pub ret: Slot,
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Void => f.write_str("void"),
+            Slot::Ptr => f.write_str("ptr"),
+            Slot::Int(n) => write!(f, "int{}", n * 8),
+            Slot::Other => f.write_str("other"),
+        }
+    }
+}
+
+impl std::fmt::Display for FuncProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: Vec<String> = self.params.iter().map(Slot::to_string).collect();
+        write!(f, "({}) -> {}", params.join(", "), self.ret)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +136,9 @@ impl KernelBtf {
             size_or_type: 0,
             members: vec![],
             enum_values: vec![],
+            params_at: 0,
         }];
+        let mut proto_params = Vec::new();
         let mut o = start;
         let word = |o: usize| u32_at(o).ok_or_else(|| format!("truncated type at {o}"));
         while o < end {
@@ -110,6 +155,7 @@ impl KernelBtf {
                 size_or_type,
                 members: vec![],
                 enum_values: vec![],
+                params_at: 0,
             };
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => o += 4,
@@ -142,16 +188,26 @@ impl KernelBtf {
                     }
                     o += vlen * 12;
                 }
-                KIND_FUNC_PROTO => o += vlen * 8,
+                KIND_FUNC_PROTO => {
+                    t.params_at = proto_params.len() as u32;
+                    proto_params.push(vlen as u32);
+                    for i in 0..vlen {
+                        // (name, type); a trailing type 0 marks a variadic function.
+                        proto_params.push(word(o + i * 8 + 4)?);
+                    }
+                    o += vlen * 8;
+                }
                 KIND_DATASEC => o += vlen * 12,
                 _ => {}
             }
             types.push(t);
         }
+        proto_params.shrink_to_fit();
         let mut btf = KernelBtf {
             strings,
             types,
             by_name: HashMap::new(),
+            proto_params,
         };
         for id in 1..btf.types.len() {
             let n = btf.str(btf.types[id].name).to_string();
@@ -237,6 +293,35 @@ impl KernelBtf {
     pub fn has_function(&self, name: &str) -> bool {
         self.named(name, &[KIND_FUNC]).is_some()
     }
+
+    /// The prototype of function `name`, if the kernel has it.
+    pub fn func_proto(&self, name: &str) -> Option<FuncProto> {
+        let func = self.named(name, &[KIND_FUNC])?;
+        let proto = self.types.get(func.size_or_type as usize)?;
+        if proto.kind != KIND_FUNC_PROTO {
+            return None;
+        }
+        let at = proto.params_at as usize;
+        let n = *self.proto_params.get(at)? as usize;
+        let params = self.proto_params.get(at + 1..at + 1 + n)?;
+        Some(FuncProto {
+            params: params.iter().map(|&id| self.slot(id)).collect(),
+            ret: self.slot(proto.size_or_type),
+        })
+    }
+
+    fn slot(&self, id: u32) -> Slot {
+        if id == 0 {
+            return Slot::Void;
+        }
+        match self.resolve(id) {
+            Some(t) if t.kind == KIND_PTR => Slot::Ptr,
+            Some(t) if matches!(t.kind, KIND_INT | KIND_ENUM | KIND_ENUM64) => {
+                Slot::Int(t.size_or_type)
+            }
+            _ => Slot::Other,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +374,15 @@ mod tests {
         assert_ne!(btf.enum_value("ITER_UBUF"), btf.enum_value("ITER_BVEC"));
         assert!(btf.enum_value("NETIF_F_SG_BIT").is_some());
         assert!(btf.has_function("tcp_sendmsg_locked"));
+        // int tcp_sendmsg_locked(struct sock *sk, struct msghdr *msg, size_t size)
+        assert_eq!(
+            btf.func_proto("tcp_sendmsg_locked"),
+            Some(FuncProto {
+                params: vec![Slot::Ptr, Slot::Ptr, Slot::Int(8)],
+                ret: Slot::Int(4),
+            })
+        );
+        assert_eq!(btf.func_proto("zc_trace_no_such_function"), None);
         assert!(btf.has_function("vfs_read"));
         assert!(!btf.has_function("zc_trace_no_such_function"));
     }

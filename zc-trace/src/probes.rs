@@ -49,7 +49,85 @@ pub struct Candidate {
     /// A second program the first one needs (kretprobe after kprobe; the tracepoint that
     /// supplies a byte count the first cannot see). Both attach, or neither counts.
     pub also: Option<(Method, &'static str, &'static str)>,
+    /// For a kernel function: the prototype its programs are written for, checked against
+    /// the kernel's BTF before attaching.
+    pub proto: Option<&'static Proto>,
 }
+
+/// What the programs of a function site read of its prototype. They read arguments by
+/// position, and some fexit programs the return value at the slot after the last argument:
+/// on a kernel whose prototype differs they would read the wrong values, so a mismatch
+/// refuses the candidate (`AttachFailure::PrototypeMismatch`) instead.
+#[derive(Debug)]
+pub struct Proto {
+    /// The leading parameters the programs read (the function may have more after them).
+    pub params: &'static [Slot],
+    pub ret: Slot,
+    /// The fexit program reads the return value at argument slot `params.len()`, so the
+    /// function must have exactly these parameters. Otherwise it comes from
+    /// bpf_get_func_ret (or a kretprobe's register), whatever the parameter count.
+    pub ret_after_params: bool,
+}
+
+impl Proto {
+    /// Whether a function of prototype `real` can be read this way by `method`.
+    pub fn check(&self, real: &crate::btf::FuncProto, method: Method) -> Result<(), String> {
+        let exact = self.ret_after_params && method == Method::Fexit;
+        let n = self.params.len();
+        let fits = real.params.get(..n) == Some(self.params)
+            && real.ret == self.ret
+            && (!exact || real.params.len() == n);
+        if fits {
+            return Ok(());
+        }
+        let expected: Vec<String> = self.params.iter().map(Slot::to_string).collect();
+        Err(format!(
+            "its prototype here is {real}; the {} program reads ({}{}) -> {}",
+            method.label(),
+            expected.join(", "),
+            if exact { "" } else { ", ..." },
+            self.ret
+        ))
+    }
+}
+
+use crate::btf::Slot::{self, Int, Ptr};
+
+/// (struct kiocb *, struct iov_iter *, ...) -> ssize_t: the iov_iter copy sites.
+const ITER_COPY: Proto = Proto {
+    params: &[Ptr, Ptr],
+    ret: Int(8),
+    ret_after_params: false,
+};
+
+/// (...) -> ssize_t, every returned byte by reference: splice reads, sendpage.
+const BYTES_RETURNED: Proto = Proto {
+    params: &[],
+    ret: Int(8),
+    ret_after_params: false,
+};
+
+/// int tcp_sendmsg_locked(struct sock *, struct msghdr *, size_t);
+/// int unix_stream_sendmsg(struct socket *, struct msghdr *, size_t).
+const SENDMSG: Proto = Proto {
+    params: &[Ptr, Ptr, Int(8)],
+    ret: Int(4),
+    ret_after_params: true,
+};
+
+/// ssize_t filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read).
+const FILEMAP_READ: Proto = Proto {
+    params: &[Ptr, Ptr, Int(8)],
+    ret: Int(8),
+    ret_after_params: true,
+};
+
+/// int skb_copy_datagram_iter(const struct sk_buff *, int offset, struct iov_iter *, int len).
+const SKB_COPY_DATAGRAM_ITER: Proto = Proto {
+    params: &[Ptr, Int(4), Ptr, Int(4)],
+    ret: Int(4),
+    ret_after_params: true,
+};
 
 impl Candidate {
     /// "kprobe+kretprobe", "tp_btf+tracepoint", or the single method.
@@ -165,34 +243,47 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
         program,
         target,
         also: None,
+        proto: None,
     }
 }
 
-const fn fexit(program: &'static str, function: &'static str) -> Candidate {
+const fn fexit(program: &'static str, function: &'static str, proto: &'static Proto) -> Candidate {
     Candidate {
         method: Method::Fexit,
         program,
         target: function,
         also: None,
+        proto: Some(proto),
     }
 }
 
-const fn kretprobe(program: &'static str, function: &'static str) -> Candidate {
+const fn kretprobe(
+    program: &'static str,
+    function: &'static str,
+    proto: &'static Proto,
+) -> Candidate {
     Candidate {
         method: Method::Kretprobe,
         program,
         target: function,
         also: None,
+        proto: Some(proto),
     }
 }
 
 /// A kprobe that classifies at entry and its kretprobe that adds the returned byte count.
-const fn kprobe_pair(entry: &'static str, exit: &'static str, function: &'static str) -> Candidate {
+const fn kprobe_pair(
+    entry: &'static str,
+    exit: &'static str,
+    function: &'static str,
+    proto: &'static Proto,
+) -> Candidate {
     Candidate {
         method: Method::Kprobe,
         program: entry,
         target: function,
         also: Some((Method::Kretprobe, exit, function)),
+        proto: Some(proto),
     }
 }
 
@@ -236,6 +327,7 @@ pub const PLAN: &[Hook] = &[
                 program: "zc_sched_switch_btf",
                 target: "sched_switch",
                 also: None,
+                proto: None,
             },
             tp("zc_sched_switch_tp", "sched:sched_switch"),
         ],
@@ -247,13 +339,14 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes, bytes by reference (sender)",
         required: false,
         candidates: &[
-            fexit("zc_tcp_send_fexit", "tcp_sendmsg_locked"),
-            kprobe_pair("zc_tcp_send_kprobe", "zc_tcp_send_kretprobe", "tcp_sendmsg_locked"),
+            fexit("zc_tcp_send_fexit", "tcp_sendmsg_locked", &SENDMSG),
+            kprobe_pair("zc_tcp_send_kprobe", "zc_tcp_send_kretprobe", "tcp_sendmsg_locked", &SENDMSG),
             Candidate {
                 method: Method::TpBtf,
                 program: "zc_tcp_send_tp_btf",
                 target: "tcp_sendmsg_locked",
                 also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
+                proto: None,
             },
         ],
     },
@@ -264,8 +357,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "bytes by reference (sender)",
         required: false,
         candidates: &[
-            fexit("zc_tcp_sendpage_fexit", "do_tcp_sendpages"),
-            kretprobe("zc_tcp_sendpage_kretprobe", "do_tcp_sendpages"),
+            fexit("zc_tcp_sendpage_fexit", "do_tcp_sendpages", &BYTES_RETURNED),
+            kretprobe("zc_tcp_sendpage_kretprobe", "do_tcp_sendpages", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -274,8 +367,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender)",
         required: false,
         candidates: &[
-            fexit("zc_file_read_fexit", "filemap_read"),
-            kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "filemap_read"),
+            fexit("zc_file_read_fexit", "filemap_read", &FILEMAP_READ),
+            kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "filemap_read", &FILEMAP_READ),
         ],
     },
     Hook {
@@ -284,8 +377,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "per-site detail (file -> pipe leg of sendfile/splice)",
         required: false,
         candidates: &[
-            fexit("zc_file_splice_read_fexit", "filemap_splice_read"),
-            kretprobe("zc_file_splice_read_kretprobe", "filemap_splice_read"),
+            fexit("zc_file_splice_read_fexit", "filemap_splice_read", &BYTES_RETURNED),
+            kretprobe("zc_file_splice_read_kretprobe", "filemap_splice_read", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -294,8 +387,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "receiver copied bytes",
         required: false,
         candidates: &[
-            fexit("zc_sock_recv_fexit", "skb_copy_datagram_iter"),
-            kprobe_pair("zc_sock_recv_kprobe", "zc_sock_recv_kretprobe", "skb_copy_datagram_iter"),
+            fexit("zc_sock_recv_fexit", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
+            kprobe_pair("zc_sock_recv_kprobe", "zc_sock_recv_kretprobe", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
             tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec"),
         ],
     },
@@ -306,10 +399,10 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender)",
         required: false,
         candidates: &[
-            fexit("zc_pipe_write_fexit", "pipe_write"),
-            fexit("zc_anon_pipe_write_fexit", "anon_pipe_write"),
-            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "pipe_write"),
-            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "anon_pipe_write"),
+            fexit("zc_pipe_write_fexit", "pipe_write", &ITER_COPY),
+            fexit("zc_anon_pipe_write_fexit", "anon_pipe_write", &ITER_COPY),
+            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "pipe_write", &ITER_COPY),
+            kprobe_pair("zc_pipe_write_kprobe", "zc_pipe_write_kretprobe", "anon_pipe_write", &ITER_COPY),
         ],
     },
     Hook {
@@ -319,10 +412,10 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender)",
         required: false,
         candidates: &[
-            fexit("zc_pipe_read_fexit", "pipe_read"),
-            fexit("zc_anon_pipe_read_fexit", "anon_pipe_read"),
-            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "pipe_read"),
-            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "anon_pipe_read"),
+            fexit("zc_pipe_read_fexit", "pipe_read", &ITER_COPY),
+            fexit("zc_anon_pipe_read_fexit", "anon_pipe_read", &ITER_COPY),
+            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "pipe_read", &ITER_COPY),
+            kprobe_pair("zc_pipe_read_kprobe", "zc_pipe_read_kretprobe", "anon_pipe_read", &ITER_COPY),
         ],
     },
     Hook {
@@ -332,8 +425,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender)",
         required: false,
         candidates: &[
-            fexit("zc_file_write_fexit", "generic_perform_write"),
-            kprobe_pair("zc_file_write_kprobe", "zc_file_write_kretprobe", "generic_perform_write"),
+            fexit("zc_file_write_fexit", "generic_perform_write", &ITER_COPY),
+            kprobe_pair("zc_file_write_kprobe", "zc_file_write_kretprobe", "generic_perform_write", &ITER_COPY),
         ],
     },
     Hook {
@@ -361,8 +454,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes, bytes by reference (sender, UNIX sink)",
         required: false,
         candidates: &[
-            fexit("zc_unix_send_fexit", "unix_stream_sendmsg"),
-            kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg"),
+            fexit("zc_unix_send_fexit", "unix_stream_sendmsg", &SENDMSG),
+            kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg", &SENDMSG),
         ],
     },
     Hook {
@@ -372,8 +465,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "bytes by reference (sender, UNIX sink)",
         required: false,
         candidates: &[
-            fexit("zc_unix_sendpage_fexit", "unix_stream_sendpage"),
-            kretprobe("zc_unix_sendpage_kretprobe", "unix_stream_sendpage"),
+            fexit("zc_unix_sendpage_fexit", "unix_stream_sendpage", &BYTES_RETURNED),
+            kretprobe("zc_unix_sendpage_kretprobe", "unix_stream_sendpage", &BYTES_RETURNED),
         ],
     },
     // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without
@@ -384,8 +477,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender; payload on tmpfs)",
         required: false,
         candidates: &[
-            fexit("zc_shmem_read_fexit", "shmem_file_read_iter"),
-            kprobe_pair("zc_shmem_read_kprobe", "zc_shmem_read_kretprobe", "shmem_file_read_iter"),
+            fexit("zc_shmem_read_fexit", "shmem_file_read_iter", &ITER_COPY),
+            kprobe_pair("zc_shmem_read_kprobe", "zc_shmem_read_kretprobe", "shmem_file_read_iter", &ITER_COPY),
         ],
     },
     Hook {
@@ -395,8 +488,8 @@ pub const PLAN: &[Hook] = &[
         feeds: "per-site detail (file -> pipe leg of sendfile/splice on tmpfs)",
         required: false,
         candidates: &[
-            fexit("zc_shmem_splice_read_fexit", "shmem_file_splice_read"),
-            kretprobe("zc_shmem_splice_read_kretprobe", "shmem_file_splice_read"),
+            fexit("zc_shmem_splice_read_fexit", "shmem_file_splice_read", &BYTES_RETURNED),
+            kretprobe("zc_shmem_splice_read_kretprobe", "shmem_file_splice_read", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -406,11 +499,12 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender; file sink on xfs)",
         required: false,
         candidates: &[
-            fexit("zc_iomap_write_fexit", "iomap_file_buffered_write"),
+            fexit("zc_iomap_write_fexit", "iomap_file_buffered_write", &ITER_COPY),
             kprobe_pair(
                 "zc_iomap_write_kprobe",
                 "zc_iomap_write_kretprobe",
                 "iomap_file_buffered_write",
+                &ITER_COPY,
             ),
         ],
     },
@@ -421,11 +515,12 @@ pub const PLAN: &[Hook] = &[
         feeds: "CPU-copied bytes (sender; file sink on btrfs)",
         required: false,
         candidates: &[
-            fexit("zc_btrfs_write_fexit", "btrfs_buffered_write"),
+            fexit("zc_btrfs_write_fexit", "btrfs_buffered_write", &ITER_COPY),
             kprobe_pair(
                 "zc_btrfs_write_kprobe",
                 "zc_btrfs_write_kretprobe",
                 "btrfs_buffered_write",
+                &ITER_COPY,
             ),
         ],
     },
@@ -449,6 +544,8 @@ pub enum AttachFailure {
     VerifierRefused,
     /// Left out on purpose (ZC_TRACE_SKIP_METHODS, for tests of the next method in a chain).
     Skipped,
+    /// The function's prototype in this kernel's BTF is not the one its programs read.
+    PrototypeMismatch,
     /// Anything else (a tracepoint format that lacks a field, an unsupported program type...).
     Other,
 }
@@ -550,13 +647,24 @@ fn function_presence() -> Vec<serde_json::Value> {
     plan_functions()
         .into_iter()
         .map(|(f, hooks)| {
+            let proto = btf.as_ref().and_then(|b| b.func_proto(f));
             serde_json::json!({
                 "function": f,
                 "in_btf": btf.as_ref().map(|b| b.has_function(f)),
+                "prototype": proto.as_ref().map(|p| p.to_string()),
+                "prototype_mismatch": proto.as_ref().and_then(|p| prototype_mismatch(f, p)),
                 "hooks": hooks,
             })
         })
         .collect()
+}
+
+/// Why a program of the plan cannot read function `f` of prototype `real`, if one cannot.
+pub fn prototype_mismatch(f: &str, real: &crate::btf::FuncProto) -> Option<String> {
+    PLAN.iter()
+        .flat_map(|h| h.candidates)
+        .filter(|c| c.target == f)
+        .find_map(|c| c.proto?.check(real, c.method).err())
 }
 
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.
@@ -624,6 +732,61 @@ mod tests {
                 h.id
             );
         }
+    }
+
+    #[test]
+    fn a_prototype_is_checked_by_position_and_exactly_where_the_return_follows() {
+        use crate::btf::FuncProto;
+        let three = FuncProto {
+            params: vec![Ptr, Ptr, Int(8)],
+            ret: Int(4),
+        };
+        assert_eq!(SENDMSG.check(&three, Method::Fexit), Ok(()));
+        let four = FuncProto {
+            params: vec![Ptr, Ptr, Int(8), Int(4)],
+            ret: Int(4),
+        };
+        // The fexit program would read the fourth argument as the return value.
+        let e = SENDMSG.check(&four, Method::Fexit).unwrap_err();
+        assert!(
+            e.contains("(ptr, ptr, int64, int32) -> int32")
+                && e.contains("reads (ptr, ptr, int64)"),
+            "{e}"
+        );
+        // A kprobe reads arguments by position and the return from a register.
+        assert_eq!(SENDMSG.check(&four, Method::Kprobe), Ok(()));
+        let int_ret = FuncProto {
+            params: vec![Ptr, Ptr],
+            ret: Int(4),
+        };
+        assert!(ITER_COPY.check(&int_ret, Method::Fexit).is_err());
+        let more = FuncProto {
+            params: vec![Ptr, Ptr, Ptr, Ptr, Ptr],
+            ret: Int(8),
+        };
+        // iomap_file_buffered_write grew from 3 to 5 parameters (6.1 -> 7.x): still readable.
+        assert_eq!(ITER_COPY.check(&more, Method::Fexit), Ok(()));
+    }
+
+    /// The kernel-function tracker on this kernel: every function of the plan that it has
+    /// has the prototype its programs read (the VM matrix checks its kernels the same way).
+    #[test]
+    fn every_planned_function_this_kernel_has_matches_its_prototype() {
+        let Ok(btf) = crate::btf::KernelBtf::from_sys_fs() else {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI has BTF");
+            return;
+        };
+        let mut checked = 0;
+        for (f, _) in plan_functions() {
+            if let Some(real) = btf.func_proto(f) {
+                checked += 1;
+                assert_eq!(prototype_mismatch(f, &real), None, "{f}");
+            }
+        }
+        assert!(
+            checked >= 8,
+            "only {checked} planned functions in this kernel's BTF"
+        );
     }
 
     #[test]

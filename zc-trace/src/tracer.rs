@@ -425,6 +425,14 @@ fn attach_candidate(
                     Some(_) => {}
                 }
             }
+            if let (Some(expected), Some(real)) = (c.proto, b.func_proto(c.target)) {
+                expected.check(&real, c.method).map_err(|m| {
+                    AttachError::new(
+                        AttachFailure::PrototypeMismatch,
+                        format!("function {}: {m}", c.target),
+                    )
+                })?;
+            }
         }
     }
     attach(ebpf, c.method, c.program, c.target, formats, btf)?;

@@ -234,10 +234,16 @@ fn the_checks_find_each_kind_of_difference() {
         "functions": [
             { "function": "gone", "in_btf": true, "hooks": ["x"] },
             { "function": "missing", "in_btf": false, "hooks": ["y"] },
+            { "function": "changed", "in_btf": true, "hooks": ["z"],
+              "prototype_mismatch": "its prototype here is (ptr) -> int32" },
         ]
     });
     let f = check_probes(&entry, "ext4", &probes);
-    assert_eq!(f.len(), 3, "{f:#?}");
+    assert_eq!(f.len(), 4, "{f:#?}");
+    assert!(
+        f[3].contains("function changed: its prototype here is (ptr) -> int32"),
+        "{f:#?}"
+    );
     assert!(
         f[0].contains("tcp_send: expected \"fexit\", got kprobe"),
         "{f:#?}"

@@ -356,6 +356,9 @@ pub fn check_probes(entry: &Table, fs: &str, doc: &Value) -> Vec<String> {
             )),
             _ => {}
         }
+        if let Some(why) = f["prototype_mismatch"].as_str() {
+            failures.push(format!("{k}: function {fname}: {why}"));
+        }
     }
     for (fname, reason) in absent {
         if !functions.iter().any(|f| f["function"] == fname.as_str()) {
