@@ -361,6 +361,13 @@ pub struct Config {
     /// block:block_bio_queue field offsets (tracefs).
     pub bio_nr_sector_off: u32,
     pub bio_rwbs_off: u32,
+    /// file.private_data and socket.sk (BTF): the sender's sockets are tracked when a
+    /// syscall on them begins, before any frame of theirs can leave a device.
+    pub file_private_data_off: u32,
+    pub socket_sk_off: u32,
+    /// sk_buff.len and sk_buff.data_len (BTF): bytes copied by segmentation/linearization.
+    pub skb_len_off: u32,
+    pub skb_data_len_off: u32,
     /// Explicit tail padding to the struct's 8-byte alignment.
     pub _pad1: u32,
 }
@@ -430,6 +437,10 @@ impl Config {
             msghdr_ubuf_off: UNKNOWN,
             bio_nr_sector_off: 0,
             bio_rwbs_off: 0,
+            file_private_data_off: UNKNOWN,
+            socket_sk_off: UNKNOWN,
+            skb_len_off: UNKNOWN,
+            skb_data_len_off: UNKNOWN,
             _pad1: 0,
         }
     }
@@ -448,7 +459,7 @@ mod pod {
 
 // Config has no implicit padding: its size is the sum of its fields, 60 u32 (two of them the
 // explicit padding) and 3 u64. A field added without minding alignment fails the build.
-const _: () = assert!(core::mem::size_of::<Config>() == 60 * 4 + 3 * 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 64 * 4 + 3 * 8);
 const _: () = assert!(core::mem::offset_of!(Config, netif_f_sg) % 8 == 0);
 const _: () =
     assert!(core::mem::offset_of!(Config, _pad0) + 4 == core::mem::offset_of!(Config, netif_f_sg));

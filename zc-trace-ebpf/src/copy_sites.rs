@@ -9,9 +9,10 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_func_ret, bpf_probe_read_kernel},
-    macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{
-        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        TracePointContext,
     },
     EbpfContext,
 };
@@ -554,6 +555,92 @@ fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
         stats.site_calls[site::NIC_LINEARIZE] += 1;
     }
     Some(())
+}
+
+// ---- segmentation and linearization for a device without scatter-gather ----
+// A device without NETIF_F_SG takes no page fragments, so validate_xmit_skb makes the CPU
+// copy them: a GSO skb is segmented in software (skb_segment copies every payload byte into
+// each segment's linear area: at its entry the skb's data is the payload, headers pulled), a
+// one-segment skb is linearized (__skb_linearize, inline, calls __pskb_pull_tail, which
+// copies `delta` bytes of fragments). Counted where the copy happens, by the skb's socket:
+// transmits also run in softirq context. A retransmitted segment is copied again, and counted.
+
+/// The role of the traced socket that owns `skb`, if any.
+#[inline(always)]
+fn skb_role(cfg: &Config, skb: *const u8) -> Option<u32> {
+    if skb.is_null() || cfg.skb_sk_off == UNKNOWN {
+        return None;
+    }
+    let sk: u64 =
+        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_sk_off as usize) as *const u64) }.ok()?;
+    unsafe { SOCKS.get(&sk) }.copied()
+}
+
+#[inline(always)]
+fn add_linearized(role: u32, bytes: u64) -> Option<()> {
+    let stats = state::stats(role)?;
+    stats.copies[site::NIC_LINEARIZE][class::KERNEL_TO_KERNEL] += bytes;
+    stats.site_calls[site::NIC_LINEARIZE] += 1;
+    Some(())
+}
+
+/// skb_segment(head_skb, features): without NETIF_F_SG every byte of head_skb is copied.
+#[inline(always)]
+fn on_segment(skb: *const u8, features: u64) -> Option<()> {
+    let cfg = state::config();
+    if cfg.netif_f_sg == 0 || features & cfg.netif_f_sg != 0 || cfg.skb_len_off == UNKNOWN {
+        return None;
+    }
+    let role = skb_role(cfg, skb)?;
+    let len: u32 =
+        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_len_off as usize) as *const u32) }.ok()?;
+    add_linearized(role, len as u64)
+}
+
+#[fentry(function = "skb_segment")]
+pub fn zc_skb_segment_fentry(ctx: FEntryContext) -> i32 {
+    let skb: *const u8 = unsafe { ctx.arg(0) };
+    let features: u64 = unsafe { ctx.arg(1) };
+    let _ = on_segment(skb, features);
+    0
+}
+
+#[kprobe]
+pub fn zc_skb_segment_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(skb), Some(features)) = (ctx.arg::<*const u8>(0), ctx.arg::<u64>(1)) {
+        let _ = on_segment(skb, features);
+    }
+    0
+}
+
+/// __pskb_pull_tail(skb, delta) -> new tail or NULL: `delta` bytes of fragments copied into
+/// the linear area (all of them when __skb_linearize calls it).
+#[inline(always)]
+fn on_pull_tail(skb: *const u8, delta: i32) -> Option<()> {
+    if delta <= 0 {
+        return None;
+    }
+    add_linearized(skb_role(state::config(), skb)?, delta as u64)
+}
+
+#[fexit(function = "__pskb_pull_tail")]
+pub fn zc_pskb_pull_tail_fexit(ctx: FExitContext) -> i32 {
+    let skb: *const u8 = unsafe { ctx.arg(0) };
+    let delta: i32 = unsafe { ctx.arg(1) };
+    let tail: *const u8 = unsafe { ctx.arg(2) };
+    if !tail.is_null() {
+        let _ = on_pull_tail(skb, delta);
+    }
+    0
+}
+
+/// Counted at entry: the kprobe cannot see the result (a failed pull, ENOMEM, is rare).
+#[kprobe]
+pub fn zc_pskb_pull_tail_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(skb), Some(delta)) = (ctx.arg::<*const u8>(0), ctx.arg::<i32>(1)) {
+        let _ = on_pull_tail(skb, delta);
+    }
+    0
 }
 
 // ---- unix_stream_sendmsg(struct socket *, struct msghdr *, size_t) -> int ----

@@ -66,7 +66,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         None => stats.counters[counter::SYSCALL_OUT_OF_TABLE] += 1,
     }
     task.pending_nr = nr;
-    task.pending_source = source_kind(ctx, cfg, nr);
+    task.pending_source = source_kind(ctx, cfg, nr, task.role);
     Ok(())
 }
 
@@ -74,7 +74,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
 /// counters their return value feeds, by the type of file behind their descriptors. Packed:
 /// the input side's counter in the low byte, the output side's in the next.
 #[inline(always)]
-fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) -> u64 {
+fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64, role: u32) -> u64 {
     let nr = nr as u32;
     // (input descriptor argument, output descriptor argument, splices)
     let (input, output, splices) =
@@ -95,70 +95,128 @@ fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64) 
         } else {
             return 0;
         };
-    let kind_of = |arg: Option<usize>| -> Option<u32> {
-        let fd = unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * arg?) }.ok()?;
-        file_mode(cfg, fd)
+    // Plain values (0: none), not Options: the verifier rejects the undefined payload LLVM
+    // may read from a None.
+    let fd_of = |arg: Option<usize>| -> u64 {
+        match arg {
+            Some(a) => unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * a) }
+                .unwrap_or(NO_FD),
+            None => NO_FD,
+        }
     };
-    let in_kind = kind_of(input);
-    let out_kind = kind_of(output);
+    let in_kind = file_mode(cfg, fd_of(input));
+    let out_fd = fd_of(output);
+    let out_kind = file_mode(cfg, out_fd);
+    // A socket the sender sends on is known from here on: frames leave the device inside
+    // this very call (or later, in softirq context) and are attributed by their socket.
+    if out_kind == S_IFSOCK {
+        track_socket_of_file(cfg, file_at(cfg, out_fd), role);
+    }
     if nr == cfg.copy_file_range_nr {
-        return if in_kind == Some(S_IFREG) && out_kind == Some(S_IFREG) {
+        return if in_kind == S_IFREG && out_kind == S_IFREG {
             counter::UNCLASSIFIED_BYTES as u64
         } else {
             0
         };
     }
     let low = match (in_kind, splices) {
-        (Some(S_IFREG), false) => counter::READ_REGULAR_BYTES,
-        (Some(S_IFREG), true) => counter::SPLICE_FROM_REGULAR_BYTES,
-        (Some(S_IFIFO), false) => counter::READ_PIPE_BYTES,
+        (S_IFREG, false) => counter::READ_REGULAR_BYTES,
+        (S_IFREG, true) => counter::SPLICE_FROM_REGULAR_BYTES,
+        (S_IFIFO, false) => counter::READ_PIPE_BYTES,
         _ => 0,
     };
     let high = match (out_kind, splices) {
-        (Some(S_IFREG), false) => counter::WRITE_REGULAR_BYTES,
-        (Some(S_IFREG), true) => counter::SPLICE_TO_REGULAR_BYTES,
-        (Some(S_IFIFO), false) => counter::WRITE_PIPE_BYTES,
-        (Some(S_IFSOCK), false) => counter::SEND_SOCKET_BYTES,
-        (Some(S_IFSOCK), true) => counter::SPLICE_TO_SOCKET_BYTES,
+        (S_IFREG, false) => counter::WRITE_REGULAR_BYTES,
+        (S_IFREG, true) => counter::SPLICE_TO_REGULAR_BYTES,
+        (S_IFIFO, false) => counter::WRITE_PIPE_BYTES,
+        (S_IFSOCK, false) => counter::SEND_SOCKET_BYTES,
+        (S_IFSOCK, true) => counter::SPLICE_TO_SOCKET_BYTES,
         _ => 0,
     };
     (low as u64) | ((high as u64) << 8)
 }
 
+/// No descriptor (an argument that is not one): beyond every descriptor table.
+const NO_FD: u64 = u64::MAX;
+/// "No file type known": no S_IFMT value is 0.
+const NO_KIND: u32 = 0;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFIFO: u32 = 0o010000;
 const S_IFSOCK: u32 = 0o140000;
 
-/// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
-/// current->files->fdt->fd[fd]->f_inode->i_mode, with offsets from BTF. None for O_DIRECT
-/// files, whose data moves by DMA to and from user pages without a CPU copy, except on tmpfs,
-/// which has no direct I/O and copies all the same.
+/// file->private_data (a struct socket) ->sk, remembered in SOCKS with the caller's role.
 #[inline(always)]
-fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> Option<u32> {
-    if cfg.task_files_off == zc_trace_common::UNKNOWN
-        || cfg.inode_mode_off == zc_trace_common::UNKNOWN
+fn track_socket_of_file(cfg: &zc_trace_common::Config, file: *const u8, role: u32) {
+    if file.is_null()
+        || cfg.file_private_data_off == zc_trace_common::UNKNOWN
+        || cfg.socket_sk_off == zc_trace_common::UNKNOWN
     {
-        return None;
+        return;
+    }
+    let read_ptr = |base: *const u8, off: u32| -> Option<*const u8> {
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }.ok()
+    };
+    let Some(sock) = read_ptr(file, cfg.file_private_data_off) else {
+        return;
+    };
+    if let Some(sk) = read_ptr(sock, cfg.socket_sk_off) {
+        if !sk.is_null() {
+            let _ = crate::state::SOCKS.insert(&(sk as u64), &role, 0);
+        }
+    }
+}
+
+/// The file behind descriptor `fd` of the current task (current->files->fdt->fd[fd], offsets
+/// from BTF), or null. A plain pointer, not an Option: the verifier rejects the undefined
+/// payload LLVM may read from a None.
+#[inline(always)]
+fn file_at(cfg: &zc_trace_common::Config, fd: u64) -> *const u8 {
+    let none = core::ptr::null();
+    if cfg.task_files_off == zc_trace_common::UNKNOWN {
+        return none;
     }
     let read_ptr = |base: *const u8, off: u32| -> Option<*const u8> {
         unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }.ok()
     };
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let files = read_ptr(task, cfg.task_files_off)?;
-    let fdt = read_ptr(files, cfg.files_fdt_off)?;
-    let max: u32 =
-        unsafe { bpf_probe_read_kernel(fdt.add(cfg.fdt_max_fds_off as usize) as *const u32) }
-            .ok()?;
-    if fd >= max as u64 {
+    let Some(files) = read_ptr(task, cfg.task_files_off) else {
+        return none;
+    };
+    let Some(fdt) = read_ptr(files, cfg.files_fdt_off) else {
+        return none;
+    };
+    let max = unsafe { bpf_probe_read_kernel(fdt.add(cfg.fdt_max_fds_off as usize) as *const u32) };
+    match max {
+        Ok(max) if fd < max as u64 => {}
+        _ => return none,
+    }
+    let Some(array) = read_ptr(fdt, cfg.fdt_fd_off) else {
+        return none;
+    };
+    read_ptr(array, (fd * 8) as u32).unwrap_or(none)
+}
+
+/// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
+/// file->f_inode->i_mode, with offsets from BTF; NO_KIND when unknown, and for O_DIRECT
+/// files, whose data moves by DMA to and from user pages without a CPU copy, except on tmpfs,
+/// which has no direct I/O and copies all the same.
+#[inline(always)]
+fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> u32 {
+    file_mode_of(cfg, file_at(cfg, fd)).unwrap_or(NO_KIND)
+}
+
+#[inline(always)]
+fn file_mode_of(cfg: &zc_trace_common::Config, file: *const u8) -> Option<u32> {
+    if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
         return None;
     }
-    let array = read_ptr(fdt, cfg.fdt_fd_off)?;
-    let file = read_ptr(array, (fd * 8) as u32)?;
     let flags: u32 =
         unsafe { bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32) }
             .ok()?;
-    let inode = read_ptr(file, cfg.file_inode_off)?;
+    let inode: *const u8 =
+        unsafe { bpf_probe_read_kernel(file.add(cfg.file_inode_off as usize) as *const *const u8) }
+            .ok()?;
     if flags & cfg.o_direct != 0 && !on_tmpfs(cfg, inode) {
         return None;
     }

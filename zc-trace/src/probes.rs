@@ -52,6 +52,16 @@ pub struct Candidate {
     /// For a kernel function: the prototype its programs are written for, checked against
     /// the kernel's BTF before attaching.
     pub proto: Option<&'static Proto>,
+    /// The same for the `also` half's function.
+    pub also_proto: Option<&'static Proto>,
+}
+
+/// One half of a candidate: the program, how and where it attaches, the prototype it reads.
+pub struct Half {
+    pub method: Method,
+    pub program: &'static str,
+    pub target: &'static str,
+    pub proto: Option<&'static Proto>,
 }
 
 /// What the programs of a function site read of its prototype. They read arguments by
@@ -122,6 +132,22 @@ const FILEMAP_READ: Proto = Proto {
     ret_after_params: true,
 };
 
+/// struct sk_buff *skb_segment(struct sk_buff *head_skb, netdev_features_t features): read at
+/// entry.
+const SKB_SEGMENT: Proto = Proto {
+    params: &[Ptr, Int(8)],
+    ret: Ptr,
+    ret_after_params: false,
+};
+
+/// void *__pskb_pull_tail(struct sk_buff *skb, int delta): the fexit reads the new tail at
+/// slot 2.
+const PSKB_PULL_TAIL: Proto = Proto {
+    params: &[Ptr, Int(4)],
+    ret: Ptr,
+    ret_after_params: true,
+};
+
 /// int skb_copy_datagram_iter(const struct sk_buff *, int offset, struct iov_iter *, int len).
 const SKB_COPY_DATAGRAM_ITER: Proto = Proto {
     params: &[Ptr, Int(4), Ptr, Int(4)],
@@ -130,6 +156,23 @@ const SKB_COPY_DATAGRAM_ITER: Proto = Proto {
 };
 
 impl Candidate {
+    /// The candidate's program, then its `also` program.
+    pub fn halves(&self) -> impl Iterator<Item = Half> {
+        let first = Half {
+            method: self.method,
+            program: self.program,
+            target: self.target,
+            proto: self.proto,
+        };
+        let second = self.also.map(|(method, program, target)| Half {
+            method,
+            program,
+            target,
+            proto: self.also_proto,
+        });
+        std::iter::once(first).chain(second)
+    }
+
     /// "kprobe+kretprobe", "tp_btf+tracepoint", or the single method.
     pub fn label(&self) -> String {
         match self.also {
@@ -244,6 +287,7 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
         target,
         also: None,
         proto: None,
+        also_proto: None,
     }
 }
 
@@ -254,6 +298,7 @@ const fn fexit(program: &'static str, function: &'static str, proto: &'static Pr
         target: function,
         also: None,
         proto: Some(proto),
+        also_proto: None,
     }
 }
 
@@ -268,6 +313,7 @@ const fn kretprobe(
         target: function,
         also: None,
         proto: Some(proto),
+        also_proto: None,
     }
 }
 
@@ -284,6 +330,7 @@ const fn kprobe_pair(
         target: function,
         also: Some((Method::Kretprobe, exit, function)),
         proto: Some(proto),
+        also_proto: Some(proto),
     }
 }
 
@@ -328,6 +375,7 @@ pub const PLAN: &[Hook] = &[
                 target: "sched_switch",
                 also: None,
                 proto: None,
+                also_proto: None,
             },
             tp("zc_sched_switch_tp", "sched:sched_switch"),
         ],
@@ -347,6 +395,7 @@ pub const PLAN: &[Hook] = &[
                 target: "tcp_sendmsg_locked",
                 also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
                 proto: None,
+                also_proto: None,
             },
         ],
     },
@@ -431,12 +480,32 @@ pub const PLAN: &[Hook] = &[
     },
     Hook {
         id: HookId::NicLinearize,
-        site: "frames of the sender's TCP sockets leaving a device: payload in the linear part \
-               was copied there by GSO segmentation or linearization (a device without \
-               scatter-gather)",
+        site: "a device without scatter-gather: the CPU copies the payload of the sender's \
+               TCP skbs into linear memory, segmenting them in software (skb_segment) or \
+               linearizing them (__pskb_pull_tail); else seen in each frame leaving the device",
         feeds: "CPU-copied bytes (sender)",
         required: false,
-        candidates: &[tp("zc_net_xmit", "net:net_dev_start_xmit")],
+        candidates: &[
+            Candidate {
+                method: Method::Fentry,
+                program: "zc_skb_segment_fentry",
+                target: "skb_segment",
+                also: Some((Method::Fexit, "zc_pskb_pull_tail_fexit", "__pskb_pull_tail")),
+                proto: Some(&SKB_SEGMENT),
+                also_proto: Some(&PSKB_PULL_TAIL),
+            },
+            Candidate {
+                method: Method::Kprobe,
+                program: "zc_skb_segment_kprobe",
+                target: "skb_segment",
+                also: Some((Method::Kprobe, "zc_pskb_pull_tail_kprobe", "__pskb_pull_tail")),
+                proto: Some(&SKB_SEGMENT),
+                also_proto: Some(&PSKB_PULL_TAIL),
+            },
+            // Last resort where neither can attach (no fentry, no kprobes): the linear
+            // payload of each frame of the sender's sockets as it leaves the device.
+            tp("zc_net_xmit", "net:net_dev_start_xmit"),
+        ],
     },
     Hook {
         id: HookId::DeviceIo,
@@ -620,10 +689,10 @@ impl AttachReport {
 pub fn plan_functions() -> Vec<(&'static str, Vec<HookId>)> {
     let mut out: Vec<(&'static str, Vec<HookId>)> = Vec::new();
     for h in PLAN {
-        let halves = h.candidates.iter().flat_map(|c| {
-            std::iter::once((c.method, c.target)).chain(c.also.map(|(m, _, t)| (m, t)))
-        });
-        for (m, target) in halves {
+        for Half {
+            method: m, target, ..
+        } in h.candidates.iter().flat_map(Candidate::halves)
+        {
             if !matches!(
                 m,
                 Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe
@@ -663,8 +732,9 @@ fn function_presence() -> Vec<serde_json::Value> {
 pub fn prototype_mismatch(f: &str, real: &crate::btf::FuncProto) -> Option<String> {
     PLAN.iter()
         .flat_map(|h| h.candidates)
-        .filter(|c| c.target == f)
-        .find_map(|c| c.proto?.check(real, c.method).err())
+        .flat_map(Candidate::halves)
+        .filter(|half| half.target == f)
+        .find_map(|half| half.proto?.check(real, half.method).err())
 }
 
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.

@@ -184,8 +184,8 @@ fn read_formats(tracefs: &Path) -> Formats {
     let halves = PLAN
         .iter()
         .flat_map(|h| h.candidates)
-        .flat_map(|c| std::iter::once((c.method, c.target)).chain(c.also.map(|(m, _, t)| (m, t))));
-    for (method, target) in halves {
+        .flat_map(Candidate::halves);
+    for crate::probes::Half { method, target, .. } in halves {
         if method != Method::Tracepoint {
             continue;
         }
@@ -276,6 +276,10 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     config.sock_zerocopy_bit = val("SOCK_ZEROCOPY");
     config.msghdr_ubuf_off = off("msghdr", "msg_ubuf");
     config.skb_data_off = off("sk_buff", "data");
+    config.skb_len_off = off("sk_buff", "len");
+    config.skb_data_len_off = off("sk_buff", "data_len");
+    config.file_private_data_off = off("file", "private_data");
+    config.socket_sk_off = off("socket", "sk");
     config.iter_ubuf = val("ITER_UBUF");
     config.iter_iovec = val("ITER_IOVEC");
     config.iter_kvec = val("ITER_KVEC");
@@ -347,6 +351,11 @@ fn btf_facts(program: &str, config: &Config) -> Result<(), String> {
     if program == "zc_net_xmit" && (config.skb_sk_off == UNKNOWN || config.skb_data_off == UNKNOWN)
     {
         return Err("sk_buff.sk or sk_buff.data not found in kernel BTF".into());
+    }
+    if (program.starts_with("zc_skb_segment") || program.starts_with("zc_pskb_pull_tail"))
+        && (config.skb_sk_off == UNKNOWN || config.skb_len_off == UNKNOWN || config.netif_f_sg == 0)
+    {
+        return Err("sk_buff.sk, sk_buff.len or NETIF_F_SG_BIT not found in kernel BTF".into());
     }
     if program.starts_with("zc_tcp_send")
         && (config.msghdr_flags_off == UNKNOWN
@@ -425,26 +434,37 @@ fn attach_candidate(
                     Some(_) => {}
                 }
             }
-            if let (Some(expected), Some(real)) = (c.proto, b.func_proto(c.target)) {
-                expected.check(&real, c.method).map_err(|m| {
-                    AttachError::new(
-                        AttachFailure::PrototypeMismatch,
-                        format!("function {}: {m}", c.target),
-                    )
-                })?;
+            for half in c.halves() {
+                if let (Some(expected), Some(real)) = (half.proto, b.func_proto(half.target)) {
+                    expected.check(&real, half.method).map_err(|m| {
+                        AttachError::new(
+                            AttachFailure::PrototypeMismatch,
+                            format!("function {}: {m}", half.target),
+                        )
+                    })?;
+                }
             }
         }
     }
-    attach(ebpf, c.method, c.program, c.target, formats, btf)?;
-    if let Some((method, program, target)) = c.also {
-        if let Err(e) = attach(ebpf, method, program, target, formats, btf) {
+    let mut halves = c.halves();
+    let first = halves.next().expect("a candidate has its own program");
+    attach(
+        ebpf,
+        first.method,
+        first.program,
+        first.target,
+        formats,
+        btf,
+    )?;
+    for half in halves {
+        if let Err(e) = attach(ebpf, half.method, half.program, half.target, formats, btf) {
             // Half a candidate would count nothing (or count wrongly): take it down again.
-            if let Some(p) = ebpf.program_mut(c.program) {
+            if let Some(p) = ebpf.program_mut(first.program) {
                 unload(p);
             }
             return Err(AttachError::new(
                 e.kind,
-                format!("{} {target}: {}", method.label(), e.message),
+                format!("{} {}: {}", half.method.label(), half.target, e.message),
             ));
         }
     }
@@ -636,8 +656,7 @@ mod tests {
         let mut missing = Vec::new();
         for hook in crate::probes::PLAN {
             for c in hook.candidates {
-                let programs = std::iter::once(c.program).chain(c.also.map(|(_, p, _)| p));
-                for p in programs {
+                for p in c.halves().map(|half| half.program) {
                     if !object.programs.contains_key(p) {
                         missing.push(format!("{} ({})", p, hook.id.name()));
                     }

@@ -128,9 +128,10 @@ fn every_hook_attaches_as_expected_and_every_function_is_accounted_for() {
     report(check_probes(&entry, &matrix::payload_filesystem(), &doc));
 }
 
-/// The kprobe half of every attach chain: with fexit left out, each hook the kernel attaches
-/// by fexit must attach by kprobe (+kretprobe) instead, and the exact table and the ledger
-/// must come out the same. Kernels without fexit hooks (the host) have nothing to check.
+/// The kprobe half of every attach chain: with fexit and fentry left out, each hook the
+/// kernel attaches by either must attach by kprobe (+kretprobe) instead, and the exact table
+/// and the ledger must come out the same. Kernels without such hooks (the host) have nothing
+/// to check.
 #[test]
 fn kprobes_stand_in_for_fexit_with_the_same_figures() {
     let Some(entry) = entry("kprobes_stand_in_for_fexit_with_the_same_figures") else {
@@ -141,7 +142,7 @@ fn kprobes_stand_in_for_fexit_with_the_same_figures() {
         .and_then(|m| m.as_table())
         .into_iter()
         .flatten()
-        .filter(|(_, m)| m.as_str() == Some("fexit"))
+        .filter(|(_, m)| matches!(m.as_str(), Some("fexit" | "fentry")))
         .map(|(h, _)| h.clone())
         .collect();
     if fexit_hooks.is_empty() {
@@ -154,7 +155,7 @@ fn kprobes_stand_in_for_fexit_with_the_same_figures() {
     let with_kprobes = |args: &[&str]| {
         let out = std::process::Command::new(common::bin())
             .args(args)
-            .env("ZC_TRACE_SKIP_METHODS", "fexit")
+            .env("ZC_TRACE_SKIP_METHODS", "fexit,fentry")
             .output()
             .expect("run zc-trace");
         assert!(
@@ -175,7 +176,7 @@ fn kprobes_stand_in_for_fexit_with_the_same_figures() {
             .unwrap_or_else(|| panic!("hook {hook} missing"));
         if p["method"] != "kprobe" && p["method"] != "kretprobe" {
             failures.push(format!(
-                "{hook}: without fexit it attached by {} (failed: {})",
+                "{hook}: without fexit and fentry it attached by {} (failed: {})",
                 p["method"], p["failed"]
             ));
         }

@@ -271,7 +271,11 @@ pub fn build(
     let strategies = runs
         .into_iter()
         .map(|(s, sink, has_receiver, samples)| {
-            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs, sink);
+            let route = super::ledger::SinkRoute {
+                kind: sink,
+                scatter_gather: config.sink_scatter_gather,
+            };
+            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs, route);
             let unbalanced = super::ledger::unbalanced_sites(&ledger);
             StrategyReport {
                 id: s.id(),
@@ -582,9 +586,16 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
                 "len of each socket-to-reader copy; the tracepoint does not carry the iov_iter \
                  type, and a read()/recv() into a buffer copies into user memory"
             }
+            (HookId::NicLinearize, Some(crate::probes::Method::Tracepoint)) => {
+                "payload in the linear part of each frame of the sender's sockets leaving the \
+                 device (attributed by socket, in any context): what segmentation or \
+                 linearization copied there"
+            }
             (HookId::NicLinearize, _) => {
-                "payload found in the linear part of frames of the sender's sockets (attributed \
-                 by socket, in any context)"
+                "bytes skb_segment copied into segments for a device without scatter-gather, \
+                 plus fragments __pskb_pull_tail linearized, for skbs of the sender's sockets \
+                 (attributed by socket, in any context; a retransmitted segment is copied and \
+                 counted again)"
             }
             _ => {
                 "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the route's \
