@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use zc_trace_common::{class, counter, site};
+
 use crate::cli::ProbesArgs;
 use crate::error::Error;
 
@@ -54,6 +56,11 @@ pub struct Candidate {
     pub proto: Option<&'static Proto>,
     /// The same for the `also` half's function.
     pub also_proto: Option<&'static Proto>,
+    /// What this candidate's figure means, where it differs from the site's `detail`.
+    pub detail: Option<&'static str>,
+    /// BTF facts its programs read beyond what their prototypes' `needs` say (tracepoints,
+    /// which have no function prototype here).
+    pub needs: &'static [Need],
 }
 
 /// One half of a candidate: the program, how and where it attaches, the prototype it reads.
@@ -77,6 +84,29 @@ pub struct Proto {
     /// function must have exactly these parameters. Otherwise it comes from
     /// bpf_get_func_ret (or a kretprobe's register), whatever the parameter count.
     pub ret_after_params: bool,
+    /// The kernel structures the programs read through the arguments.
+    pub needs: &'static [Need],
+}
+
+/// A fact of the kernel's BTF a program reads through its arguments (resolved into the
+/// programs' `Config` at start-up). Without it the program would misread, so its candidate is
+/// refused (`AttachFailure::BtfMissing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// iov_iter.iter_type and `enum iter_type`: whose memory a copy reads or writes.
+    IovIter,
+    /// msghdr.msg_flags and msghdr.msg_iter.
+    MsgHdr,
+    /// sock.sk_route_caps: whether the route has scatter-gather.
+    RouteCaps,
+    /// sk_buff.sk: the socket a frame belongs to.
+    SkbSk,
+    /// sk_buff.data: where a frame's headers are.
+    SkbData,
+    /// sk_buff.len.
+    SkbLen,
+    /// NETIF_F_SG_BIT.
+    NetifSg,
 }
 
 impl Proto {
@@ -108,6 +138,7 @@ const ITER_COPY: Proto = Proto {
     params: &[Ptr, Ptr],
     ret: Int(8),
     ret_after_params: false,
+    needs: &[Need::IovIter],
 };
 
 /// (...) -> ssize_t, every returned byte by reference: splice reads, sendpage.
@@ -115,14 +146,23 @@ const BYTES_RETURNED: Proto = Proto {
     params: &[],
     ret: Int(8),
     ret_after_params: false,
+    needs: &[],
 };
 
-/// int tcp_sendmsg_locked(struct sock *, struct msghdr *, size_t);
-/// int unix_stream_sendmsg(struct socket *, struct msghdr *, size_t).
+/// int tcp_sendmsg_locked(struct sock *, struct msghdr *, size_t).
 const SENDMSG: Proto = Proto {
     params: &[Ptr, Ptr, Int(8)],
     ret: Int(4),
     ret_after_params: true,
+    needs: &[Need::IovIter, Need::MsgHdr, Need::RouteCaps],
+};
+
+/// int unix_stream_sendmsg(struct socket *, struct msghdr *, size_t): no route to read.
+const UNIX_SENDMSG: Proto = Proto {
+    params: &[Ptr, Ptr, Int(8)],
+    ret: Int(4),
+    ret_after_params: true,
+    needs: &[Need::IovIter, Need::MsgHdr],
 };
 
 /// ssize_t filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read).
@@ -130,6 +170,7 @@ const FILEMAP_READ: Proto = Proto {
     params: &[Ptr, Ptr, Int(8)],
     ret: Int(8),
     ret_after_params: true,
+    needs: &[Need::IovIter],
 };
 
 /// struct sk_buff *skb_segment(struct sk_buff *head_skb, netdev_features_t features): read at
@@ -138,6 +179,7 @@ const SKB_SEGMENT: Proto = Proto {
     params: &[Ptr, Int(8)],
     ret: Ptr,
     ret_after_params: false,
+    needs: &[Need::SkbSk, Need::SkbLen, Need::NetifSg],
 };
 
 /// void *__pskb_pull_tail(struct sk_buff *skb, int delta): the fexit reads the new tail at
@@ -146,6 +188,7 @@ const PSKB_PULL_TAIL: Proto = Proto {
     params: &[Ptr, Int(4)],
     ret: Ptr,
     ret_after_params: true,
+    needs: &[Need::SkbSk],
 };
 
 /// int skb_copy_datagram_iter(const struct sk_buff *, int offset, struct iov_iter *, int len).
@@ -153,6 +196,7 @@ const SKB_COPY_DATAGRAM_ITER: Proto = Proto {
     params: &[Ptr, Int(4), Ptr, Int(4)],
     ret: Int(4),
     ret_after_params: true,
+    needs: &[Need::IovIter],
 };
 
 impl Candidate {
@@ -171,6 +215,15 @@ impl Candidate {
             proto: self.also_proto,
         });
         std::iter::once(first).chain(second)
+    }
+
+    /// Every BTF fact its programs read.
+    pub fn all_needs(&self) -> impl Iterator<Item = Need> + '_ {
+        self.halves()
+            .filter_map(|half| half.proto)
+            .flat_map(|p| p.needs)
+            .chain(self.needs)
+            .copied()
     }
 
     /// "kprobe+kretprobe", "tp_btf+tracepoint", or the single method.
@@ -201,7 +254,87 @@ pub struct Hook {
     /// zc-trace refuses to run without it (the measured window depends on it).
     pub required: bool,
     pub candidates: &'static [Candidate],
+    /// For a copy site: everything the report and the ledger need to know about it.
+    pub copy: Option<CopySite>,
 }
+
+/// A copy site's entry in the catalogue (the plan lists the sites in the order data flows:
+/// file side, pipes, socket side, device, receiver): the one place that says what the site counts, whose
+/// copies they are, which sink it can carry bytes to, which ledger leg must balance with it,
+/// and what stands in for it where no candidate attaches.
+#[derive(Debug, Clone, Copy)]
+pub struct CopySite {
+    /// Its row in the kernel's counters (`zc_trace_common::site`).
+    pub index: usize,
+    pub side: Side,
+    /// The sinks whose bytes it can carry (the socket sites of other families are left out of
+    /// the totals and of the socket leg, and stay in the per-site detail).
+    pub family: Family,
+    /// The byte-ledger leg whose moved bytes it must see (`report::ledger::LEGS`).
+    pub leg: Option<&'static str>,
+    /// What an observed figure means (the provenance's detail), unless the attached
+    /// candidate says otherwise (`Candidate::detail`).
+    pub detail: &'static str,
+    pub fallback: Fallback,
+}
+
+/// Whose copies a site can count (each role's are kept apart in the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Sender,
+    Receiver,
+    /// pipe_read: the sender reading its own pipe, or the receiver reading the FIFO sink.
+    Both,
+}
+
+impl Side {
+    pub fn sender(self) -> bool {
+        self != Side::Receiver
+    }
+
+    pub fn receiver(self) -> bool {
+        self != Side::Sender
+    }
+}
+
+/// The sinks a copy site can carry bytes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    /// TCP sockets (the tcp and veth sinks).
+    Tcp,
+    Unix,
+}
+
+impl Family {
+    pub fn carries_to(self, sink: crate::sink::SinkKind) -> bool {
+        match self {
+            Family::Any => true,
+            Family::Tcp => sink.is_tcp(),
+            Family::Unix => sink == crate::sink::SinkKind::Unix,
+        }
+    }
+}
+
+/// What stands in for a copy site that no candidate can attach to.
+#[derive(Debug, Clone, Copy)]
+pub enum Fallback {
+    /// Nothing: the site is not observable here.
+    None,
+    /// Derived from the bytes the syscalls returned, by the type of file behind their
+    /// descriptors: `what` says how, `pairs` maps each (counter, class).
+    Derived {
+        what: &'static str,
+        pairs: &'static [(usize, usize)],
+    },
+    /// A filesystem-specific site whose bytes the generic site's derivation already counts
+    /// (the derivation goes by file type, on every filesystem).
+    InGeneric(HookId),
+}
+
+/// The copy site a hook counts: default detail for observed figures.
+const CLASSIFIED: &str = "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the \
+                          route's scatter-gather capability; traced thread only";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,27 +389,16 @@ impl HookId {
         }
     }
 
-    /// The copy site (zc_trace_common::site) this hook counts, if it is a copy site.
-    pub fn copy_site(self) -> Option<usize> {
-        use zc_trace_common::site;
-        match self {
-            HookId::TcpSend => Some(site::TCP_SEND),
-            HookId::TcpSendpage => Some(site::TCP_SENDPAGE),
-            HookId::FileRead => Some(site::FILE_READ),
-            HookId::FileSpliceRead => Some(site::FILE_SPLICE_READ),
-            HookId::SockRecv => Some(site::SOCK_RECV),
-            HookId::PipeWrite => Some(site::PIPE_WRITE),
-            HookId::PipeRead => Some(site::PIPE_READ),
-            HookId::FileWrite => Some(site::FILE_WRITE),
-            HookId::NicLinearize => Some(site::NIC_LINEARIZE),
-            HookId::UnixSend => Some(site::UNIX_SEND),
-            HookId::ShmemRead => Some(site::SHMEM_READ),
-            HookId::ShmemSpliceRead => Some(site::SHMEM_SPLICE_READ),
-            HookId::IomapWrite => Some(site::IOMAP_WRITE),
-            HookId::BtrfsWrite => Some(site::BTRFS_WRITE),
-            HookId::UnixSendpage => Some(site::UNIX_SENDPAGE),
-            _ => None,
-        }
+    /// Its entry in the plan.
+    pub fn hook(self) -> &'static Hook {
+        PLAN.iter()
+            .find(|h| h.id == self)
+            .expect("every hook id is in the plan")
+    }
+
+    /// The copy site's catalogue entry, if this hook is a copy site.
+    pub fn copy(self) -> Option<&'static CopySite> {
+        self.hook().copy.as_ref()
     }
 }
 
@@ -288,6 +410,8 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
         also: None,
         proto: None,
         also_proto: None,
+        detail: None,
+        needs: &[],
     }
 }
 
@@ -299,6 +423,8 @@ const fn fexit(program: &'static str, function: &'static str, proto: &'static Pr
         also: None,
         proto: Some(proto),
         also_proto: None,
+        detail: None,
+        needs: &[],
     }
 }
 
@@ -314,6 +440,8 @@ const fn kretprobe(
         also: None,
         proto: Some(proto),
         also_proto: None,
+        detail: None,
+        needs: &[],
     }
 }
 
@@ -331,6 +459,8 @@ const fn kprobe_pair(
         also: Some((Method::Kretprobe, exit, function)),
         proto: Some(proto),
         also_proto: Some(proto),
+        detail: None,
+        needs: &[],
     }
 }
 
@@ -340,6 +470,7 @@ pub const PLAN: &[Hook] = &[
         site: "system call entry (also sees the window markers)",
         feeds: "syscalls, transitions, time",
         required: true,
+        copy: None,
         candidates: &[tp("zc_sys_enter", "raw_syscalls:sys_enter")],
     },
     Hook {
@@ -347,6 +478,7 @@ pub const PLAN: &[Hook] = &[
         site: "system call return",
         feeds: "transitions, bytes returned per syscall",
         required: true,
+        copy: None,
         candidates: &[tp("zc_sys_exit", "raw_syscalls:sys_exit")],
     },
     Hook {
@@ -354,6 +486,7 @@ pub const PLAN: &[Hook] = &[
         site: "page fault taken in user mode",
         feeds: "page faults, transitions",
         required: false,
+        copy: None,
         candidates: &[tp("zc_fault_user", "exceptions:page_fault_user")],
     },
     Hook {
@@ -361,6 +494,7 @@ pub const PLAN: &[Hook] = &[
         site: "page fault on a user address taken in kernel mode",
         feeds: "page faults",
         required: false,
+        copy: None,
         candidates: &[tp("zc_fault_kernel", "exceptions:page_fault_kernel")],
     },
     Hook {
@@ -368,6 +502,7 @@ pub const PLAN: &[Hook] = &[
         site: "context switch away from a traced thread",
         feeds: "context switches",
         required: false,
+        copy: None,
         candidates: &[
             Candidate {
                 method: Method::TpBtf,
@@ -376,38 +511,10 @@ pub const PLAN: &[Hook] = &[
                 also: None,
                 proto: None,
                 also_proto: None,
+                detail: None,
+                needs: &[],
             },
             tp("zc_sched_switch_tp", "sched:sched_switch"),
-        ],
-    },
-    Hook {
-        id: HookId::TcpSend,
-        site: "TCP send: bytes copied from the message's iov_iter, or spliced pages kept as \
-               references (tcp_sendmsg_locked)",
-        feeds: "CPU-copied bytes, bytes by reference (sender)",
-        required: false,
-        candidates: &[
-            fexit("zc_tcp_send_fexit", "tcp_sendmsg_locked", &SENDMSG),
-            kprobe_pair("zc_tcp_send_kprobe", "zc_tcp_send_kretprobe", "tcp_sendmsg_locked", &SENDMSG),
-            Candidate {
-                method: Method::TpBtf,
-                program: "zc_tcp_send_tp_btf",
-                target: "tcp_sendmsg_locked",
-                also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
-                proto: None,
-                also_proto: None,
-            },
-        ],
-    },
-    Hook {
-        id: HookId::TcpSendpage,
-        site: "TCP sendpage: page references from splice/sendfile, kernels before 6.5 \
-               (do_tcp_sendpages)",
-        feeds: "bytes by reference (sender)",
-        required: false,
-        candidates: &[
-            fexit("zc_tcp_sendpage_fexit", "do_tcp_sendpages", &BYTES_RETURNED),
-            kretprobe("zc_tcp_sendpage_kretprobe", "do_tcp_sendpages", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -415,9 +522,41 @@ pub const PLAN: &[Hook] = &[
         site: "buffered file read: page cache copied into the reader's iov_iter (filemap_read)",
         feeds: "CPU-copied bytes (sender)",
         required: false,
+        copy: Some(CopySite {
+            index: site::FILE_READ,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_read"),
+            detail: CLASSIFIED,
+            fallback: Fallback::Derived {
+                what: "kernel->user = bytes returned by read-family syscalls on regular files: a \
+                       buffered read copies them from the page cache",
+                pairs: &[(counter::READ_REGULAR_BYTES, class::KERNEL_TO_USER)],
+            },
+        }),
         candidates: &[
             fexit("zc_file_read_fexit", "filemap_read", &FILEMAP_READ),
             kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "filemap_read", &FILEMAP_READ),
+        ],
+    },
+    // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without
+    // them the byte ledger finds those legs incomplete.
+    Hook {
+        id: HookId::ShmemRead,
+        site: "tmpfs read: shmem pages copied into the reader's iov_iter (shmem_file_read_iter)",
+        feeds: "CPU-copied bytes (sender; payload on tmpfs)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::SHMEM_READ,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_read"),
+            detail: CLASSIFIED,
+            fallback: Fallback::InGeneric(HookId::FileRead),
+        }),
+        candidates: &[
+            fexit("zc_shmem_read_fexit", "shmem_file_read_iter", &ITER_COPY),
+            kprobe_pair("zc_shmem_read_kprobe", "zc_shmem_read_kretprobe", "shmem_file_read_iter", &ITER_COPY),
         ],
     },
     Hook {
@@ -425,20 +564,40 @@ pub const PLAN: &[Hook] = &[
         site: "file splice read: page-cache pages into a pipe by reference (filemap_splice_read, 6.5+)",
         feeds: "per-site detail (file -> pipe leg of sendfile/splice)",
         required: false,
+        copy: Some(CopySite {
+            index: site::FILE_SPLICE_READ,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_read"),
+            detail: CLASSIFIED,
+            fallback: Fallback::Derived {
+                what: "by reference = bytes returned by sendfile/splice reading a regular file: \
+                       the page cache hands its pages to the pipe",
+                pairs: &[(counter::SPLICE_FROM_REGULAR_BYTES, class::BY_REFERENCE)],
+            },
+        }),
         candidates: &[
             fexit("zc_file_splice_read_fexit", "filemap_splice_read", &BYTES_RETURNED),
             kretprobe("zc_file_splice_read_kretprobe", "filemap_splice_read", &BYTES_RETURNED),
         ],
     },
     Hook {
-        id: HookId::SockRecv,
-        site: "socket receive: skb data copied into the reader's iov_iter (skb_copy_datagram_iter)",
-        feeds: "receiver copied bytes",
+        id: HookId::ShmemSpliceRead,
+        site: "tmpfs splice read: shmem pages into a pipe by reference (shmem_file_splice_read, \
+               6.5+)",
+        feeds: "per-site detail (file -> pipe leg of sendfile/splice on tmpfs)",
         required: false,
+        copy: Some(CopySite {
+            index: site::SHMEM_SPLICE_READ,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_read"),
+            detail: CLASSIFIED,
+            fallback: Fallback::InGeneric(HookId::FileSpliceRead),
+        }),
         candidates: &[
-            fexit("zc_sock_recv_fexit", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
-            kprobe_pair("zc_sock_recv_kprobe", "zc_sock_recv_kretprobe", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
-            tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec"),
+            fexit("zc_shmem_splice_read_fexit", "shmem_file_splice_read", &BYTES_RETURNED),
+            kretprobe("zc_shmem_splice_read_kretprobe", "shmem_file_splice_read", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -447,6 +606,17 @@ pub const PLAN: &[Hook] = &[
                anon_pipe_write since 6.15)",
         feeds: "CPU-copied bytes (sender)",
         required: false,
+        copy: Some(CopySite {
+            index: site::PIPE_WRITE,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("pipe_write"),
+            detail: CLASSIFIED,
+            fallback: Fallback::Derived {
+                what: "user->kernel = bytes returned by write-family syscalls on pipes",
+                pairs: &[(counter::WRITE_PIPE_BYTES, class::USER_TO_KERNEL)],
+            },
+        }),
         candidates: &[
             fexit("zc_pipe_write_fexit", "pipe_write", &ITER_COPY),
             fexit("zc_anon_pipe_write_fexit", "anon_pipe_write", &ITER_COPY),
@@ -460,6 +630,17 @@ pub const PLAN: &[Hook] = &[
                anon_pipe_read since 6.15)",
         feeds: "CPU-copied bytes (sender)",
         required: false,
+        copy: Some(CopySite {
+            index: site::PIPE_READ,
+            side: Side::Both,
+            family: Family::Any,
+            leg: Some("pipe_read"),
+            detail: CLASSIFIED,
+            fallback: Fallback::Derived {
+                what: "kernel->user = bytes returned by read-family syscalls on pipes",
+                pairs: &[(counter::READ_PIPE_BYTES, class::KERNEL_TO_USER)],
+            },
+        }),
         candidates: &[
             fexit("zc_pipe_read_fexit", "pipe_read", &ITER_COPY),
             fexit("zc_anon_pipe_read_fexit", "anon_pipe_read", &ITER_COPY),
@@ -473,92 +654,25 @@ pub const PLAN: &[Hook] = &[
                (generic_perform_write: ext4 and most block filesystems; not xfs's iomap path)",
         feeds: "CPU-copied bytes (sender)",
         required: false,
+        copy: Some(CopySite {
+            index: site::FILE_WRITE,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_write"),
+            detail: CLASSIFIED,
+            fallback: Fallback::Derived {
+                what: "user->kernel = bytes returned by write-family syscalls on regular files \
+                       (buffered), kernel->kernel = bytes returned by sendfile/splice into \
+                       regular files (the spliced pages are copied into the page cache)",
+                pairs: &[
+                    (counter::WRITE_REGULAR_BYTES, class::USER_TO_KERNEL),
+                    (counter::SPLICE_TO_REGULAR_BYTES, class::KERNEL_TO_KERNEL),
+                ],
+            },
+        }),
         candidates: &[
             fexit("zc_file_write_fexit", "generic_perform_write", &ITER_COPY),
             kprobe_pair("zc_file_write_kprobe", "zc_file_write_kretprobe", "generic_perform_write", &ITER_COPY),
-        ],
-    },
-    Hook {
-        id: HookId::NicLinearize,
-        site: "a device without scatter-gather: the CPU copies the payload of the sender's \
-               TCP skbs into linear memory, segmenting them in software (skb_segment) or \
-               linearizing them (__pskb_pull_tail); else seen in each frame leaving the device",
-        feeds: "CPU-copied bytes (sender)",
-        required: false,
-        candidates: &[
-            Candidate {
-                method: Method::Fentry,
-                program: "zc_skb_segment_fentry",
-                target: "skb_segment",
-                also: Some((Method::Fexit, "zc_pskb_pull_tail_fexit", "__pskb_pull_tail")),
-                proto: Some(&SKB_SEGMENT),
-                also_proto: Some(&PSKB_PULL_TAIL),
-            },
-            Candidate {
-                method: Method::Kprobe,
-                program: "zc_skb_segment_kprobe",
-                target: "skb_segment",
-                also: Some((Method::Kprobe, "zc_pskb_pull_tail_kprobe", "__pskb_pull_tail")),
-                proto: Some(&SKB_SEGMENT),
-                also_proto: Some(&PSKB_PULL_TAIL),
-            },
-            // Last resort where neither can attach (no fentry, no kprobes): the linear
-            // payload of each frame of the sender's sockets as it leaves the device.
-            tp("zc_net_xmit", "net:net_dev_start_xmit"),
-        ],
-    },
-    Hook {
-        id: HookId::DeviceIo,
-        site: "block I/O submitted by the traced thread (submit_bio): DMA on real hardware, a \
-               host-side copy on virtio",
-        feeds: "device read/write bytes (with --cold)",
-        required: false,
-        candidates: &[tp("zc_bio_queue", "block:block_bio_queue")],
-    },
-    Hook {
-        id: HookId::UnixSend,
-        site: "UNIX stream send: bytes copied from the message's iov_iter, or spliced pages kept \
-               as references (unix_stream_sendmsg; before 6.5 splice goes through \
-               unix_stream_sendpage, its own site)",
-        feeds: "CPU-copied bytes, bytes by reference (sender, UNIX sink)",
-        required: false,
-        candidates: &[
-            fexit("zc_unix_send_fexit", "unix_stream_sendmsg", &SENDMSG),
-            kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg", &SENDMSG),
-        ],
-    },
-    Hook {
-        id: HookId::UnixSendpage,
-        site: "UNIX stream sendpage: page references from splice/sendfile, kernels before 6.5 \
-               (unix_stream_sendpage)",
-        feeds: "bytes by reference (sender, UNIX sink)",
-        required: false,
-        candidates: &[
-            fexit("zc_unix_sendpage_fexit", "unix_stream_sendpage", &BYTES_RETURNED),
-            kretprobe("zc_unix_sendpage_kretprobe", "unix_stream_sendpage", &BYTES_RETURNED),
-        ],
-    },
-    // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without
-    // them the byte ledger finds those legs incomplete.
-    Hook {
-        id: HookId::ShmemRead,
-        site: "tmpfs read: shmem pages copied into the reader's iov_iter (shmem_file_read_iter)",
-        feeds: "CPU-copied bytes (sender; payload on tmpfs)",
-        required: false,
-        candidates: &[
-            fexit("zc_shmem_read_fexit", "shmem_file_read_iter", &ITER_COPY),
-            kprobe_pair("zc_shmem_read_kprobe", "zc_shmem_read_kretprobe", "shmem_file_read_iter", &ITER_COPY),
-        ],
-    },
-    Hook {
-        id: HookId::ShmemSpliceRead,
-        site: "tmpfs splice read: shmem pages into a pipe by reference (shmem_file_splice_read, \
-               6.5+)",
-        feeds: "per-site detail (file -> pipe leg of sendfile/splice on tmpfs)",
-        required: false,
-        candidates: &[
-            fexit("zc_shmem_splice_read_fexit", "shmem_file_splice_read", &BYTES_RETURNED),
-            kretprobe("zc_shmem_splice_read_kretprobe", "shmem_file_splice_read", &BYTES_RETURNED),
         ],
     },
     Hook {
@@ -567,6 +681,14 @@ pub const PLAN: &[Hook] = &[
                (iomap_file_buffered_write)",
         feeds: "CPU-copied bytes (sender; file sink on xfs)",
         required: false,
+        copy: Some(CopySite {
+            index: site::IOMAP_WRITE,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_write"),
+            detail: CLASSIFIED,
+            fallback: Fallback::InGeneric(HookId::FileWrite),
+        }),
         candidates: &[
             fexit("zc_iomap_write_fexit", "iomap_file_buffered_write", &ITER_COPY),
             kprobe_pair(
@@ -583,6 +705,14 @@ pub const PLAN: &[Hook] = &[
                (btrfs_buffered_write)",
         feeds: "CPU-copied bytes (sender; file sink on btrfs)",
         required: false,
+        copy: Some(CopySite {
+            index: site::BTRFS_WRITE,
+            side: Side::Sender,
+            family: Family::Any,
+            leg: Some("file_write"),
+            detail: CLASSIFIED,
+            fallback: Fallback::InGeneric(HookId::FileWrite),
+        }),
         candidates: &[
             fexit("zc_btrfs_write_fexit", "btrfs_buffered_write", &ITER_COPY),
             kprobe_pair(
@@ -592,6 +722,179 @@ pub const PLAN: &[Hook] = &[
                 &ITER_COPY,
             ),
         ],
+    },
+    Hook {
+        id: HookId::TcpSend,
+        site: "TCP send: bytes copied from the message's iov_iter, or spliced pages kept as \
+               references (tcp_sendmsg_locked)",
+        feeds: "CPU-copied bytes, bytes by reference (sender)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::TCP_SEND,
+            side: Side::Sender,
+            family: Family::Tcp,
+            leg: Some("socket_send"),
+            detail: CLASSIFIED,
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            fexit("zc_tcp_send_fexit", "tcp_sendmsg_locked", &SENDMSG),
+            kprobe_pair("zc_tcp_send_kprobe", "zc_tcp_send_kretprobe", "tcp_sendmsg_locked", &SENDMSG),
+            Candidate {
+                method: Method::TpBtf,
+                program: "zc_tcp_send_tp_btf",
+                target: "tcp_sendmsg_locked",
+                also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
+                proto: None,
+                also_proto: None,
+                detail: None,
+                needs: &[Need::IovIter, Need::MsgHdr, Need::RouteCaps],
+            },
+        ],
+    },
+    Hook {
+        id: HookId::TcpSendpage,
+        site: "TCP sendpage: page references from splice/sendfile, kernels before 6.5 \
+               (do_tcp_sendpages)",
+        feeds: "bytes by reference (sender)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::TCP_SENDPAGE,
+            side: Side::Sender,
+            family: Family::Tcp,
+            leg: Some("socket_send"),
+            detail: CLASSIFIED,
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            fexit("zc_tcp_sendpage_fexit", "do_tcp_sendpages", &BYTES_RETURNED),
+            kretprobe("zc_tcp_sendpage_kretprobe", "do_tcp_sendpages", &BYTES_RETURNED),
+        ],
+    },
+    Hook {
+        id: HookId::UnixSend,
+        site: "UNIX stream send: bytes copied from the message's iov_iter, or spliced pages kept \
+               as references (unix_stream_sendmsg; before 6.5 splice goes through \
+               unix_stream_sendpage, its own site)",
+        feeds: "CPU-copied bytes, bytes by reference (sender, UNIX sink)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::UNIX_SEND,
+            side: Side::Sender,
+            family: Family::Unix,
+            leg: Some("socket_send"),
+            detail: CLASSIFIED,
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            fexit("zc_unix_send_fexit", "unix_stream_sendmsg", &UNIX_SENDMSG),
+            kprobe_pair("zc_unix_send_kprobe", "zc_unix_send_kretprobe", "unix_stream_sendmsg", &UNIX_SENDMSG),
+        ],
+    },
+    Hook {
+        id: HookId::UnixSendpage,
+        site: "UNIX stream sendpage: page references from splice/sendfile, kernels before 6.5 \
+               (unix_stream_sendpage)",
+        feeds: "bytes by reference (sender, UNIX sink)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::UNIX_SENDPAGE,
+            side: Side::Sender,
+            family: Family::Unix,
+            leg: Some("socket_send"),
+            detail: CLASSIFIED,
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            fexit("zc_unix_sendpage_fexit", "unix_stream_sendpage", &BYTES_RETURNED),
+            kretprobe("zc_unix_sendpage_kretprobe", "unix_stream_sendpage", &BYTES_RETURNED),
+        ],
+    },
+    Hook {
+        id: HookId::NicLinearize,
+        site: "a device without scatter-gather: the CPU copies the payload of the sender's \
+               TCP skbs into linear memory, segmenting them in software (skb_segment) or \
+               linearizing them (__pskb_pull_tail); else seen in each frame leaving the device",
+        feeds: "CPU-copied bytes (sender)",
+        required: false,
+        copy: Some(CopySite {
+            index: site::NIC_LINEARIZE,
+            side: Side::Sender,
+            family: Family::Tcp,
+            leg: Some("nic_linearize"),
+            detail: "bytes skb_segment copied into segments for a device without scatter-gather, \
+                     plus fragments __pskb_pull_tail linearized, for skbs of the sender's \
+                     sockets (attributed by socket, in any context; a retransmitted segment is \
+                     copied and counted again)",
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            Candidate {
+                method: Method::Fentry,
+                program: "zc_skb_segment_fentry",
+                target: "skb_segment",
+                also: Some((Method::Fexit, "zc_pskb_pull_tail_fexit", "__pskb_pull_tail")),
+                proto: Some(&SKB_SEGMENT),
+                also_proto: Some(&PSKB_PULL_TAIL),
+                detail: None,
+                needs: &[],
+            },
+            Candidate {
+                method: Method::Kprobe,
+                program: "zc_skb_segment_kprobe",
+                target: "skb_segment",
+                also: Some((Method::Kprobe, "zc_pskb_pull_tail_kprobe", "__pskb_pull_tail")),
+                proto: Some(&SKB_SEGMENT),
+                also_proto: Some(&PSKB_PULL_TAIL),
+                detail: None,
+                needs: &[],
+            },
+            // Last resort where neither can attach (no fentry, no kprobes): the linear
+            // payload of each frame of the sender's sockets as it leaves the device.
+            Candidate {
+                detail: Some(
+                    "payload in the linear part of each frame of the sender's sockets leaving \
+                     the device (attributed by socket, in any context): what segmentation or \
+                     linearization copied there",
+                ),
+                needs: &[Need::SkbSk, Need::SkbData],
+                ..tp("zc_net_xmit", "net:net_dev_start_xmit")
+            },
+        ],
+    },
+    Hook {
+        id: HookId::SockRecv,
+        site: "socket receive: skb data copied into the reader's iov_iter (skb_copy_datagram_iter)",
+        feeds: "receiver copied bytes",
+        required: false,
+        copy: Some(CopySite {
+            index: site::SOCK_RECV,
+            side: Side::Receiver,
+            family: Family::Any,
+            leg: None,
+            detail: CLASSIFIED,
+            fallback: Fallback::None,
+        }),
+        candidates: &[
+            fexit("zc_sock_recv_fexit", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
+            kprobe_pair("zc_sock_recv_kprobe", "zc_sock_recv_kretprobe", "skb_copy_datagram_iter", &SKB_COPY_DATAGRAM_ITER),
+            Candidate {
+                detail: Some(
+                    "len of each socket-to-reader copy; the tracepoint does not carry the \
+                     iov_iter type, and a read()/recv() into a buffer copies into user memory",
+                ),
+                ..tp("zc_skb_copy_datagram", "skb:skb_copy_datagram_iovec")
+            },
+        ],
+    },
+    Hook {
+        id: HookId::DeviceIo,
+        site: "block I/O submitted by the traced thread (submit_bio): DMA on real hardware, a \
+               host-side copy on virtio",
+        feeds: "device read/write bytes (with --cold)",
+        required: false,
+        copy: None,
+        candidates: &[tp("zc_bio_queue", "block:block_bio_queue")],
     },
 ];
 
@@ -657,6 +960,9 @@ pub struct HookOutcome {
     pub target: Option<String>,
     /// Candidates tried before the one that attached (or all of them), with the error.
     pub failed: Vec<Attempt>,
+    /// What the attached candidate's figure means, where it differs from its site's.
+    #[serde(skip)]
+    pub detail: Option<&'static str>,
 }
 
 impl HookOutcome {
@@ -857,6 +1163,49 @@ mod tests {
             checked >= 8,
             "only {checked} planned functions in this kernel's BTF"
         );
+    }
+
+    /// The catalogue is whole: every counter row of the kernel side is one site, every
+    /// filesystem-specific site's generic one is derived on its leg, every function is read
+    /// through a prototype the loader checks, and the README's site table has every site.
+    #[test]
+    fn the_copy_site_catalogue_is_whole() {
+        let sites: Vec<(&Hook, &CopySite)> = PLAN
+            .iter()
+            .filter_map(|h| Some((h, h.copy.as_ref()?)))
+            .collect();
+        let mut indices: Vec<usize> = sites.iter().map(|(_, c)| c.index).collect();
+        indices.sort();
+        assert_eq!(indices, (0..site::COUNT).collect::<Vec<_>>());
+        let readme = include_str!("../../README.md");
+        for (h, c) in &sites {
+            if let Fallback::InGeneric(g) = c.fallback {
+                let generic = g.copy().expect("a copy site");
+                assert!(
+                    matches!(generic.fallback, Fallback::Derived { .. }),
+                    "{:?}",
+                    h.id
+                );
+                assert_eq!(generic.leg, c.leg, "{:?}", h.id);
+            }
+            let name = format!("`{}`", h.id.name());
+            assert!(
+                readme.lines().any(|l| l
+                    .strip_prefix("| ")
+                    .and_then(|row| row.split(" | ").next())
+                    .is_some_and(|first| first.contains(&name))),
+                "README's copy-site table has no row for {name}"
+            );
+        }
+        for c in PLAN.iter().flat_map(|h| h.candidates) {
+            for half in c.halves() {
+                let function = matches!(
+                    half.method,
+                    Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe
+                );
+                assert_eq!(function, half.proto.is_some(), "{}", half.program);
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::btf::KernelBtf;
 use crate::capabilities::HostFacts;
 use crate::error::{EnvError, RunError};
 use crate::probes::{
-    AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, Method, PLAN,
+    AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, Method, Need, PLAN,
 };
 use crate::tracefs::EventFormat;
 
@@ -76,6 +76,7 @@ impl Tracer {
                 method_label: None,
                 target: None,
                 failed: Vec::new(),
+                detail: None,
             };
             for c in hook.candidates {
                 let result = attach_candidate(&mut ebpf, c, &formats, &btf, &kernel_btf, &config);
@@ -84,6 +85,7 @@ impl Tracer {
                         outcome.method = Some(c.method);
                         outcome.method_label = Some(c.label());
                         outcome.target = Some(c.target_label());
+                        outcome.detail = c.detail;
                         break;
                     }
                     Err(error) => outcome.failed.push(Attempt {
@@ -321,50 +323,43 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     };
 }
 
-/// The BTF facts a copy-site program reads; without them it would misclassify, so the site is
-/// refused instead.
-fn btf_requirements(program: &str, config: &Config) -> Result<(), AttachError> {
-    btf_facts(program, config).map_err(|m| AttachError::new(AttachFailure::BtfMissing, m))
+/// The BTF facts a candidate's programs read (`Candidate::all_needs`); without them they would
+/// misclassify, so the candidate is refused instead.
+fn btf_requirements(c: &Candidate, config: &Config) -> Result<(), AttachError> {
+    match c.all_needs().find(|&n| !resolved(n, config)) {
+        None => Ok(()),
+        Some(n) => Err(AttachError::new(
+            AttachFailure::BtfMissing,
+            format!("{} not found in kernel BTF", need_label(n)),
+        )),
+    }
 }
 
-fn btf_facts(program: &str, config: &Config) -> Result<(), String> {
-    let needs_iter = [
-        "zc_unix_send",
-        "zc_tcp_send",
-        "zc_file_read",
-        "zc_sock_recv",
-        "zc_pipe",
-        "zc_anon_pipe",
-        "zc_file_write",
-        "zc_shmem_read",
-        "zc_iomap_write",
-        "zc_btrfs_write",
-    ]
-    .iter()
-    .any(|p| program.starts_with(p));
-    if needs_iter
-        && (config.iov_iter_type_off == UNKNOWN
-            || config.iter_ubuf == UNKNOWN && config.iter_iovec == UNKNOWN)
-    {
-        return Err("iov_iter.iter_type or its enum not found in kernel BTF".into());
+fn resolved(need: Need, config: &Config) -> bool {
+    match need {
+        Need::IovIter => {
+            config.iov_iter_type_off != UNKNOWN
+                && (config.iter_ubuf != UNKNOWN || config.iter_iovec != UNKNOWN)
+        }
+        Need::MsgHdr => config.msghdr_flags_off != UNKNOWN && config.msghdr_iter_off != UNKNOWN,
+        Need::RouteCaps => config.sock_route_caps_off != UNKNOWN,
+        Need::SkbSk => config.skb_sk_off != UNKNOWN,
+        Need::SkbData => config.skb_data_off != UNKNOWN,
+        Need::SkbLen => config.skb_len_off != UNKNOWN,
+        Need::NetifSg => config.netif_f_sg != 0,
     }
-    if program == "zc_net_xmit" && (config.skb_sk_off == UNKNOWN || config.skb_data_off == UNKNOWN)
-    {
-        return Err("sk_buff.sk or sk_buff.data not found in kernel BTF".into());
+}
+
+fn need_label(need: Need) -> &'static str {
+    match need {
+        Need::IovIter => "iov_iter.iter_type or its enum",
+        Need::MsgHdr => "msghdr.msg_flags or msghdr.msg_iter",
+        Need::RouteCaps => "sock.sk_route_caps",
+        Need::SkbSk => "sk_buff.sk",
+        Need::SkbData => "sk_buff.data",
+        Need::SkbLen => "sk_buff.len",
+        Need::NetifSg => "NETIF_F_SG_BIT",
     }
-    if (program.starts_with("zc_skb_segment") || program.starts_with("zc_pskb_pull_tail"))
-        && (config.skb_sk_off == UNKNOWN || config.skb_len_off == UNKNOWN || config.netif_f_sg == 0)
-    {
-        return Err("sk_buff.sk, sk_buff.len or NETIF_F_SG_BIT not found in kernel BTF".into());
-    }
-    if program.starts_with("zc_tcp_send")
-        && (config.msghdr_flags_off == UNKNOWN
-            || config.msghdr_iter_off == UNKNOWN
-            || config.sock_route_caps_off == UNKNOWN)
-    {
-        return Err("msghdr or sock fields not found in kernel BTF".into());
-    }
-    Ok(())
 }
 
 /// Fields each classic tracepoint program reads; the candidate is refused up front when one is
@@ -403,7 +398,7 @@ fn attach_candidate(
             format!("skipped: {SKIP_METHODS_VAR} names {}", c.method.label()),
         ));
     }
-    btf_requirements(c.program, config)?;
+    btf_requirements(c, config)?;
     if matches!(
         c.method,
         Method::Fexit | Method::Fentry | Method::Kprobe | Method::Kretprobe

@@ -17,6 +17,8 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
     assert_eq!(v["schema"], 1);
     let probes = v["probes"].as_array().unwrap();
     let hooks: Vec<&str> = probes.iter().map(|p| p["hook"].as_str().unwrap()).collect();
+    // The plan's order: the order data flows (file side, pipes, socket side, device,
+    // receiver).
     assert_eq!(
         hooks,
         [
@@ -25,22 +27,22 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "fault_user_mode",
             "fault_kernel_mode",
             "context_switch",
-            "tcp_send",
-            "tcp_sendpage",
             "file_read",
+            "shmem_read",
             "file_splice_read",
-            "sock_recv",
+            "shmem_splice_read",
             "pipe_write",
             "pipe_read",
             "file_write",
-            "nic_linearize",
-            "device_io",
+            "iomap_write",
+            "btrfs_write",
+            "tcp_send",
+            "tcp_sendpage",
             "unix_send",
             "unix_sendpage",
-            "shmem_read",
-            "shmem_splice_read",
-            "iomap_write",
-            "btrfs_write"
+            "nic_linearize",
+            "sock_recv",
+            "device_io",
         ]
     );
     for p in probes {

@@ -11,19 +11,29 @@ use zc_trace_common::{class, counter};
 
 use crate::probes::{AttachReport, HookId};
 
-use super::model::{relevant, site_source_for, Sample, SiteValues, SOCKET_SITES};
+use super::model::{relevant, site_source_for, Sample, SiteValues};
 use super::stat::Stat;
 
-/// One leg: which syscall-byte counters say what moved, and which copy sites should see it.
+/// One leg: which syscall-byte counters say what moved; the copy sites that should see it are
+/// those the catalogue (`probes::PLAN`) puts on this leg.
 pub struct Leg {
     pub id: &'static str,
     pub description: &'static str,
     counters: &'static [usize],
-    pub sites: &'static [HookId],
     /// Only for a TCP route without scatter-gather, where every byte sent is copied again at
     /// transmit; a retransmitted segment is copied once more, so seeing more than was sent
     /// balances (and the note says how much more).
     no_sg_route: bool,
+}
+
+impl Leg {
+    /// The copy sites on this leg, from the catalogue.
+    pub fn sites(&self) -> impl Iterator<Item = HookId> + '_ {
+        crate::probes::PLAN
+            .iter()
+            .filter(move |h| h.copy.is_some_and(|c| c.leg == Some(self.id)))
+            .map(|h| h.id)
+    }
 }
 
 /// Where a strategy's bytes went: the sink, and whether its route has scatter-gather.
@@ -44,12 +54,6 @@ pub const LEGS: &[Leg] = &[
             counter::SPLICE_FROM_REGULAR_BYTES,
             counter::UNCLASSIFIED_BYTES,
         ],
-        sites: &[
-            HookId::FileRead,
-            HookId::ShmemRead,
-            HookId::FileSpliceRead,
-            HookId::ShmemSpliceRead,
-        ],
         no_sg_route: false,
     },
     Leg {
@@ -61,7 +65,6 @@ pub const LEGS: &[Leg] = &[
             counter::SPLICE_TO_REGULAR_BYTES,
             counter::UNCLASSIFIED_BYTES,
         ],
-        sites: &[HookId::FileWrite, HookId::IomapWrite, HookId::BtrfsWrite],
         no_sg_route: false,
     },
     Leg {
@@ -69,7 +72,6 @@ pub const LEGS: &[Leg] = &[
         description: "sink: bytes sent into sockets (write family, sendto, sendmsg, \
                       sendfile/splice into a socket)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
-        sites: &SOCKET_SITES,
         no_sg_route: false,
     },
     Leg {
@@ -77,21 +79,18 @@ pub const LEGS: &[Leg] = &[
         description: "a TCP route without scatter-gather: every byte sent into the socket is \
                       copied into linear memory at transmit (segmentation or linearization)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
-        sites: &[HookId::NicLinearize],
         no_sg_route: true,
     },
     Leg {
         id: "pipe_write",
         description: "bytes written into pipes by the write family",
         counters: &[counter::WRITE_PIPE_BYTES],
-        sites: &[HookId::PipeWrite],
         no_sg_route: false,
     },
     Leg {
         id: "pipe_read",
         description: "bytes read out of pipes by the read family",
         counters: &[counter::READ_PIPE_BYTES],
-        sites: &[HookId::PipeRead],
         no_sg_route: false,
     },
 ];
@@ -156,12 +155,7 @@ pub fn sender_ledger(
                 .sum::<u64>()
         };
         // Sites of other socket families cannot carry this sink's bytes.
-        let sites: Vec<HookId> = leg
-            .sites
-            .iter()
-            .copied()
-            .filter(|&h| relevant(h, sink))
-            .collect();
+        let sites: Vec<HookId> = leg.sites().filter(|&h| relevant(h, sink)).collect();
         let sources: Vec<_> = sites
             .iter()
             .map(|&h| site_source_for(probes, probes.get(h), samples))
@@ -286,9 +280,8 @@ pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
         .filter(|l| l.unbalanced())
         .flat_map(|l| {
             let leg = LEGS.iter().find(|g| g.id == l.leg).expect("a known leg");
-            leg.sites
-                .iter()
-                .map(move |&h| (h, format!("{} leg: {}", l.leg, l.note)))
+            leg.sites()
+                .map(move |h| (h, format!("{} leg: {}", l.leg, l.note)))
         })
         .collect()
 }
@@ -316,6 +309,18 @@ mod tests {
                 s.copies[site_id][class::KERNEL_TO_USER] = bytes;
             }
         })
+    }
+
+    #[test]
+    fn every_leg_has_sites_and_every_site_s_leg_exists() {
+        for leg in LEGS {
+            assert!(leg.sites().next().is_some(), "leg {} has no site", leg.id);
+        }
+        for h in crate::probes::PLAN {
+            if let Some(leg) = h.copy.and_then(|c| c.leg) {
+                assert!(LEGS.iter().any(|l| l.id == leg), "{:?}: no leg {leg}", h.id);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use super::sample::{RoleSample, Sample};
 
 use super::stat::Stat;
 use crate::capabilities::HostFacts;
-use crate::probes::{AttachReport, HookId, HookOutcome};
+use crate::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, PLAN};
 use crate::sink::SinkKind;
 use crate::strategies::Strategy;
 use crate::syscall_names;
@@ -283,9 +283,9 @@ pub fn build(
                 summary: s.summary(),
                 sink,
                 figures: figures(probes, &samples, has_receiver, sink, &unbalanced),
-                copy_sites: SENDER_SITES
-                    .iter()
-                    .map(|&h| copy_site(probes, probes.get(h), &samples))
+                copy_sites: sender_sites()
+                    .into_iter()
+                    .map(|h| copy_site(probes, probes.get(h), &samples))
                     .chain(zerocopy_site(&samples))
                     .collect(),
                 syscalls_by_name: by_name(&samples),
@@ -487,7 +487,7 @@ fn figures(
                 probes,
                 samples,
                 &[class::KERNEL_TO_USER, class::KERNEL_TO_KERNEL],
-                &RECEIVER_SITES,
+                &receiver_sites(),
                 Side::Receiver,
                 sink,
             )
@@ -508,7 +508,7 @@ fn figures(
                 class::KERNEL_TO_USER,
                 class::KERNEL_TO_KERNEL,
             ],
-            &SENDER_SITES,
+            &sender_sites(),
             Side::Sender,
             sink,
         ),
@@ -516,7 +516,7 @@ fn figures(
             probes,
             samples,
             &[class::USER_TO_KERNEL],
-            &SENDER_SITES,
+            &sender_sites(),
             Side::Sender,
             sink,
         ),
@@ -524,7 +524,7 @@ fn figures(
             probes,
             samples,
             &[class::KERNEL_TO_USER],
-            &SENDER_SITES,
+            &sender_sites(),
             Side::Sender,
             sink,
         ),
@@ -532,7 +532,7 @@ fn figures(
             probes,
             samples,
             &[class::KERNEL_TO_KERNEL],
-            &SENDER_SITES,
+            &sender_sites(),
             Side::Sender,
             sink,
         ),
@@ -540,69 +540,45 @@ fn figures(
             probes,
             samples,
             &[class::BY_REFERENCE],
-            &SOCKET_SITES,
+            &socket_sites(),
             Side::Sender,
             sink,
         ),
     }
 }
 
-/// The sender's copy sites, in the order data flows (file side, then socket side).
-const SENDER_SITES: [HookId; 14] = [
-    HookId::FileRead,
-    HookId::ShmemRead,
-    HookId::FileSpliceRead,
-    HookId::ShmemSpliceRead,
-    HookId::PipeWrite,
-    HookId::PipeRead,
-    HookId::FileWrite,
-    HookId::IomapWrite,
-    HookId::BtrfsWrite,
-    HookId::TcpSend,
-    HookId::TcpSendpage,
-    HookId::UnixSend,
-    HookId::UnixSendpage,
-    HookId::NicLinearize,
-];
+/// The copy sites of the catalogue that `keep` selects, in its order (the order data flows).
+fn sites_where(keep: impl Fn(&CopySite) -> bool) -> Vec<HookId> {
+    PLAN.iter()
+        .filter(|h| h.copy.as_ref().is_some_and(&keep))
+        .map(|h| h.id)
+        .collect()
+}
+
+/// The sender's copy sites.
+fn sender_sites() -> Vec<HookId> {
+    sites_where(|c| c.side.sender())
+}
 
 /// Where the receiver process copies: out of a socket, or out of a pipe (FIFO sink).
-const RECEIVER_SITES: [HookId; 2] = [HookId::SockRecv, HookId::PipeRead];
+fn receiver_sites() -> Vec<HookId> {
+    sites_where(|c| c.side.receiver())
+}
 
-/// Sites where bytes enter the socket: "by reference" counts here, so that the file->pipe leg
-/// of splice/sendfile (also by reference) is not counted a second time.
-pub(super) const SOCKET_SITES: [HookId; 4] = [
-    HookId::TcpSend,
-    HookId::TcpSendpage,
-    HookId::UnixSend,
-    HookId::UnixSendpage,
-];
+/// Sites where bytes enter the socket (the socket leg's): "by reference" counts here, so that
+/// the file->pipe leg of splice/sendfile (also by reference) is not counted a second time.
+pub(super) fn socket_sites() -> Vec<HookId> {
+    sites_where(|c| c.leg == Some("socket_send"))
+}
 
 /// How a site's bytes per class are obtained on this kernel, and the per-sample values.
 fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
-    let site_id = hook.hook.copy_site().expect("a copy-site hook");
+    let site = hook.hook.copy().expect("a copy-site hook");
     if hook.method.is_some() {
-        let detail = match (hook.hook, hook.method) {
-            (HookId::SockRecv, Some(crate::probes::Method::Tracepoint)) => {
-                "len of each socket-to-reader copy; the tracepoint does not carry the iov_iter \
-                 type, and a read()/recv() into a buffer copies into user memory"
-            }
-            (HookId::NicLinearize, Some(crate::probes::Method::Tracepoint)) => {
-                "payload in the linear part of each frame of the sender's sockets leaving the \
-                 device (attributed by socket, in any context): what segmentation or \
-                 linearization copied there"
-            }
-            (HookId::NicLinearize, _) => {
-                "bytes skb_segment copied into segments for a device without scatter-gather, \
-                 plus fragments __pskb_pull_tail linearized, for skbs of the sender's sockets \
-                 (attributed by socket, in any context; a retransmitted segment is copied and \
-                 counted again)"
-            }
-            _ => {
-                "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the route's \
-                 scatter-gather capability; traced thread only"
-            }
-        };
-        return (observed(hook, detail), SiteValues::Observed(site_id));
+        return (
+            observed(hook, hook.detail.unwrap_or(site.detail)),
+            SiteValues::Observed(site.index),
+        );
     }
     // Absent: every method that was tried found the function missing (a method left out on
     // purpose says nothing either way).
@@ -627,10 +603,10 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
         );
     }
     let why = hook.why_not();
-    // Where the site's function cannot be hooked, the bytes the syscalls returned, by the type
-    // of file behind their descriptor (looked up in the kernel), stand in for it.
-    let derived = |what: &str, pairs: &'static [(usize, usize)]| {
-        (
+    match site.fallback {
+        // Where the site's function cannot be hooked, the bytes the syscalls returned, by the
+        // type of file behind their descriptor (looked up in the kernel), stand in for it.
+        Fallback::Derived { what, pairs } => (
             Provenance::Derived {
                 from: format!(
                     "{what} (raw_syscalls:sys_exit; file type from the task's descriptor table, \
@@ -639,40 +615,9 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
                 ),
             },
             SiteValues::Derived(pairs),
-        )
-    };
-    match hook.hook {
-        HookId::FileRead => derived(
-            "kernel->user = bytes returned by read-family syscalls on regular files: a buffered \
-             read copies them from the page cache",
-            &[(counter::READ_REGULAR_BYTES, class::KERNEL_TO_USER)],
         ),
-        HookId::FileSpliceRead => derived(
-            "by reference = bytes returned by sendfile/splice reading a regular file: the page \
-             cache hands its pages to the pipe",
-            &[(counter::SPLICE_FROM_REGULAR_BYTES, class::BY_REFERENCE)],
-        ),
-        HookId::PipeWrite => derived(
-            "user->kernel = bytes returned by write-family syscalls on pipes",
-            &[(counter::WRITE_PIPE_BYTES, class::USER_TO_KERNEL)],
-        ),
-        HookId::PipeRead => derived(
-            "kernel->user = bytes returned by read-family syscalls on pipes",
-            &[(counter::READ_PIPE_BYTES, class::KERNEL_TO_USER)],
-        ),
-        HookId::FileWrite => derived(
-            "user->kernel = bytes returned by write-family syscalls on regular files \
-             (buffered), kernel->kernel = bytes returned by sendfile/splice into regular files \
-             (the spliced pages are copied into the page cache)",
-            &[
-                (counter::WRITE_REGULAR_BYTES, class::USER_TO_KERNEL),
-                (counter::SPLICE_TO_REGULAR_BYTES, class::KERNEL_TO_KERNEL),
-            ],
-        ),
-        HookId::ShmemRead | HookId::ShmemSpliceRead | HookId::IomapWrite | HookId::BtrfsWrite => {
-            filesystem_site_in_generic_derivation(hook)
-        }
-        _ => (
+        Fallback::InGeneric(generic) => filesystem_site_in_generic_derivation(hook, generic),
+        Fallback::None => (
             Provenance::NotObservable {
                 reason: format!("no attach method worked for {}: {why}", hook.site),
             },
@@ -681,19 +626,12 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
     }
 }
 
-/// The generic site whose syscall-derived figure covers a filesystem-specific site: the
-/// derivation goes by file type, so it counts the bytes of every filesystem.
-fn generic_site(h: HookId) -> Option<HookId> {
-    match h {
-        HookId::ShmemRead => Some(HookId::FileRead),
-        HookId::ShmemSpliceRead => Some(HookId::FileSpliceRead),
-        HookId::IomapWrite | HookId::BtrfsWrite => Some(HookId::FileWrite),
-        _ => None,
-    }
-}
-
-fn filesystem_site_in_generic_derivation(hook: &HookOutcome) -> (Provenance, SiteValues) {
-    let generic = generic_site(hook.hook).expect("a filesystem-specific site");
+/// A filesystem-specific site while its generic site is derived: the derivation goes by file
+/// type, so it already counts this site's bytes, on every filesystem.
+fn filesystem_site_in_generic_derivation(
+    hook: &HookOutcome,
+    generic: HookId,
+) -> (Provenance, SiteValues) {
     (
         Provenance::Derived {
             from: format!(
@@ -739,9 +677,9 @@ pub(super) fn site_source_for(
 ) -> (Provenance, SiteValues) {
     // A filesystem-specific site observed while its generic site is derived would count its
     // bytes twice: the derivation already has them.
-    if let Some(generic) = generic_site(hook.hook) {
+    if let Some(Fallback::InGeneric(generic)) = hook.hook.copy().map(|c| c.fallback) {
         if matches!(site_source(probes.get(generic)).1, SiteValues::Derived(_)) {
-            return filesystem_site_in_generic_derivation(hook);
+            return filesystem_site_in_generic_derivation(hook, generic);
         }
     }
     let (p, v) = site_source(hook);
@@ -750,10 +688,10 @@ pub(super) fn site_source_for(
         .map(|s| s.sender.counter(counter::UNCLASSIFIED_BYTES))
         .max()
         .unwrap_or(0);
-    let file_write = matches!(
-        hook.hook,
-        HookId::FileWrite | HookId::IomapWrite | HookId::BtrfsWrite
-    );
+    let file_write = hook
+        .hook
+        .copy()
+        .is_some_and(|c| c.leg == Some("file_write"));
     if file_write && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
         return (
             Provenance::NotObservable {
@@ -843,11 +781,7 @@ impl Side {
 /// Whether a site can carry payload to this sink: the socket sites of other socket families
 /// are left out of the totals (they stay in the per-site detail).
 pub(super) fn relevant(h: HookId, sink: SinkKind) -> bool {
-    match h {
-        HookId::TcpSend | HookId::TcpSendpage | HookId::NicLinearize => sink.is_tcp(),
-        HookId::UnixSend | HookId::UnixSendpage => sink == SinkKind::Unix,
-        _ => true,
-    }
+    h.copy().map_or(true, |c| c.family.carries_to(sink))
 }
 
 /// `f`, marked incomplete when it sums a site of a leg that does not balance.
@@ -1000,6 +934,7 @@ pub(crate) mod tests {
                         method: ok.then_some(c.method),
                         method_label: ok.then(|| c.label()),
                         target: ok.then(|| c.target_label()),
+                        detail: if ok { c.detail } else { None },
                         failed: if ok {
                             vec![]
                         } else {
