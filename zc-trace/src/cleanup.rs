@@ -43,9 +43,9 @@ impl Registry {
 }
 
 /// Runs `make` unless cleanup has begun, and holds cleanup off until `make` returns. For a
-/// step that makes something outside the process (a network namespace made by a child
-/// `ip`): cleanup then runs either before it (and it is refused) or after it (and undoes it),
-/// never in between, where it used to delete the namespace before `ip` had made it and exit,
+/// step that makes something that outlives the process (a network namespace): cleanup then
+/// runs either before it (and it is refused) or after it (and undoes it), never in between,
+/// where it used to delete the namespace before it was made (by a child `ip`, then) and exit,
 /// leaving it behind. `make` registers what it makes through the registry it is given.
 pub fn unless_closing<T>(make: impl FnOnce(&mut Registry) -> T) -> Result<T, Closing> {
     let mut registry = registry();

@@ -5,11 +5,10 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -278,7 +277,7 @@ fn unclaimed(dir: &Path, names: &[&str]) -> Result<(), String> {
     }
 }
 
-const SENDER_IP: &str = "169.254.203.1/30";
+const SENDER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 1);
 const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 
 impl Netns {
@@ -296,59 +295,54 @@ impl Netns {
         // A namespace of that name that exists already is not this run's: refuse, and never
         // register it, so that cleanup cannot delete what it did not make.
         unclaimed(Path::new(NETNS_DIR), &[&n.sender, &n.receiver]).map_err(EnvError::Netns)?;
-        let rx_ip = format!("{RECEIVER_IP}/30");
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", &n.sender],
-            vec!["netns", "add", &n.receiver],
-            vec![
-                "link",
-                "add",
-                &n.sender_dev,
-                "netns",
-                &n.sender,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &receiver_dev,
-                "netns",
-                &n.receiver,
-            ],
-            vec![
-                "-n",
-                &n.sender,
-                "addr",
-                "add",
-                SENDER_IP,
-                "dev",
-                &n.sender_dev,
-            ],
-            vec![
-                "-n",
-                &n.receiver,
-                "addr",
-                "add",
-                &rx_ip,
-                "dev",
-                &receiver_dev,
-            ],
-            vec!["-n", &n.sender, "link", "set", "lo", "up"],
-            vec!["-n", &n.receiver, "link", "set", "lo", "up"],
-            vec!["-n", &n.sender, "link", "set", &n.sender_dev, "up"],
-            vec!["-n", &n.receiver, "link", "set", &receiver_dev, "up"],
-        ];
         let interrupted = |_| EnvError::Netns("interrupted while the namespaces were made".into());
-        for args in steps {
+        for name in [&n.sender, &n.receiver] {
             cleanup::unless_closing(|registry| {
-                // Registered before it is made: a signal that kills `ip netns add` midway
-                // must still remove whatever part of it was made.
-                if let ["netns", "add", name] = args[..] {
-                    registry.netns(name.to_string());
-                }
-                ip(&args)
+                // Registered before it is made: cleanup waits for the step, so a signal that
+                // arrives while the namespace is made still removes whatever part was made.
+                registry.netns(name.clone());
+                add_netns(name)
             })
             .map_err(interrupted)??;
         }
+        // Each step below makes something inside the namespaces (which take it with them), and
+        // runs, like the steps above, either wholly before cleanup or not at all.
+        let step = |nl: &Netlink, what: &str, f: &dyn Fn(&Netlink) -> Result<(), String>| {
+            cleanup::unless_closing(|_| f(nl))
+                .map_err(interrupted)?
+                .map_err(|e| EnvError::Netns(format!("{what} in {}: {e}", nl.ns)))
+        };
+        let receiver_ns = netns_file(&n.receiver)?;
+        in_netns(&n.sender, |nl| {
+            step(
+                nl,
+                &format!(
+                    "creating veth {} (peer {receiver_dev} in {})",
+                    n.sender_dev, n.receiver
+                ),
+                &|nl| nl.add_veth(&n.sender_dev, &receiver_dev, receiver_ns.as_fd()),
+            )?;
+            step(
+                nl,
+                &format!("adding {SENDER_IP}/30 to {}", n.sender_dev),
+                &|nl| nl.add_address(&n.sender_dev, SENDER_IP, 30),
+            )?;
+            step(nl, "setting lo up", &|nl| nl.up("lo"))?;
+            step(nl, &format!("setting {} up", n.sender_dev), &|nl| {
+                nl.up(&n.sender_dev)
+            })
+        })?;
+        in_netns(&n.receiver, |nl| {
+            step(
+                nl,
+                &format!("adding {RECEIVER_IP}/30 to {receiver_dev}"),
+                &|nl| nl.add_address(&receiver_dev, RECEIVER_IP, 30),
+            )?;
+            step(nl, "setting lo up", &|nl| nl.up("lo"))?;
+            step(nl, &format!("setting {receiver_dev} up"), &|nl| {
+                nl.up(&receiver_dev)
+            })
+        })?;
         Ok(n)
     }
 
@@ -359,11 +353,7 @@ impl Netns {
     /// Moves the calling thread (only it) into the sending namespace, then sets and checks
     /// scatter-gather on the sending device.
     fn enter_sender(&self) -> Result<(), crate::error::Error> {
-        let path = Path::new(NETNS_DIR).join(&self.sender);
-        let f = File::open(&path).map_err(|source| EnvError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let f = netns_file(&self.sender)?;
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| EnvError::Netns(format!("setns into {}: {e}", self.sender)))?;
         ethtool_sg(&self.sender_dev, Some(self.sg))
@@ -373,20 +363,178 @@ impl Netns {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), EnvError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        EnvError::Netns(format!(
-            "cannot run `ip` ({e}): the veth sink needs iproute2 (apt-get install iproute2)"
-        ))
-    })?;
-    if !out.status.success() {
-        return Err(EnvError::Netns(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+/// The file of the named network namespace, open (for setns or IFLA_NET_NS_FD).
+fn netns_file(name: &str) -> Result<File, EnvError> {
+    let path = Path::new(NETNS_DIR).join(name);
+    File::open(&path).map_err(|source| EnvError::Read { path, source })
+}
+
+/// Makes the named network namespace /run/netns/NAME as `ip netns add` does, with no `ip`: a
+/// thread of its own `unshare`s a new network namespace, creates the empty file and
+/// bind-mounts its namespace on it, then ends (the mount keeps the namespace alive). The file
+/// appears only once the namespace exists; a file whose mount failed is removed by cleanup.
+fn add_netns(name: &str) -> Result<(), EnvError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |what: String| EnvError::Netns(format!("making network namespace {name}: {what}"));
+    let dir = Path::new(NETNS_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    share_mounts(dir);
+    let path = dir.join(name);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o000)
+                .open(&path)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
+            let own = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+            nix::mount::mount(
+                Some(own.as_str()),
+                &path,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind-mounting {own} on {}: {e}", path.display()))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("its thread panicked".into()))
+    })
+    .map_err(fail)
+}
+
+/// As `ip netns add` does: makes /run/netns a mount point (bound on itself) with shared
+/// propagation, so that deleting a namespace file also unmounts the copies other mount
+/// namespaces made of it, and the namespace is freed. A namespace works without it: if it
+/// fails, zc-trace goes on and says so in the debug log.
+fn share_mounts(dir: &Path) {
+    use nix::mount::{mount, MsFlags};
+    let mut bound = false;
+    loop {
+        let e = match mount(
+            None::<&str>,
+            dir,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        // EINVAL: not a mount point yet; make it one (once) and try again.
+        if e != nix::errno::Errno::EINVAL || bound {
+            log::debug!("mount --make-rshared {}: {e}", dir.display());
+            return;
+        }
+        if let Err(e) = mount(
+            Some(dir),
+            dir,
+            Some("none"),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            log::debug!("mount --rbind {0} {0}: {e}", dir.display());
+            return;
+        }
+        bound = true;
     }
-    Ok(())
+}
+
+/// A route netlink connection in one network namespace (the socket belongs to the namespace of
+/// the thread that opens it), driven by a current-thread runtime of its own: zc-trace's main
+/// runtime may be another kind, and this runs on a thread of its own.
+struct Netlink<'a> {
+    ns: &'a str,
+    rt: tokio::runtime::Runtime,
+    handle: rtnetlink::Handle,
+}
+
+/// Runs `work` with a netlink connection in the named namespace, on a thread that enters it
+/// and ends with `work` (the calling thread stays where it is).
+fn in_netns<T: Send>(
+    ns: &str,
+    work: impl FnOnce(&Netlink) -> Result<T, EnvError> + Send,
+) -> Result<T, EnvError> {
+    let fail = |what: String| EnvError::Netns(format!("netlink in {ns}: {what}"));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let f = netns_file(ns)?;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| fail(format!("setns: {e}")))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| fail(format!("runtime: {e}")))?;
+            let (connection, handle, _) = {
+                let _in = rt.enter();
+                rtnetlink::new_connection().map_err(|e| fail(format!("socket: {e}")))?
+            };
+            rt.spawn(connection);
+            work(&Netlink { ns, rt, handle })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(fail("its thread panicked".into())))
+    })
+}
+
+/// A netlink error as one line: the kernel's errno, where it sent one.
+fn netlink_error(e: rtnetlink::Error) -> String {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
+        e => e.to_string(),
+    }
+}
+
+impl Netlink<'_> {
+    /// `ip link add DEV type veth peer name PEER netns PEER_NS`: DEV here, PEER made straight
+    /// in the other namespace.
+    fn add_veth(&self, dev: &str, peer: &str, peer_ns: BorrowedFd) -> Result<(), String> {
+        use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+        let peer = rtnetlink::LinkUnspec::new_with_name(peer)
+            .setns_by_fd(peer_ns.as_raw_fd())
+            .build();
+        let msg = rtnetlink::LinkVeth::new(dev, "")
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.rt
+            .block_on(self.handle.link().add(msg).execute())
+            .map_err(netlink_error)
+    }
+
+    /// `ip addr add IP/PREFIX dev DEV`.
+    fn add_address(&self, dev: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), String> {
+        let index = self.index(dev)?;
+        self.rt
+            .block_on(
+                self.handle
+                    .address()
+                    .add(index, ip.into(), prefix)
+                    .execute(),
+            )
+            .map_err(netlink_error)
+    }
+
+    /// `ip link set DEV up`.
+    fn up(&self, dev: &str) -> Result<(), String> {
+        let msg = rtnetlink::LinkUnspec::new_with_name(dev).up().build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(netlink_error)
+    }
+
+    /// The device's index, asked of this thread's namespace (SIOCGIFINDEX): a netlink dump
+    /// would parse every attribute of the link, and the parser warns about those newer than
+    /// it.
+    fn index(&self, dev: &str) -> Result<u32, String> {
+        nix::net::if_::if_nametoindex(dev).map_err(|e| format!("no device {dev}: {e}"))
+    }
 }
 
 /// ETHTOOL_SSG (set = Some) or ETHTOOL_GSG (set = None, checks the value set before) through
