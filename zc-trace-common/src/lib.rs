@@ -114,6 +114,10 @@ pub mod site {
     pub const COUNT: usize = 15;
 }
 
+/// Receiver processes the kernel side can recognise by tgid at once: a run has one (only its
+/// main sink has a receiver; the file sink has none), and one more is spare.
+pub const RECEIVER_SLOTS: u32 = 2;
+
 /// Size of the per-syscall table; syscall numbers at or above it are counted in
 /// [`counter::SYSCALL_OUT_OF_TABLE`].
 pub const SYSCALL_SLOTS: usize = 512;

@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
-use zc_trace_common::{role, Config, PendingCopy, RoleStats, TaskState};
+use zc_trace_common::{role, Config, PendingCopy, RoleStats, TaskState, RECEIVER_SLOTS};
 
 /// Counters per role, per CPU. Aggregated in the kernel, read by user space once per run.
 #[map]
@@ -14,6 +14,13 @@ pub static STATS: PerCpuArray<RoleStats> = PerCpuArray::with_max_entries(role::C
 /// themselves with the start marker (see `syscalls`).
 #[map]
 pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
+
+/// The receiver processes' tgids (0: a free slot), written by user space as it tracks them.
+/// With the sender's tgid (in CONFIG) they let a hook turn every other task on the host away
+/// with a compare and a few array loads, before the TASKS hash lookup: the syscall, fault and
+/// scheduler hooks run for every task, so this is the tax each of them pays.
+#[map]
+pub static RECEIVERS: Array<u32> = Array::with_max_entries(RECEIVER_SLOTS, 0);
 
 /// Copies seen at a site's entry whose size arrives at its exit (kprobe/kretprobe, tp_btf and
 /// sock_send_length), keyed by tid and site. LRU: an entry whose exit never came (a missed
@@ -40,9 +47,31 @@ pub fn config() -> &'static Config {
     unsafe { &*core::ptr::read_volatile(&(&CONFIG as *const Config)) }
 }
 
-/// The state of `tid` if it is tracked and its window is open.
+/// Whether the current task belongs to a process zc-trace traces (see RECEIVERS).
+#[inline(always)]
+pub fn traced_process() -> bool {
+    let tgid = current_tgid();
+    if tgid == config().sender_tgid {
+        return true;
+    }
+    if tgid == 0 {
+        return false;
+    }
+    for i in 0..RECEIVER_SLOTS {
+        if RECEIVERS.get(i) == Some(&tgid) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The state of `tid` if it is tracked and its window is open. `tid` is the current task's
+/// (sched_switch's prev is current too).
 #[inline(always)]
 pub fn active_task(tid: u32) -> Option<*mut TaskState> {
+    if !traced_process() {
+        return None;
+    }
     let state = TASKS.get_ptr_mut(&tid)?;
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
     if unsafe { (*state).active } == 0 {

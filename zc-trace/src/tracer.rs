@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
@@ -136,7 +136,29 @@ impl Tracer {
         };
         tasks
             .insert(tid, state, 0)
-            .map_err(|e| RunError::Maps(format!("tracking tid {tid}: {e}")))
+            .map_err(|e| RunError::Maps(format!("tracking tid {tid}: {e}")))?;
+        // The kernel side turns away every process not in RECEIVERS (or the sender's) before
+        // it looks a task up. `tid` is the receiver process's pid, i.e. its tgid.
+        let mut receivers: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("RECEIVERS")
+                .expect("RECEIVERS is in the object"),
+        )
+        .map_err(|e| RunError::Maps(e.to_string()))?;
+        let slots = (0..zc_trace_common::RECEIVER_SLOTS)
+            .map(|i| receivers.get(&i, 0).map(|t| (i, t)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RunError::Maps(e.to_string()))?;
+        if slots.iter().any(|&(_, t)| t == tid) {
+            return Ok(());
+        }
+        let (free, _) = slots
+            .into_iter()
+            .find(|&(_, t)| t == 0)
+            .ok_or_else(|| RunError::Maps("more receiver processes than RECEIVER_SLOTS".into()))?;
+        receivers
+            .set(free, tid, 0)
+            .map_err(|e| RunError::Maps(format!("tracking process {tid}: {e}")))
     }
 
     /// Forgets the sockets the sender used (their addresses may be reused by anyone once closed).
