@@ -28,6 +28,10 @@ pub fn zc_sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn zc_sched_switch_tp(ctx: TracePointContext) -> u32 {
+    // Every switch on the host passes here (prev is the current task).
+    if !state::traced_process() {
+        return 0;
+    }
     let cfg = state::config();
     let Ok(prev_pid) = (unsafe { ctx.read_at::<i32>(cfg.sched_prev_pid_off as usize) }) else {
         return 0;

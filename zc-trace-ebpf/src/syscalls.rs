@@ -23,6 +23,10 @@ pub fn zc_sys_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    // Every task on the host passes here: turn the untraced away before reading anything.
+    if !state::traced_process() {
+        return Ok(());
+    }
     let cfg = state::config();
     let tid = state::current_tid();
     // SAFETY: offsets come from this kernel's tracefs format file.
