@@ -8,7 +8,10 @@
 //!   last; a matrix that cannot run fails it.
 //! - `vm-test`: zc-trace in qemu VMs on other kernels, checked against
 //!   `zc-trace/tests/data/kernel-matrix.toml`.
+//! - `bench [--quick]`: what zc-trace itself costs (probe overhead, the tax on other
+//!   processes, wall time, memory, scaling), written to `bench/`.
 
+mod bench;
 mod ebpf;
 mod setup;
 mod test;
@@ -44,6 +47,15 @@ enum Task {
     /// Run zc-trace inside VMs on other kernels (every VM kernel of
     /// zc-trace/tests/data/kernel-matrix.toml) and check its output against that file.
     VmTest(vm::VmTestArgs),
+    /// Measure what zc-trace itself costs on this machine (as root): the probes' overhead on
+    /// the transfer (traced against untraced, A B A B), the tax on other processes' syscalls
+    /// (against bpftrace), wall time, peak memory, and run time against payload and chunk size.
+    /// Writes bench/results.json and bench/README.md; a benchmark, so a missed target is
+    /// reported, not failed. --quick: a minute or two; the full bench: about ten minutes.
+    Bench(bench::BenchArgs),
+    /// Internal (bench): getppid() in a tight loop, printing ns per call per batch.
+    #[command(name = "__getppid-loop", hide = true)]
+    GetppidLoop(bench::LoopArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +65,8 @@ fn main() -> ExitCode {
         Task::BuildEbpf { check } => ebpf::build(check),
         Task::Test(args) => test::run_all(args),
         Task::VmTest(args) => vm::run(args),
+        Task::Bench(args) => bench::run_bench(args),
+        Task::GetppidLoop(args) => bench::getppid_loop(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -109,6 +109,12 @@ pub struct RunArgs {
     /// Exit 0 even when a claim DIFFERS (by default the exit status is 1 then).
     #[arg(long)]
     pub no_fail: bool,
+    /// Hidden, for `cargo xtask bench`: the same transfers with no eBPF program loaded or
+    /// attached, timed from user space. It is the baseline that the probes' cost on the
+    /// transfer is measured against; figures only a probe can give say "not observable".
+    /// Hidden because its report answers none of zc-trace's questions.
+    #[arg(long, hide = true, conflicts_with = "claims")]
+    pub untraced: bool,
 }
 
 #[derive(Debug, Args)]

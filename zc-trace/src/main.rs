@@ -18,6 +18,7 @@ mod strategies;
 mod syscall_names;
 mod tracefs;
 mod tracer;
+mod untraced;
 
 use std::process::ExitCode;
 
@@ -86,6 +87,8 @@ fn init_logging(verbose: u8) {
 
 fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
+        // The bench's baseline: the same transfers without probes (see `untraced`).
+        Command::Run(args) if args.untraced => untraced::main(args),
         Command::Run(args) => runner::main(args),
         Command::Probes(args) => probes::main(args),
         Command::Strategies => {

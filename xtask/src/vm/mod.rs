@@ -24,7 +24,7 @@ mod initramfs;
 mod kernels;
 mod private_apt;
 mod qemu;
-mod tools;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::time::Duration;

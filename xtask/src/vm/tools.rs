@@ -9,7 +9,7 @@
 //! (`ld-linux --library-path ... program`), so a library the host lacks or has in another
 //! version does not matter either.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{command, output, Result};
@@ -80,29 +80,8 @@ impl Tools {
             tools.root.display(),
             PACKAGES.join(" ")
         );
-        let archives = super::apt::archives()?;
-        let state = AptState::new(
-            "tools",
-            vec![
-                Suite {
-                    uri: archives.main.clone(),
-                    suite: codename.clone(),
-                },
-                Suite {
-                    uri: archives.main.clone(),
-                    suite: format!("{codename}-updates"),
-                },
-                Suite {
-                    uri: archives.security.clone(),
-                    suite: format!("{codename}-security"),
-                },
-            ],
-        );
-        state.update()?;
-        let debs = state.download_closure(PACKAGES)?;
         let _ = std::fs::remove_file(&stamp);
-        let _ = std::fs::remove_dir_all(&tools.root);
-        unpack(&debs, &tools.root)?;
+        fetch_unpacked("tools", PACKAGES, &tools.root)?;
         tools.check().map_err(|e| {
             format!(
                 "the VM tools were unpacked into {} but do not run: {e}",
@@ -151,15 +130,7 @@ impl Tools {
     /// A command that runs the unpacked `program` with the unpacked loader and libraries.
     pub fn command(&self, program: &str) -> Result<Command> {
         let path = self.path(program)?;
-        let libs: Vec<String> = LIB_DIRS
-            .iter()
-            .map(|d| self.root.join(d).display().to_string())
-            .collect();
-        let mut c = command(&self.root.join(LOADER).display().to_string());
-        c.arg("--library-path").arg(libs.join(":"));
-        // Programs that look at their name (mke2fs as mkfs.ext4) see their own.
-        c.arg("--argv0").arg(program).arg(path);
-        Ok(c)
+        Ok(unpacked_command(&self.root, &path, program))
     }
 
     /// qemu with the unpacked firmware and module directories (Debian builds TCG itself as a
@@ -175,6 +146,52 @@ impl Tools {
         }
         Ok(c)
     }
+}
+
+/// Resolves `packages` with their whole dependency closure in the private apt state `state`
+/// (serving only this machine's Debian release: `<codename>`, `-updates`, `-security`),
+/// downloads them and unpacks them afresh into `root`. Nothing is installed on the host.
+pub fn fetch_unpacked(state: &str, packages: &[&str], root: &Path) -> Result {
+    let codename = super::apt::os_codename().ok_or(
+        "cannot tell this machine's Debian release (no VERSION_CODENAME in /etc/os-release), \
+         so not which release to take the packages from",
+    )?;
+    let archives = super::apt::archives()?;
+    let state = AptState::new(
+        state,
+        vec![
+            Suite {
+                uri: archives.main.clone(),
+                suite: codename.clone(),
+            },
+            Suite {
+                uri: archives.main.clone(),
+                suite: format!("{codename}-updates"),
+            },
+            Suite {
+                uri: archives.security.clone(),
+                suite: format!("{codename}-security"),
+            },
+        ],
+    );
+    state.update()?;
+    let debs = state.download_closure(packages)?;
+    let _ = std::fs::remove_dir_all(root);
+    unpack(&debs, root)
+}
+
+/// A command that runs `program` (a file of the unpacked `root`) with the unpacked loader and
+/// libraries; `argv0` is the name it sees.
+pub fn unpacked_command(root: &Path, program: &Path, argv0: &str) -> Command {
+    let libs: Vec<String> = LIB_DIRS
+        .iter()
+        .map(|d| root.join(d).display().to_string())
+        .collect();
+    let mut c = command(&root.join(LOADER).display().to_string());
+    c.arg("--library-path").arg(libs.join(":"));
+    // Programs that look at their name (mke2fs as mkfs.ext4) see their own.
+    c.arg("--argv0").arg(argv0).arg(program);
+    c
 }
 
 #[cfg(test)]

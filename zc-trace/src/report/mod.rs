@@ -7,10 +7,12 @@ mod model;
 mod sample;
 mod stat;
 mod text;
+mod untraced;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
 pub use text::human_bytes;
+pub use untraced::{untraced, UntracedSample};
 
 use crate::cli::Format;
 
