@@ -397,7 +397,8 @@ fn run_once(
     };
     drop(transfer);
     let moved = moved.map_err(io("transferring"))?;
-    let received = sink.finish(out)?;
+    let finished = sink.finish(out)?;
+    let received = finished.received;
     let sender_after = tracer.snapshot(role::SENDER)?;
     let receiver_after = tracer.snapshot(role::RECEIVER)?;
     tracer.forget_sockets()?;
@@ -428,6 +429,7 @@ fn run_once(
         window_ns: task.window_end_ns - task.window_start_ns,
         bytes: moved,
         zerocopy,
+        retransmitted: finished.retransmitted,
     })
 }
 

@@ -194,8 +194,9 @@ impl Sink {
         Ok(SinkFd { fd })
     }
 
-    /// Closes the run's descriptor; returns the bytes that arrived, where the sink can tell.
-    pub fn finish(&mut self, fd: SinkFd) -> Result<Option<u64>, RunError> {
+    /// Ends the run's stream and closes its descriptor: the bytes that arrived, where the
+    /// sink can tell, and for TCP the bytes the kernel retransmitted.
+    pub fn finish(&mut self, fd: SinkFd) -> Result<Finished, RunError> {
         let size = match self.target {
             Target::File(_) => Some(
                 nix::sys::stat::fstat(fd.fd.as_raw_fd())
@@ -204,12 +205,64 @@ impl Sink {
             ),
             _ => None,
         };
-        drop(fd); // EOF for the receiver
-        match &mut self.receiver {
-            Some(r) => r.wait_done().map(Some),
-            None => Ok(size),
-        }
+        // EOF for the receiver. A TCP socket is only shut down for writing, so that its
+        // tcp_info can be read once the receiver has it all.
+        let socket = if matches!(self.target, Target::Tcp(_)) {
+            nix::sys::socket::shutdown(fd.fd.as_raw_fd(), nix::sys::socket::Shutdown::Write)
+                .map_err(|e| RunError::Receiver(format!("shutdown of the sink socket: {e}")))?;
+            Some(fd)
+        } else {
+            drop(fd);
+            None
+        };
+        let received = match &mut self.receiver {
+            Some(r) => Some(r.wait_done()?),
+            None => size,
+        };
+        Ok(Finished {
+            received,
+            retransmitted: socket.as_ref().map(bytes_retransmitted).transpose()?,
+        })
     }
+}
+
+/// What arrived at the sink, and what TCP had to send again.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub received: Option<u64>,
+    /// tcp_info.tcpi_bytes_retrans (TCP sinks): payload bytes the kernel sent a second time.
+    /// Each goes through the device's transmit again, so on a route without scatter-gather
+    /// the CPU copies it again.
+    pub retransmitted: Option<u64>,
+}
+
+/// The socket's tcpi_bytes_retrans, from getsockopt(TCP_INFO) (Linux 4.19+).
+fn bytes_retransmitted(fd: &SinkFd) -> Result<u64, RunError> {
+    // SAFETY: an all-zero tcp_info is valid; getsockopt fills at most `len` bytes of it.
+    let mut info: nix::libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<nix::libc::tcp_info>() as nix::libc::socklen_t;
+    let r = unsafe {
+        nix::libc::getsockopt(
+            fd.fd.as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_INFO,
+            (&mut info as *mut nix::libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(RunError::Receiver(format!(
+            "getsockopt(TCP_INFO) on the sink socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let end = std::mem::offset_of!(nix::libc::tcp_info, tcpi_bytes_retrans) + 8;
+    if (len as usize) < end {
+        return Err(RunError::Receiver(
+            "this kernel's tcp_info has no tcpi_bytes_retrans (Linux 4.19+)".into(),
+        ));
+    }
+    Ok(info.tcpi_bytes_retrans)
 }
 
 fn parse_addr(ready: &str) -> Result<SocketAddr, RunError> {

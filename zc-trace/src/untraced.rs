@@ -240,7 +240,8 @@ fn run_once(
     }
     drop(transfer);
     let moved = moved.map_err(io("transferring"))?;
-    let received = sink.finish(out)?;
+    let finished = sink.finish(out)?;
+    let received = finished.received;
     if moved != source.len || received.is_some_and(|r| r != source.len) {
         return Err(RunError::Check {
             strategy: strategy.name().into(),

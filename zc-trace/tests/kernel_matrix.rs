@@ -116,8 +116,9 @@ fn every_ledger_leg_balances_on_every_sink() {
 /// The veth sink, with scatter-gather and without (`--no-sg`): zc-trace makes the namespaces
 /// and the veth pair itself, so this runs in the guests too (their busybox has no `ip netns`;
 /// they load the veth module). With SG the whole exact table holds, as over loopback; without,
-/// all of it but what `[sink.veth-no-sg]` leaves unasserted (the copy at transmit), and the
-/// report must say which route it had. Where /var/tmp is ext4: the VM matrix checks it once per
+/// the table with `[sink.veth-no-sg]`'s overrides (the copy at transmit, exact: skb_segment and
+/// __pskb_pull_tail) and every ledger leg, nic_linearize included; the report must say which
+/// route it had. Where /var/tmp is ext4: the VM matrix checks it once per
 /// kernel.
 #[test]
 fn the_veth_sink_matches_the_table_with_and_without_scatter_gather() {
@@ -291,8 +292,8 @@ fn the_checks_find_each_kind_of_difference() {
         "{f:#?}"
     );
 
-    // Without scatter-gather ([sink.veth-no-sg]) the copy at transmit is not asserted; the
-    // rest is, and the legs but nic_linearize must balance.
+    // Without scatter-gather ([sink.veth-no-sg]) the copy at transmit is asserted from its
+    // overrides, and every leg must balance, nic_linearize included.
     let plain: toml::Table = "name = \"k\"".parse().unwrap();
     let no_sg = json!({
         "config": { "sink": "veth", "sink_scatter_gather": false },
@@ -310,18 +311,23 @@ fn the_checks_find_each_kind_of_difference() {
             },
             "ledger": [
                 { "leg": "nic_linearize", "balance": "incomplete", "note": "short" },
-                { "leg": "socket_send", "balance": "incomplete", "note": "short" },
             ]
         }]
     });
     let f = check_run(&m, &plain, "ext4", &no_sg, SIZE, CHUNK);
-    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f.len(), 4, "{f:#?}");
     assert!(
         f[0].contains("by_reference_bytes is 0, expected 1048576"),
         "{f:#?}"
     );
     assert!(
-        f[1].contains("ledger leg \"socket_send\" is incomplete"),
+        f[1].contains("copied_kernel_to_kernel_bytes is 1048581, expected 1048576")
+            && f[1].contains("override: the copy at transmit"),
+        "{f:#?}"
+    );
+    assert!(f[2].contains("cpu_copied_bytes is 1048581"), "{f:#?}");
+    assert!(
+        f[3].contains("ledger leg \"nic_linearize\" is incomplete"),
         "{f:#?}"
     );
 

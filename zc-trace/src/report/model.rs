@@ -980,6 +980,7 @@ pub(crate) mod tests {
             window_ns,
             bytes: 1000,
             zerocopy: None,
+            retransmitted: None,
         }
     }
 

@@ -85,6 +85,9 @@ pub struct Sample {
     pub bytes: u64,
     /// What the kernel reported about zero-copy sends, for the strategies that make them.
     pub zerocopy: Option<crate::strategies::ZerocopyReport>,
+    /// TCP sinks: the payload bytes the kernel retransmitted (tcp_info.tcpi_bytes_retrans),
+    /// which pass the device's transmit, and its copy without scatter-gather, once more.
+    pub retransmitted: Option<u64>,
 }
 
 #[cfg(test)]
