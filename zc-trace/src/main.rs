@@ -8,6 +8,7 @@ mod cleanup;
 mod cli;
 mod error;
 mod leftovers;
+mod measure;
 mod payload;
 mod probes;
 mod receiver;

@@ -4,10 +4,9 @@
 //! detached by the kernel when the process's descriptors close.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::ExitCode;
 
-use zc_trace_common::{role, MARK_START, MARK_STOP};
+use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
 
 use crate::capabilities::{self, HostFacts};
 use crate::claims::{self, Claims, RunFacts};
@@ -15,14 +14,11 @@ use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
 use crate::payload::{SourceFile, DEFAULT_SEED};
-use crate::report::{self, Report, RoleSample, RunConfig, Sample, SkippedStrategy};
-use crate::sink::{Sink, SinkOptions};
-use crate::strategies::{Strategy, TransferContext};
+use crate::report::{self, Report, RoleSample, Sample};
+use crate::sink::Finished;
+use crate::strategies::ZerocopyReport;
 use crate::tracefs;
 use crate::tracer::Tracer;
-
-/// The receiver's read() buffer.
-const RECEIVE_BUFFER: usize = 256 * 1024;
 
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // Bad input first (exit 2), then the environment (exit 3), then the expensive parts.
@@ -200,237 +196,93 @@ impl Signals {
     }
 }
 
-/// "odirect: reason; tee: reason" for an error message.
-fn reasons(skipped: &[SkippedStrategy]) -> String {
-    skipped
-        .iter()
-        .map(|s| format!("{}: {}", s.strategy, s.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// Runs on the sender thread: everything it does inside a window is what gets counted.
 fn measure(
-    mut tracer: Tracer,
+    tracer: Tracer,
     host: HostFacts,
     source: SourceFile,
     args: &RunArgs,
 ) -> Result<(Report, crate::cli::Format, bool), Error> {
-    let tid = nix::unistd::gettid().as_raw() as u32;
-    let options = |kind| SinkOptions {
-        kind,
-        no_sg: args.no_sg,
-        mode: args.receiver,
-        tmpdir: args.tmpdir.clone(),
-        buffer: RECEIVE_BUFFER,
+    let mut meter = Probes {
+        tid: nix::unistd::gettid().as_raw() as u32,
+        tracer,
     };
-    // Strategies that cannot use the chosen sink are left out, and the report says why.
-    let mut skipped = Vec::new();
-    let mut strategies: Vec<&'static dyn Strategy> = Vec::new();
-    for s in args.strategies.0.iter().copied() {
-        let kind = s.fixed_sink().unwrap_or(args.sink);
-        match s.unsupported(kind) {
-            Some(reason) => skipped.push(SkippedStrategy {
-                strategy: s.id(),
-                reason,
-            }),
-            None => strategies.push(s),
-        }
-    }
-    if strategies.is_empty() {
-        return Err(InputError::Usage(format!(
-            "no selected strategy can run with --sink {}: {}",
-            args.sink.cli_name(),
-            reasons(&skipped)
-        ))
-        .into());
-    }
-    let mut sinks: Vec<Sink> = Vec::new();
-    for kind in strategies
-        .iter()
-        .map(|s| s.fixed_sink().unwrap_or(args.sink))
-    {
-        if !sinks.iter().any(|k| k.kind == kind) {
-            let sink = Sink::start(&options(kind))?;
-            if let Some(pid) = sink.receiver_pid() {
-                tracer.track(pid, role::RECEIVER)?;
-            }
-            sinks.push(sink);
-        }
-    }
-    let mut samples: Vec<Vec<Sample>> = strategies.iter().map(|_| Vec::new()).collect();
-    // Interleave strategies across iterations so slow drifts (page cache, CPU frequency) spread
-    // over all of them instead of biasing one.
-    // A strategy the host cannot run (O_DIRECT on tmpfs...) says so when it prepares; it is
-    // left out with its reason rather than failing the whole run.
-    let mut unsupported: Vec<Option<String>> = strategies.iter().map(|_| None).collect();
-    for _ in 0..args.iterations {
-        for (i, s) in strategies.iter().enumerate() {
-            if unsupported[i].is_some() {
-                continue;
-            }
-            log::info!("running {}", s.name());
-            let kind = s.fixed_sink().unwrap_or(args.sink);
-            let sink = sinks
-                .iter_mut()
-                .find(|k| k.kind == kind)
-                .expect("every needed sink was started");
-            match run_once(&mut tracer, sink, &source, *s, args, tid) {
-                Ok(sample) => samples[i].push(sample),
-                Err(RunError::Io {
-                    what, source: e, ..
-                }) if what == "preparing" && e.kind() == std::io::ErrorKind::Unsupported => {
-                    unsupported[i] = Some(e.to_string());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    for (s, why) in strategies.iter().zip(&unsupported) {
-        if let Some(reason) = why {
-            skipped.push(SkippedStrategy {
-                strategy: s.id(),
-                reason: reason.clone(),
-            });
-        }
-    }
-    // A report with no strategy in it must not read as a success.
-    if unsupported.iter().all(Option::is_some) {
-        return Err(InputError::Usage(format!(
-            "every selected strategy was skipped on this host: {}",
-            reasons(&skipped)
-        ))
-        .into());
-    }
-    let main_sink = sinks
-        .iter()
-        .find(|k| k.kind == args.sink)
-        .unwrap_or(&sinks[0]);
-    let config = RunConfig {
-        payload_bytes: source.len,
-        chunk_bytes: args.chunk,
-        iterations: args.iterations,
-        cold: args.cold,
-        source: source.origin.clone(),
-        source_fs: source.fs_type.clone(),
-        sink: main_sink.kind,
-        sink_description: main_sink.description.clone(),
-        sink_scatter_gather: main_sink.sg,
-        receiver: main_sink.receiver_description.clone(),
-        skipped,
-    };
-    let sink_of = |s: &dyn Strategy| {
-        let kind = s.fixed_sink().unwrap_or(args.sink);
-        let sink = sinks.iter().find(|k| k.kind == kind).expect("started");
-        (kind, sink.receiver_pid().is_some())
-    };
-    let runs = strategies
-        .into_iter()
-        .zip(samples)
-        .filter(|(_, samples)| !samples.is_empty())
-        .map(|(s, samples)| {
-            let (kind, has_receiver) = sink_of(s);
-            (s, kind, has_receiver, samples)
-        })
-        .collect();
-    let report = report::build(host, config, tracer.attach_report(), runs);
-    drop(sinks);
-    drop(tracer);
+    let measured = crate::measure::measure(&mut meter, &source, args)?;
+    let report = report::build(
+        host,
+        measured.config,
+        meter.tracer.attach_report(),
+        measured.runs,
+    );
     Ok((report, args.format, args.no_fail))
 }
 
-fn run_once(
-    tracer: &mut Tracer,
-    sink: &mut Sink,
-    source: &SourceFile,
-    strategy: &dyn Strategy,
-    args: &RunArgs,
+/// The probes' counters around each transfer, for the sender thread `tid`.
+struct Probes {
+    tracer: Tracer,
     tid: u32,
-) -> Result<Sample, RunError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| RunError::Io {
-            strategy: strategy.name().into(),
-            what,
-            source,
-        }
-    };
-    if args.cold {
-        source
-            .evict_from_page_cache()
-            .map_err(io("evicting the source from the page cache"))?;
+}
+
+/// The counters and the window count just before a window opens.
+struct Before {
+    sender: Box<RoleStats>,
+    receiver: Box<RoleStats>,
+    windows: u64,
+}
+
+impl crate::measure::Meter for Probes {
+    type Sample = Sample;
+    type Mark = Before;
+
+    fn receiver_started(&mut self, pid: u32) -> Result<(), RunError> {
+        self.tracer.track(pid, role::RECEIVER)
     }
-    let out = sink.open().map_err(io("opening the sink"))?;
-    // SAFETY: `out` outlives every use of this borrow: the transfer that holds it is dropped
-    // before `out` goes back to the sink, on the error path and on the normal one. (A tied
-    // lifetime would not let `out` be handed back when `prepare` fails.)
-    let borrowed = unsafe { BorrowedFd::borrow_raw(out.fd.as_raw_fd()) };
-    let prepared = strategy.prepare(TransferContext {
-        source,
-        sink: borrowed,
-        sink_kind: sink.kind,
-        chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
-    });
-    let mut transfer = match prepared {
-        Ok(t) => t,
-        Err(e) => {
-            // Close this run's connection properly, or its receiver's "done 0" would be taken
-            // for the next strategy's result.
-            let _ = sink.finish(out);
-            return Err(io("preparing")(e));
-        }
-    };
-    let sender_before = tracer.snapshot(role::SENDER)?;
-    let receiver_before = tracer.snapshot(role::RECEIVER)?;
-    let windows_before = tracer.task(tid).map_or(0, |t| t.windows);
 
-    mark(MARK_START);
-    let moved = transfer.run();
-    mark(MARK_STOP);
+    fn window(
+        &mut self,
+        run: &mut dyn FnMut() -> std::io::Result<u64>,
+    ) -> Result<(std::io::Result<u64>, Before), RunError> {
+        let before = Before {
+            sender: self.tracer.snapshot(role::SENDER)?,
+            receiver: self.tracer.snapshot(role::RECEIVER)?,
+            windows: self.tracer.task(self.tid).map_or(0, |t| t.windows),
+        };
+        mark(MARK_START);
+        let moved = run();
+        mark(MARK_STOP);
+        Ok((moved, before))
+    }
 
-    // Outside the window: what the kernel reports back afterwards (zero-copy completions).
-    let zerocopy = match &moved {
-        Ok(_) => transfer
-            .finish()
-            .map_err(io("collecting the kernel's completion reports"))?,
-        Err(_) => None,
-    };
-    drop(transfer);
-    let moved = moved.map_err(io("transferring"))?;
-    let finished = sink.finish(out)?;
-    let received = finished.received;
-    let sender_after = tracer.snapshot(role::SENDER)?;
-    let receiver_after = tracer.snapshot(role::RECEIVER)?;
-    tracer.forget_sockets()?;
-
-    let check = |message: String| RunError::Check {
-        strategy: strategy.name().into(),
-        message,
-    };
-    let task = tracer
-        .task(tid)
-        .filter(|t| t.windows == windows_before + 1 && t.window_end_ns >= t.window_start_ns)
-        .ok_or_else(|| {
-            check(
-                "the measured window was not seen by the eBPF program at raw_syscalls:sys_enter"
+    fn sample(
+        &mut self,
+        strategy: &str,
+        before: Before,
+        moved: u64,
+        finished: Finished,
+        zerocopy: Option<ZerocopyReport>,
+    ) -> Result<Sample, RunError> {
+        let sender_after = self.tracer.snapshot(role::SENDER)?;
+        let receiver_after = self.tracer.snapshot(role::RECEIVER)?;
+        self.tracer.forget_sockets()?;
+        let task = self
+            .tracer
+            .task(self.tid)
+            .filter(|t| t.windows == before.windows + 1 && t.window_end_ns >= t.window_start_ns)
+            .ok_or_else(|| RunError::Check {
+                strategy: strategy.into(),
+                message: "the measured window was not seen by the eBPF program at \
+                          raw_syscalls:sys_enter"
                     .into(),
-            )
-        })?;
-    if moved != source.len || received.is_some_and(|r| r != source.len) {
-        return Err(check(format!(
-            "moved {moved} bytes and {} arrived at the sink, expected {}",
-            received.map_or("an unknown number".into(), |r| r.to_string()),
-            source.len
-        )));
+            })?;
+        Ok(Sample {
+            sender: RoleSample::delta(&sender_after, &before.sender),
+            receiver: RoleSample::delta(&receiver_after, &before.receiver),
+            window_ns: task.window_end_ns - task.window_start_ns,
+            bytes: moved,
+            zerocopy,
+            retransmitted: finished.retransmitted,
+        })
     }
-    Ok(Sample {
-        sender: RoleSample::delta(&sender_after, &sender_before),
-        receiver: RoleSample::delta(&receiver_after, &receiver_before),
-        window_ns: task.window_end_ns - task.window_start_ns,
-        bytes: moved,
-        zerocopy,
-        retransmitted: finished.retransmitted,
-    })
 }
 
 /// Opens or closes the measured window: see `zc_trace_common::MARK_START`.

@@ -9,7 +9,6 @@
 //! over iterations and the byte checks. The clock is CLOCK_MONOTONIC, the clock the traced
 //! window's bpf_ktime_get_ns() reads.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,12 +17,9 @@ use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
 use crate::payload::{SourceFile, DEFAULT_SEED};
-use crate::report::{self, RunConfig, SkippedStrategy, UntracedSample};
-use crate::sink::{Sink, SinkKind, SinkOptions};
-use crate::strategies::{Strategy, TransferContext};
-
-/// The receiver's read() buffer, as in a traced run.
-const RECEIVE_BUFFER: usize = 256 * 1024;
+use crate::report::{self, UntracedSample};
+use crate::sink::Finished;
+use crate::strategies::ZerocopyReport;
 
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     args.check().map_err(InputError::Usage)?;
@@ -95,165 +91,52 @@ fn print(text: &str) -> Result<(), Error> {
     }
 }
 
-/// On the sender thread, as in a traced run: sinks, then every strategy once per iteration,
-/// interleaved. Returns the rendered report.
+/// On the sender thread, as in a traced run (`measure::measure`, with the clock for a meter).
+/// Returns the rendered report.
 fn measure(host: HostFacts, source: SourceFile, args: &RunArgs) -> Result<String, Error> {
-    let mut skipped = Vec::new();
-    let mut strategies: Vec<&'static dyn Strategy> = Vec::new();
-    for s in args.strategies.0.iter().copied() {
-        match s.unsupported(s.fixed_sink().unwrap_or(args.sink)) {
-            Some(reason) => skipped.push(SkippedStrategy {
-                strategy: s.id(),
-                reason,
-            }),
-            None => strategies.push(s),
-        }
-    }
-    let mut sinks: Vec<Sink> = Vec::new();
-    for s in &strategies {
-        let kind = s.fixed_sink().unwrap_or(args.sink);
-        if !sinks.iter().any(|k| k.kind == kind) {
-            sinks.push(Sink::start(&SinkOptions {
-                kind,
-                no_sg: args.no_sg,
-                mode: args.receiver,
-                tmpdir: args.tmpdir.clone(),
-                buffer: RECEIVE_BUFFER,
-            })?);
-        }
-    }
-    let mut samples: Vec<Vec<UntracedSample>> = strategies.iter().map(|_| Vec::new()).collect();
-    let mut unsupported: Vec<Option<String>> = strategies.iter().map(|_| None).collect();
-    for _ in 0..args.iterations {
-        for (i, s) in strategies.iter().enumerate() {
-            if unsupported[i].is_some() {
-                continue;
-            }
-            let kind = s.fixed_sink().unwrap_or(args.sink);
-            let sink = sinks
-                .iter_mut()
-                .find(|k| k.kind == kind)
-                .expect("every needed sink was started");
-            match run_once(sink, &source, *s, args) {
-                Ok(sample) => samples[i].push(sample),
-                Err(RunError::Io {
-                    what, source: e, ..
-                }) if what == "preparing" && e.kind() == std::io::ErrorKind::Unsupported => {
-                    unsupported[i] = Some(e.to_string());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    for (s, why) in strategies.iter().zip(&unsupported) {
-        if let Some(reason) = why {
-            skipped.push(SkippedStrategy {
-                strategy: s.id(),
-                reason: reason.clone(),
-            });
-        }
-    }
-    if samples.iter().all(Vec::is_empty) {
-        return Err(InputError::Usage(format!(
-            "every selected strategy was skipped on this host: {}",
-            skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.strategy, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-        .into());
-    }
-    let main_sink = sinks
-        .iter()
-        .find(|k| k.kind == args.sink)
-        .unwrap_or(&sinks[0]);
-    let config = RunConfig {
-        payload_bytes: source.len,
-        chunk_bytes: args.chunk,
-        iterations: args.iterations,
-        cold: args.cold,
-        source: source.origin.clone(),
-        source_fs: source.fs_type.clone(),
-        sink: main_sink.kind,
-        sink_description: main_sink.description.clone(),
-        sink_scatter_gather: main_sink.sg,
-        receiver: main_sink.receiver_description.clone(),
-        skipped,
-    };
-    let runs: Vec<(&'static dyn Strategy, SinkKind, Vec<UntracedSample>)> = strategies
+    let measured = crate::measure::measure(&mut Clock, &source, args)?;
+    let runs = measured
+        .runs
         .into_iter()
-        .zip(samples)
-        .filter(|(_, samples)| !samples.is_empty())
-        .map(|(s, samples)| (s, s.fixed_sink().unwrap_or(args.sink), samples))
+        .map(|(s, sink, _, samples)| (s, sink, samples))
         .collect();
-    let report = report::untraced(host, config, runs);
-    drop(sinks);
+    let report = report::untraced(host, measured.config, runs);
     Ok(report::render(&report, args.format))
 }
 
-/// One transfer, as `runner::run_once` makes it, timed around `Transfer::run` alone (the traced
-/// window holds the same calls, between its two markers).
-fn run_once(
-    sink: &mut Sink,
-    source: &SourceFile,
-    strategy: &dyn Strategy,
-    args: &RunArgs,
-) -> Result<UntracedSample, RunError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| RunError::Io {
-            strategy: strategy.name().into(),
-            what,
-            source,
-        }
-    };
-    if args.cold {
-        source
-            .evict_from_page_cache()
-            .map_err(io("evicting the source from the page cache"))?;
+/// CLOCK_MONOTONIC around `Transfer::run` alone (the traced window holds the same calls,
+/// between its two markers).
+struct Clock;
+
+impl crate::measure::Meter for Clock {
+    type Sample = UntracedSample;
+    type Mark = u64;
+
+    fn receiver_started(&mut self, _pid: u32) -> Result<(), RunError> {
+        Ok(())
     }
-    let out = sink.open().map_err(io("opening the sink"))?;
-    // SAFETY: as in `runner::run_once`: the transfer that holds this borrow is dropped before
-    // `out` goes back to the sink, on every path.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(out.fd.as_raw_fd()) };
-    let prepared = strategy.prepare(TransferContext {
-        source,
-        sink: borrowed,
-        sink_kind: sink.kind,
-        chunk: usize::try_from(args.chunk).unwrap_or(usize::MAX),
-    });
-    let mut transfer = match prepared {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = sink.finish(out);
-            return Err(io("preparing")(e));
-        }
-    };
-    let start = Instant::now();
-    let moved = transfer.run();
-    let window_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    if moved.is_ok() {
-        transfer
-            .finish()
-            .map_err(io("collecting the kernel's completion reports"))?;
+
+    fn window(
+        &mut self,
+        run: &mut dyn FnMut() -> std::io::Result<u64>,
+    ) -> Result<(std::io::Result<u64>, u64), RunError> {
+        let start = Instant::now();
+        let moved = run();
+        let window_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Ok((moved, window_ns))
     }
-    drop(transfer);
-    let moved = moved.map_err(io("transferring"))?;
-    let finished = sink.finish(out)?;
-    let received = finished.received;
-    if moved != source.len || received.is_some_and(|r| r != source.len) {
-        return Err(RunError::Check {
-            strategy: strategy.name().into(),
-            message: format!(
-                "moved {moved} bytes and {} arrived at the sink, expected {}",
-                received.map_or("an unknown number".into(), |r| r.to_string()),
-                source.len
-            ),
-        });
+
+    fn sample(
+        &mut self,
+        _strategy: &str,
+        window_ns: u64,
+        moved: u64,
+        _finished: Finished,
+        _zerocopy: Option<ZerocopyReport>,
+    ) -> Result<UntracedSample, RunError> {
+        Ok(UntracedSample {
+            window_ns,
+            bytes: moved,
+        })
     }
-    Ok(UntracedSample {
-        window_ns,
-        bytes: moved,
-    })
 }
