@@ -85,7 +85,7 @@ macro_rules! by_reference_site {
 fn track_socket(tid: u32, sk: *const u8) {
     if let Some(task) = state::active_task(tid) {
         let role = unsafe { (*task).role };
-        let _ = SOCKS.insert(&(sk as u64), &role, 0);
+        state::remember_socket(sk as u64, role);
     }
 }
 

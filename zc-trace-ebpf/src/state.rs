@@ -47,6 +47,15 @@ pub fn config() -> &'static Config {
     unsafe { &*core::ptr::read_volatile(&(&CONFIG as *const Config)) }
 }
 
+/// Records socket `sk` as `role`'s in SOCKS. Looked up first: sends call this on every
+/// syscall, and a lookup costs far less than a hash map update.
+#[inline(always)]
+pub fn remember_socket(sk: u64, role: u32) {
+    if unsafe { SOCKS.get(&sk) } != Some(&role) {
+        let _ = SOCKS.insert(&sk, &role, 0);
+    }
+}
+
 /// Whether the current task belongs to a process zc-trace traces (see RECEIVERS).
 #[inline(always)]
 pub fn traced_process() -> bool {

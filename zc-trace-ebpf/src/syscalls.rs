@@ -166,7 +166,7 @@ fn track_socket_of_file(cfg: &zc_trace_common::Config, file: *const u8, role: u3
     };
     if let Some(sk) = read_ptr(sock, cfg.socket_sk_off) {
         if !sk.is_null() {
-            let _ = crate::state::SOCKS.insert(&(sk as u64), &role, 0);
+            crate::state::remember_socket(sk as u64, role);
         }
     }
 }
