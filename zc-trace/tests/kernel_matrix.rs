@@ -54,6 +54,28 @@ fn run_table_strategies(m: &toml::Table, sink: &str) -> serde_json::Value {
     run_json(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// The table's strategies that report `doc` lacks, though the filesystem `fs` may not refuse
+/// them.
+fn missing_strategies(m: &toml::Table, doc: &serde_json::Value, fs: &str) -> Vec<String> {
+    let ran: Vec<&str> = doc["strategies"]
+        .as_array()
+        .expect("strategies")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let may_skip = matrix::may_skip(m, fs);
+    matrix::strategies(m)
+        .into_iter()
+        .filter(|s| !ran.contains(&s.as_str()) && !may_skip.contains_key(s))
+        .map(|s| {
+            format!(
+                "strategy {s} did not run on {fs}: {}",
+                doc["config"]["skipped"]
+            )
+        })
+        .collect()
+}
+
 fn report(failures: Vec<String>) {
     assert!(
         failures.is_empty(),
@@ -71,24 +93,8 @@ fn every_strategy_matches_the_exact_table_and_its_syscall_formulas() {
     };
     let m = matrix::matrix();
     let doc = run_table_strategies(&m, "tcp");
-    let ran: Vec<&str> = doc["strategies"]
-        .as_array()
-        .expect("strategies")
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .collect();
     let fs = matrix::payload_filesystem();
-    let may_skip = matrix::may_skip(&m, &fs);
-    let mut failures: Vec<String> = matrix::strategies(&m)
-        .into_iter()
-        .filter(|s| !ran.contains(&s.as_str()) && !may_skip.contains_key(s))
-        .map(|s| {
-            format!(
-                "strategy {s} did not run on {fs}: {}",
-                doc["config"]["skipped"]
-            )
-        })
-        .collect();
+    let mut failures = missing_strategies(&m, &doc, &fs);
     failures.extend(check_run(&m, &entry, &fs, &doc, SIZE, CHUNK));
     report(failures);
 }
@@ -136,18 +142,7 @@ fn the_table_holds_with_the_payload_on_a_tmpfs() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(doc["config"]["source_fs"], "tmpfs", "{:#}", doc["config"]);
-    let may_skip = matrix::may_skip(&m, "tmpfs");
-    let ran: Vec<&str> = doc["strategies"]
-        .as_array()
-        .expect("strategies")
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .collect();
-    let mut failures: Vec<String> = matrix::strategies(&m)
-        .into_iter()
-        .filter(|s| !ran.contains(&s.as_str()) && !may_skip.contains_key(s))
-        .map(|s| format!("strategy {s} did not run on tmpfs"))
-        .collect();
+    let mut failures = missing_strategies(&m, &doc, "tmpfs");
     failures.extend(check_run(&m, &entry, "tmpfs", &doc, SIZE, CHUNK));
     report(failures);
 }
@@ -193,7 +188,6 @@ fn the_veth_sink_matches_the_table_with_and_without_scatter_gather() {
         eprintln!("the veth sink is checked where /var/tmp is ext4 (here {fs})");
         return;
     }
-    let may_skip = matrix::may_skip(&m, &fs);
     let mut failures = Vec::new();
     for sg in [true, false] {
         let mut args = table_run_args(&m, "veth");
@@ -207,22 +201,10 @@ fn the_veth_sink_matches_the_table_with_and_without_scatter_gather() {
                 doc["config"]["sink_scatter_gather"]
             ));
         }
-        let ran: Vec<&str> = doc["strategies"]
-            .as_array()
-            .expect("strategies")
-            .iter()
-            .filter_map(|s| s["id"].as_str())
-            .collect();
         failures.extend(
-            matrix::strategies(&m)
+            missing_strategies(&m, &doc, &fs)
                 .into_iter()
-                .filter(|s| !ran.contains(&s.as_str()) && !may_skip.contains_key(s))
-                .map(|s| {
-                    format!(
-                        "veth (sg {sg}): strategy {s} did not run on {fs}: {}",
-                        doc["config"]["skipped"]
-                    )
-                }),
+                .map(|f| format!("veth (sg {sg}): {f}")),
         );
         failures.extend(
             check_run(&m, &entry, &fs, &doc, SIZE, CHUNK)
