@@ -36,7 +36,7 @@ pub fn zc_sched_switch_tp(ctx: TracePointContext) -> u32 {
     let Ok(prev_pid) = (unsafe { ctx.read_at::<i32>(cfg.sched_prev_pid_off as usize) }) else {
         return 0;
     };
-    let Some(task) = state::active_task(prev_pid as u32) else {
+    let Some(task) = state::tracked_task(prev_pid as u32) else {
         return 0;
     };
     let Ok(prev_state) = (unsafe { ctx.read_at::<i64>(cfg.sched_prev_state_off as usize) }) else {

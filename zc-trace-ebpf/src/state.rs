@@ -81,6 +81,13 @@ pub fn active_task(tid: u32) -> Option<*mut TaskState> {
     if !traced_process() {
         return None;
     }
+    tracked_task(tid)
+}
+
+/// `active_task` for a hook that has already asked `traced_process` (sys_enter, the classic
+/// sched_switch): the hot path need not ask twice.
+#[inline(always)]
+pub fn tracked_task(tid: u32) -> Option<*mut TaskState> {
     let state = TASKS.get_ptr_mut(&tid)?;
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
     if unsafe { (*state).active } == 0 {

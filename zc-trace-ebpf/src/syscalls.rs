@@ -52,7 +52,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
 
-    let Some(task) = state::active_task(tid) else {
+    let Some(task) = state::tracked_task(tid) else {
         return Ok(());
     };
     // SAFETY: pointer from a successful lookup of this tid's entry.
