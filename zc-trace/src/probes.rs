@@ -50,12 +50,10 @@ pub struct Candidate {
     pub target: &'static str,
     /// A second program the first one needs (kretprobe after kprobe; the tracepoint that
     /// supplies a byte count the first cannot see). Both attach, or neither counts.
-    pub also: Option<(Method, &'static str, &'static str)>,
+    pub also: Option<Half>,
     /// For a kernel function: the prototype its programs are written for, checked against
     /// the kernel's BTF before attaching.
     pub proto: Option<&'static Proto>,
-    /// The same for the `also` half's function.
-    pub also_proto: Option<&'static Proto>,
     /// What this candidate's figure means, where it differs from the site's `detail`.
     pub detail: Option<&'static str>,
     /// BTF facts its programs read beyond what their prototypes' `needs` say (tracepoints,
@@ -64,6 +62,7 @@ pub struct Candidate {
 }
 
 /// One half of a candidate: the program, how and where it attaches, the prototype it reads.
+#[derive(Debug, Clone, Copy)]
 pub struct Half {
     pub method: Method,
     pub program: &'static str,
@@ -208,13 +207,7 @@ impl Candidate {
             target: self.target,
             proto: self.proto,
         };
-        let second = self.also.map(|(method, program, target)| Half {
-            method,
-            program,
-            target,
-            proto: self.also_proto,
-        });
-        std::iter::once(first).chain(second)
+        std::iter::once(first).chain(self.also)
     }
 
     /// Every BTF fact its programs read.
@@ -229,7 +222,9 @@ impl Candidate {
     /// "kprobe+kretprobe", "tp_btf+tracepoint", or the single method.
     pub fn label(&self) -> String {
         match self.also {
-            Some((m, _, _)) if m != self.method => format!("{}+{}", self.method.label(), m.label()),
+            Some(h) if h.method != self.method => {
+                format!("{}+{}", self.method.label(), h.method.label())
+            }
             _ => self.method.label().to_string(),
         }
     }
@@ -237,7 +232,7 @@ impl Candidate {
     /// Where it attaches, both halves.
     pub fn target_label(&self) -> String {
         match self.also {
-            Some((_, _, t)) if t != self.target => format!("{} + {t}", self.target),
+            Some(h) if h.target != self.target => format!("{} + {}", self.target, h.target),
             _ => self.target.to_string(),
         }
     }
@@ -409,7 +404,6 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
         target,
         also: None,
         proto: None,
-        also_proto: None,
         detail: None,
         needs: &[],
     }
@@ -422,7 +416,6 @@ const fn fexit(program: &'static str, function: &'static str, proto: &'static Pr
         target: function,
         also: None,
         proto: Some(proto),
-        also_proto: None,
         detail: None,
         needs: &[],
     }
@@ -439,7 +432,6 @@ const fn kretprobe(
         target: function,
         also: None,
         proto: Some(proto),
-        also_proto: None,
         detail: None,
         needs: &[],
     }
@@ -456,9 +448,13 @@ const fn kprobe_pair(
         method: Method::Kprobe,
         program: entry,
         target: function,
-        also: Some((Method::Kretprobe, exit, function)),
+        also: Some(Half {
+            method: Method::Kretprobe,
+            program: exit,
+            target: function,
+            proto: Some(proto),
+        }),
         proto: Some(proto),
-        also_proto: Some(proto),
         detail: None,
         needs: &[],
     }
@@ -510,8 +506,7 @@ pub const PLAN: &[Hook] = &[
                 target: "sched_switch",
                 also: None,
                 proto: None,
-                also_proto: None,
-                detail: None,
+                        detail: None,
                 needs: &[],
             },
             tp("zc_sched_switch_tp", "sched:sched_switch"),
@@ -744,10 +739,14 @@ pub const PLAN: &[Hook] = &[
                 method: Method::TpBtf,
                 program: "zc_tcp_send_tp_btf",
                 target: "tcp_sendmsg_locked",
-                also: Some((Method::Tracepoint, "zc_sock_send_length", "sock:sock_send_length")),
+                also: Some(Half {
+                    method: Method::Tracepoint,
+                    program: "zc_sock_send_length",
+                    target: "sock:sock_send_length",
+                    proto: None,
+                }),
                 proto: None,
-                also_proto: None,
-                detail: None,
+                        detail: None,
                 needs: &[Need::IovIter, Need::MsgHdr, Need::RouteCaps],
             },
         ],
@@ -833,9 +832,13 @@ pub const PLAN: &[Hook] = &[
                 method: Method::Fentry,
                 program: "zc_skb_segment_fentry",
                 target: "skb_segment",
-                also: Some((Method::Fexit, "zc_pskb_pull_tail_fexit", "__pskb_pull_tail")),
+                also: Some(Half {
+                    method: Method::Fexit,
+                    program: "zc_pskb_pull_tail_fexit",
+                    target: "__pskb_pull_tail",
+                    proto: Some(&PSKB_PULL_TAIL),
+                }),
                 proto: Some(&SKB_SEGMENT),
-                also_proto: Some(&PSKB_PULL_TAIL),
                 detail: None,
                 needs: &[],
             },
@@ -843,9 +846,13 @@ pub const PLAN: &[Hook] = &[
                 method: Method::Kprobe,
                 program: "zc_skb_segment_kprobe",
                 target: "skb_segment",
-                also: Some((Method::Kprobe, "zc_pskb_pull_tail_kprobe", "__pskb_pull_tail")),
+                also: Some(Half {
+                    method: Method::Kprobe,
+                    program: "zc_pskb_pull_tail_kprobe",
+                    target: "__pskb_pull_tail",
+                    proto: Some(&PSKB_PULL_TAIL),
+                }),
                 proto: Some(&SKB_SEGMENT),
-                also_proto: Some(&PSKB_PULL_TAIL),
                 detail: None,
                 needs: &[],
             },
