@@ -46,8 +46,9 @@ mod tests {
     use crate::strategies;
     use serde_json::Value;
 
-    fn report(missing: &[HookId]) -> Report {
-        let config = RunConfig {
+    /// A 1000-byte payload in 500-byte chunks, twice, over loopback TCP.
+    pub(crate) fn run_config() -> RunConfig {
+        RunConfig {
             payload_bytes: 1000,
             chunk_bytes: 500,
             iterations: 2,
@@ -59,13 +60,21 @@ mod tests {
             sink_scatter_gather: Some(true),
             receiver: Some("separate process".into()),
             skipped: vec![],
-        };
-        let host = HostFacts {
+        }
+    }
+
+    pub(crate) fn host() -> HostFacts {
+        HostFacts {
             kernel: "6.18.0-test".into(),
             arch: "x86_64".into(),
             btf: Some("/sys/kernel/btf/vmlinux".into()),
             btf_note: None,
-        };
+        }
+    }
+
+    fn report(missing: &[HookId]) -> Report {
+        let config = run_config();
+        let host = host();
         let runs = vec![(
             strategies::ALL[0],
             crate::sink::SinkKind::Tcp,

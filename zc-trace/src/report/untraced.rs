@@ -126,25 +126,10 @@ mod tests {
 
     #[test]
     fn only_time_throughput_and_payload_have_values() {
-        let config = RunConfig {
-            payload_bytes: 1000,
-            chunk_bytes: 500,
-            iterations: 2,
-            cold: false,
-            source: "generated".into(),
-            source_fs: "ext2/3/4".into(),
-            sink: SinkKind::Tcp,
-            sink_description: "TCP over loopback".into(),
-            sink_scatter_gather: Some(true),
-            receiver: None,
-            skipped: vec![],
-        };
-        let host = HostFacts {
-            kernel: "6.18.0-test".into(),
-            arch: "x86_64".into(),
-            btf: None,
-            btf_note: None,
-        };
+        let (config, host) = (
+            super::super::tests::run_config(),
+            super::super::tests::host(),
+        );
         let samples = vec![
             UntracedSample {
                 window_ns: 2000,
