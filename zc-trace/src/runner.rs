@@ -46,7 +46,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     };
     let tracefs = tracefs::ensure_mounted()?;
 
-    let first_signals = &mut signals;
+    // Borrowed into the run's `async move` block; the report's write below selects on them too.
+    let signals_during_run = &mut signals;
     let result = runtime.block_on(async move {
         let work = async move {
             // Room for the generated payload, and for one copy of it where a strategy or the
@@ -92,7 +93,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         };
         tokio::select! {
             r = work => r,
-            sig = first_signals.recv() => interrupted(sig),
+            sig = signals_during_run.recv() => interrupted(sig),
         }
     });
     cleanup::run_all();
