@@ -114,6 +114,80 @@ pub mod site {
     pub const COUNT: usize = 15;
 }
 
+/// What a descriptor refers to, in `zc-trace trace`'s breakdown by file-descriptor kind
+/// ([`FdKey::kind`]). Regular files carry their filesystem's magic in [`FdKey::magic`].
+pub mod fd_kind {
+    /// Not classified (no BTF for the descriptor walk, or not a descriptor argument).
+    pub const UNKNOWN: u32 = 0;
+    pub const REGULAR: u32 = 1;
+    /// A regular file opened with O_DIRECT: its data moves by DMA to and from user pages.
+    pub const REGULAR_DIRECT: u32 = 2;
+    /// Pipes and FIFOs.
+    pub const PIPE: u32 = 3;
+    pub const TCP: u32 = 4;
+    pub const UDP: u32 = 5;
+    pub const UNIX: u32 = 6;
+    pub const OTHER_SOCKET: u32 = 7;
+    /// Character devices (/dev/null, ttys).
+    pub const CHAR_DEVICE: u32 = 8;
+    pub const OTHER: u32 = 9;
+}
+
+/// Which descriptor of a syscall an [`FdKey`] describes.
+pub mod fd_side {
+    /// The descriptor bytes were read from (read family, recv family, the input of
+    /// sendfile/splice/copy_file_range).
+    pub const INPUT: u32 = 0;
+    /// The descriptor bytes were written to.
+    pub const OUTPUT: u32 = 1;
+}
+
+/// Key of the FDSTATS map (trace mode): bytes by syscall, side and kind of descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdKey {
+    pub nr: u32,
+    pub side: u32,
+    pub kind: u32,
+    /// super_block.s_magic of a regular file's filesystem (its low 32 bits), else 0.
+    pub magic: u32,
+}
+
+impl FdKey {
+    /// A descriptor class as the eBPF side packs it in [`TaskState`]: kind in the low 32
+    /// bits, magic in the high 32 (0: not classified).
+    pub const fn unpack(nr: u32, side: u32, class: u64) -> FdKey {
+        FdKey {
+            nr,
+            side,
+            kind: class as u32,
+            magic: (class >> 32) as u32,
+        }
+    }
+}
+
+/// Value of the FDSTATS map: returns of such calls and the bytes they returned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdStat {
+    /// Calls that returned (errors included).
+    pub calls: u64,
+    /// Sum of positive return values.
+    pub bytes: u64,
+}
+
+/// io_uring opcodes counted per opcode (URING_OPS); higher ones share the last slot.
+pub const URING_OP_SLOTS: u32 = 64;
+
+/// [`TaskState::flags`]: zc-trace's own thread that starts the traced command. It is not
+/// counted; a task it starts inherits [`task_flag::ARM_ON_EXEC`].
+pub mod task_flag {
+    pub const SPAWNER: u32 = 1;
+    /// Counted from its first execve on: what the command itself does, not the fork's
+    /// set-up in zc-trace's code before it.
+    pub const ARM_ON_EXEC: u32 = 2;
+}
+
 /// Receiver processes the kernel side can recognise by tgid at once: a run has one (only its
 /// main sink has a receiver; the file sink has none), and one more is spare.
 pub const RECEIVER_SLOTS: u32 = 2;
@@ -251,6 +325,13 @@ pub struct TaskState {
     pub windows: u64,
     /// Which derived-bytes counter the pending syscall's return value feeds (0: none).
     pub pending_source: u64,
+    /// Trace mode: the pending syscall's input and output descriptor classes (see
+    /// [`FdKey::unpack`]; 0: none).
+    pub pending_in: u64,
+    pub pending_out: u64,
+    /// [`task_flag`] bits.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 /// A copy seen at a site's entry (kprobe, tp_btf) whose byte count arrives at its exit
@@ -372,9 +453,30 @@ pub struct Config {
     /// sk_buff.len and sk_buff.data_len (BTF): bytes copied by segmentation/linearization.
     pub skb_len_off: u32,
     pub skb_data_len_off: u32,
-    /// Explicit tail padding to the struct's 8-byte alignment.
+    /// 1 in trace mode: the traced tasks are every task in TASKS (not the sender's tgid and
+    /// RECEIVERS), tasks they start are tracked too, and bytes are kept by descriptor kind.
+    pub follow: u32,
+    pub recvfrom_nr: u32,
+    pub recvmsg_nr: u32,
+    pub execve_nr: u32,
+    pub execveat_nr: u32,
+    /// sock.__sk_common.skc_family and sock.sk_protocol (BTF): TCP, UDP or UNIX.
+    pub sock_family_off: u32,
+    pub sock_protocol_off: u32,
+    /// task:task_newtask's `pid` and io_uring's submit event's `opcode` (tracefs).
+    pub newtask_pid_off: u32,
+    pub uring_opcode_off: u32,
+    /// sock.sk_type (BTF): only UNIX *stream* sockets go through unix_stream_sendmsg.
+    pub sock_type_off: u32,
     pub _pad1: u32,
+    /// Filesystems whose regular files do not go through the page cache sites (procfs,
+    /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
+    /// ends the list. Their bytes stay out of the regular-file counters (and the ledger).
+    pub pseudo_fs_magics: [u32; PSEUDO_FS_SLOTS],
 }
+
+/// Room in [`Config::pseudo_fs_magics`].
+pub const PSEUDO_FS_SLOTS: usize = 24;
 
 impl Config {
     pub const fn zeroed() -> Self {
@@ -445,7 +547,18 @@ impl Config {
             socket_sk_off: UNKNOWN,
             skb_len_off: UNKNOWN,
             skb_data_len_off: UNKNOWN,
+            follow: 0,
+            recvfrom_nr: UNKNOWN,
+            recvmsg_nr: UNKNOWN,
+            execve_nr: UNKNOWN,
+            execveat_nr: UNKNOWN,
+            sock_family_off: UNKNOWN,
+            sock_protocol_off: UNKNOWN,
+            newtask_pid_off: 0,
+            uring_opcode_off: 0,
+            sock_type_off: UNKNOWN,
             _pad1: 0,
+            pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
         }
     }
 }
@@ -459,11 +572,18 @@ mod pod {
     unsafe impl aya::Pod for super::TaskState {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PendingCopy {}
+    unsafe impl aya::Pod for super::FdKey {}
+    unsafe impl aya::Pod for super::FdStat {}
 }
 
-// Config has no implicit padding: its size is the sum of its fields, 60 u32 (two of them the
+// Config has no implicit padding: its size is the sum of its fields, 74 u32 (two of them the
 // explicit padding) and 3 u64. A field added without minding alignment fails the build.
-const _: () = assert!(core::mem::size_of::<Config>() == 64 * 4 + 3 * 8);
+const _: () = assert!(
+    core::mem::size_of::<Config>() == (74 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
+        && PSEUDO_FS_SLOTS & 1 == 0
+);
+const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);
+const _: () = assert!(core::mem::size_of::<FdKey>() == 16);
 const _: () = assert!(core::mem::offset_of!(Config, netif_f_sg) % 8 == 0);
 const _: () =
     assert!(core::mem::offset_of!(Config, _pad0) + 4 == core::mem::offset_of!(Config, netif_f_sg));

@@ -9,6 +9,7 @@ mod faults;
 mod sched;
 mod state;
 mod syscalls;
+mod tasks;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,18 +2,29 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
-use zc_trace_common::{role, Config, PendingCopy, RoleStats, TaskState, RECEIVER_SLOTS};
+use zc_trace_common::{
+    role, Config, FdKey, FdStat, PendingCopy, RoleStats, TaskState, RECEIVER_SLOTS, URING_OP_SLOTS,
+};
 
 /// Counters per role, per CPU. Aggregated in the kernel, read by user space once per run.
 #[map]
 pub static STATS: PerCpuArray<RoleStats> = PerCpuArray::with_max_entries(role::COUNT, 0);
 
 /// Tracked threads by tid. The receiver is inserted by user space; sender threads insert
-/// themselves with the start marker (see `syscalls`).
+/// themselves with the start marker (see `syscalls`). In trace mode user space inserts the
+/// traced threads, `tasks` adds the ones they start and removes those that exit.
 #[map]
-pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(1024, 0);
+pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(8192, 0);
+
+/// Trace mode: calls and bytes by syscall, side and kind of descriptor.
+#[map]
+pub static FDSTATS: PerCpuHashMap<FdKey, FdStat> = PerCpuHashMap::with_max_entries(2048, 0);
+
+/// Trace mode: io_uring requests submitted by traced tasks, by opcode.
+#[map]
+pub static URING_OPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(URING_OP_SLOTS, 0);
 
 /// The receiver processes' tgids (0: a free slot), written by user space as it tracks them.
 /// With the sender's tgid (in CONFIG) they let a hook turn every other task on the host away
@@ -59,6 +70,10 @@ pub fn remember_socket(sk: u64, role: u32) {
 /// Whether the current task belongs to a process zc-trace traces (see RECEIVERS).
 #[inline(always)]
 pub fn traced_process() -> bool {
+    // Trace mode follows processes that come and go: TASKS alone says who is traced.
+    if config().follow != 0 {
+        return true;
+    }
     let tgid = current_tgid();
     if tgid == config().sender_tgid {
         return true;

@@ -6,9 +6,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use zc_trace_common::{counter, role, TaskState, MARK_START, MARK_STOP, NO_SYSCALL, SYSCALL_SLOTS};
+use zc_trace_common::{
+    counter, fd_kind, fd_side, role, task_flag, FdKey, FdStat, TaskState, MARK_START, MARK_STOP,
+    NO_SYSCALL, SYSCALL_SLOTS,
+};
 
-use crate::state::{self, TASKS};
+use crate::state::{self, FDSTATS, TASKS};
 
 #[tracepoint]
 pub fn zc_sys_enter(ctx: TracePointContext) -> u32 {
@@ -52,8 +55,13 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
 
-    let Some(task) = state::tracked_task(tid) else {
-        return Ok(());
+    let task = match state::tracked_task(tid) {
+        Some(task) => task,
+        None if cfg.follow != 0 => match armed_by_exec(cfg, tid, nr) {
+            Some(task) => task,
+            None => return Ok(()),
+        },
+        None => return Ok(()),
     };
     // SAFETY: pointer from a successful lookup of this tid's entry.
     let task = unsafe { &mut *task };
@@ -70,35 +78,67 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         None => stats.counters[counter::SYSCALL_OUT_OF_TABLE] += 1,
     }
     task.pending_nr = nr;
-    task.pending_source = source_kind(ctx, cfg, nr, task.role);
+    task.pending_in = 0;
+    task.pending_out = 0;
+    task.pending_source = source_kind(ctx, cfg, nr, task);
     Ok(())
+}
+
+/// Trace mode: a task started by zc-trace for the command, counted from its first execve on
+/// (the fork's own set-up before it is zc-trace's code, not the command's).
+#[inline(always)]
+fn armed_by_exec(cfg: &zc_trace_common::Config, tid: u32, nr: i64) -> Option<*mut TaskState> {
+    let task = TASKS.get_ptr_mut(&tid)?;
+    // SAFETY: pointer from a successful lookup.
+    let t = unsafe { &mut *task };
+    if t.flags & task_flag::ARM_ON_EXEC == 0
+        || (nr != cfg.execve_nr as i64 && nr != cfg.execveat_nr as i64)
+    {
+        return None;
+    }
+    t.flags &= !task_flag::ARM_ON_EXEC;
+    t.active = 1;
+    t.window_start_ns = unsafe { bpf_ktime_get_ns() };
+    Some(task)
 }
 
 /// For read/write-family syscalls, sendfile, splice and copy_file_range: which derived-bytes
 /// counters their return value feeds, by the type of file behind their descriptors. Packed:
-/// the input side's counter in the low byte, the output side's in the next.
+/// the input side's counter in the low byte, the output side's in the next. In trace mode it
+/// also records both descriptors' classes in `task` for the breakdown by descriptor kind.
 #[inline(always)]
-fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64, role: u32) -> u64 {
+fn source_kind(
+    ctx: &TracePointContext,
+    cfg: &zc_trace_common::Config,
+    nr: i64,
+    task: &mut TaskState,
+) -> u64 {
+    let role = task.role;
     let nr = nr as u32;
     // (input descriptor argument, output descriptor argument, splices)
-    let (input, output, splices) =
-        if nr == cfg.read_nr || nr == cfg.pread_nr || nr == cfg.readv_nr || nr == cfg.preadv_nr {
-            (Some(0usize), None, false)
-        } else if nr == cfg.write_nr
-            || nr == cfg.pwrite_nr
-            || nr == cfg.writev_nr
-            || nr == cfg.pwritev_nr
-            || nr == cfg.sendto_nr
-            || nr == cfg.sendmsg_nr
-        {
-            (None, Some(0usize), false)
-        } else if nr == cfg.sendfile_nr {
-            (Some(1), Some(0), true)
-        } else if nr == cfg.splice_nr || nr == cfg.copy_file_range_nr {
-            (Some(0), Some(2), true)
-        } else {
-            return 0;
-        };
+    let (input, output, splices) = if nr == cfg.read_nr
+        || nr == cfg.pread_nr
+        || nr == cfg.readv_nr
+        || nr == cfg.preadv_nr
+        || nr == cfg.recvfrom_nr
+        || nr == cfg.recvmsg_nr
+    {
+        (Some(0usize), None, false)
+    } else if nr == cfg.write_nr
+        || nr == cfg.pwrite_nr
+        || nr == cfg.writev_nr
+        || nr == cfg.pwritev_nr
+        || nr == cfg.sendto_nr
+        || nr == cfg.sendmsg_nr
+    {
+        (None, Some(0usize), false)
+    } else if nr == cfg.sendfile_nr {
+        (Some(1), Some(0), true)
+    } else if nr == cfg.splice_nr || nr == cfg.copy_file_range_nr {
+        (Some(0), Some(2), true)
+    } else {
+        return 0;
+    };
     // Plain values (0: none), not Options: the verifier rejects the undefined payload LLVM
     // may read from a None.
     let fd_of = |arg: Option<usize>| -> u64 {
@@ -108,9 +148,26 @@ fn source_kind(ctx: &TracePointContext, cfg: &zc_trace_common::Config, nr: i64, 
             None => NO_FD,
         }
     };
-    let in_kind = file_mode(cfg, fd_of(input));
+    let in_fd = fd_of(input);
+    let mut in_kind = file_mode(cfg, in_fd);
     let out_fd = fd_of(output);
-    let out_kind = file_mode(cfg, out_fd);
+    let mut out_kind = file_mode(cfg, out_fd);
+    if cfg.follow != 0 {
+        // A traced program uses any file: keep the counters (and the ledger) to the files
+        // and sockets whose copy sites zc-trace hooks; the breakdown keeps the rest.
+        if in_fd != NO_FD {
+            task.pending_in = fd_class(cfg, file_at(cfg, in_fd));
+            in_kind = hooked_kind(cfg, in_kind, task.pending_in);
+        }
+        if out_fd != NO_FD {
+            task.pending_out = fd_class(cfg, file_at(cfg, out_fd));
+            out_kind = hooked_kind(cfg, out_kind, task.pending_out);
+        }
+    }
+    // recvfrom/recvmsg feed only the breakdown.
+    if nr == cfg.recvfrom_nr || nr == cfg.recvmsg_nr {
+        return 0;
+    }
     // A socket the sender sends on is known from here on: frames leave the device inside
     // this very call (or later, in softirq context) and are attributed by their socket.
     if out_kind == S_IFSOCK {
@@ -148,6 +205,7 @@ const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFIFO: u32 = 0o010000;
 const S_IFSOCK: u32 = 0o140000;
+const S_IFCHR: u32 = 0o020000;
 
 /// file->private_data (a struct socket) ->sk, remembered in SOCKS with the caller's role.
 #[inline(always)]
@@ -230,6 +288,135 @@ fn file_mode_of(cfg: &zc_trace_common::Config, file: *const u8) -> Option<u32> {
     Some(mode as u32 & S_IFMT)
 }
 
+/// A descriptor's class for the trace breakdown: an `fd_kind` in the low 32 bits and, for a
+/// regular file, its filesystem's magic in the high 32; 0 when unknown.
+#[inline(always)]
+fn fd_class(cfg: &zc_trace_common::Config, file: *const u8) -> u64 {
+    if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
+        return 0;
+    }
+    let read_ptr = |base: *const u8, off: u32| -> *const u8 {
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }
+            .unwrap_or(core::ptr::null())
+    };
+    let inode = read_ptr(file, cfg.file_inode_off);
+    if inode.is_null() {
+        return 0;
+    }
+    let Ok(mode) =
+        (unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) })
+    else {
+        return 0;
+    };
+    match mode as u32 & S_IFMT {
+        S_IFREG => {
+            let flags: u32 = unsafe {
+                bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32)
+            }
+            .unwrap_or(0);
+            let kind = if flags & cfg.o_direct != 0 {
+                fd_kind::REGULAR_DIRECT
+            } else {
+                fd_kind::REGULAR
+            };
+            (kind as u64) | ((fs_magic(cfg, inode) as u64) << 32)
+        }
+        S_IFIFO => fd_kind::PIPE as u64,
+        S_IFCHR => fd_kind::CHAR_DEVICE as u64,
+        S_IFSOCK => socket_kind(cfg, file) as u64,
+        _ => fd_kind::OTHER as u64,
+    }
+}
+
+/// `kind` (a file type), or NO_KIND where the descriptor's class has no hooked copy site:
+/// regular files of pseudo filesystems, sockets other than TCP and UNIX stream.
+#[inline(always)]
+fn hooked_kind(cfg: &zc_trace_common::Config, kind: u32, class: u64) -> u32 {
+    let fd = class as u32;
+    let magic = (class >> 32) as u32;
+    if kind == S_IFSOCK && fd != fd_kind::TCP && fd != fd_kind::UNIX {
+        return NO_KIND;
+    }
+    if kind == S_IFREG && magic != 0 {
+        for m in cfg.pseudo_fs_magics {
+            if m == 0 {
+                break;
+            }
+            if m == magic {
+                return NO_KIND;
+            }
+        }
+    }
+    kind
+}
+
+/// TCP, UDP, UNIX or another socket: file->private_data (struct socket)->sk's family and
+/// protocol.
+#[inline(always)]
+fn socket_kind(cfg: &zc_trace_common::Config, file: *const u8) -> u32 {
+    const AF_UNIX: u16 = 1;
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    const IPPROTO_TCP: u16 = 6;
+    const IPPROTO_UDP: u16 = 17;
+    const IPPROTO_UDPLITE: u16 = 136;
+    if cfg.file_private_data_off == zc_trace_common::UNKNOWN
+        || cfg.socket_sk_off == zc_trace_common::UNKNOWN
+        || cfg.sock_family_off == zc_trace_common::UNKNOWN
+        || cfg.sock_protocol_off == zc_trace_common::UNKNOWN
+    {
+        return fd_kind::OTHER_SOCKET;
+    }
+    let read_ptr = |base: *const u8, off: u32| -> *const u8 {
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }
+            .unwrap_or(core::ptr::null())
+    };
+    let sock = read_ptr(file, cfg.file_private_data_off);
+    if sock.is_null() {
+        return fd_kind::OTHER_SOCKET;
+    }
+    let sk = read_ptr(sock, cfg.socket_sk_off);
+    if sk.is_null() {
+        return fd_kind::OTHER_SOCKET;
+    }
+    let read_u16 = |off: u32| -> u16 {
+        unsafe { bpf_probe_read_kernel(sk.add(off as usize) as *const u16) }.unwrap_or(0)
+    };
+    let family = read_u16(cfg.sock_family_off);
+    if family == AF_UNIX {
+        // Only stream sockets go through unix_stream_sendmsg, the UNIX copy site.
+        const SOCK_STREAM: u16 = 1;
+        if cfg.sock_type_off != zc_trace_common::UNKNOWN
+            && read_u16(cfg.sock_type_off) == SOCK_STREAM
+        {
+            return fd_kind::UNIX;
+        }
+        return fd_kind::OTHER_SOCKET;
+    }
+    if family != AF_INET && family != AF_INET6 {
+        return fd_kind::OTHER_SOCKET;
+    }
+    match read_u16(cfg.sock_protocol_off) {
+        IPPROTO_TCP => fd_kind::TCP,
+        IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
+        _ => fd_kind::OTHER_SOCKET,
+    }
+}
+
+/// The low 32 bits of the inode's super_block.s_magic; 0 when unknown.
+#[inline(always)]
+fn fs_magic(cfg: &zc_trace_common::Config, inode: *const u8) -> u32 {
+    if cfg.inode_sb_off == zc_trace_common::UNKNOWN || cfg.sb_magic_off == zc_trace_common::UNKNOWN
+    {
+        return 0;
+    }
+    let sb =
+        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8) };
+    let Ok(sb) = sb else { return 0 };
+    let magic = unsafe { bpf_probe_read_kernel(sb.add(cfg.sb_magic_off as usize) as *const u64) };
+    magic.map_or(0, |m| m as u32)
+}
+
 /// Whether the inode's filesystem is tmpfs (super_block.s_magic).
 #[inline(always)]
 fn on_tmpfs(cfg: &zc_trace_common::Config, inode: *const u8) -> bool {
@@ -276,6 +463,18 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
             stats.counters[(high & 31) as usize] += ret as u64;
         }
     }
+    if cfg.follow != 0 {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        let (fd_in, fd_out) = (task.pending_in, task.pending_out);
+        task.pending_in = 0;
+        task.pending_out = 0;
+        if fd_in != 0 {
+            count_fd(FdKey::unpack(nr as u32, fd_side::INPUT, fd_in), bytes);
+        }
+        if fd_out != 0 {
+            count_fd(FdKey::unpack(nr as u32, fd_side::OUTPUT, fd_out), bytes);
+        }
+    }
     if let Some(i) = slot(nr) {
         if let Some(s) = stats.syscalls.get_mut(i) {
             s.exits += 1;
@@ -289,6 +488,19 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     Ok(())
+}
+
+/// One more call, and its bytes, in the trace breakdown by descriptor kind.
+#[inline(always)]
+fn count_fd(key: FdKey, bytes: u64) {
+    if let Some(v) = FDSTATS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value from a successful lookup.
+        let v = unsafe { &mut *v };
+        v.calls += 1;
+        v.bytes += bytes;
+    } else {
+        let _ = FDSTATS.insert(&key, &FdStat { calls: 1, bytes }, 0);
+    }
 }
 
 fn open_window(tid: u32) -> Result<(), i64> {
@@ -310,7 +522,7 @@ fn open_window(tid: u32) -> Result<(), i64> {
         window_start_ns: now,
         window_end_ns: 0,
         windows: 1,
-        pending_source: 0,
+        ..TaskState::default()
     };
     TASKS.insert(&tid, &fresh, 0)
 }

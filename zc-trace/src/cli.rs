@@ -45,6 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Move a payload through each strategy and report what each one cost.
     Run(RunArgs),
+    /// Trace a program, started here (`-- CMD ARGS`) or already running (`--pid`): the same
+    /// figures, provenance and byte ledger as `run`, for whatever it does.
+    Trace(TraceArgs),
     /// List the kernel hooks zc-trace uses and the attach method chosen on this kernel.
     Probes(ProbesArgs),
     /// List the transfer strategies.
@@ -115,6 +118,99 @@ pub struct RunArgs {
     /// Hidden because its report answers none of zc-trace's questions.
     #[arg(long, hide = true, conflicts_with = "claims")]
     pub untraced: bool,
+}
+
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  zc-trace trace -- curl -so /dev/null http://127.0.0.1:8080/big   # a command, from its execve
+  zc-trace trace --pid $(pgrep -d, nginx) --duration 10           # running processes
+  zc-trace trace --expect zero-copy --pid 1234                    # exit 1 if a file byte is copied
+  zc-trace trace --interval 1 --pid 1234                          # one line per second
+  zc-trace trace --strategy sendfile --claims my-course.toml -- ./my-server
+
+The command runs as the user who called sudo (SUDO_UID, SUDO_GID and that user's groups)
+unless --as-root. It is traced from its execve on, with every thread and process it starts
+(followed in the kernel); with --pid the processes' threads and descendants are traced, and
+whatever they start while traced. The trace ends when every traced task has exited, at
+--duration (the command is sent SIGTERM), or at Ctrl-C/SIGTERM (passed on to the command).
+Exit status: the command's own (128+N when signal N ended it; 0 with --pid), except 1 when
+--expect or a claim DIFFERS (unless --no-fail), 2 bad input, 3 environment, 4 a measurement
+failed, 126 the command cannot be executed, 127 it was not found.";
+
+/// What `trace --expect` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Expect {
+    /// No file byte reaches a socket through user memory or a kernel-to-kernel copy.
+    ZeroCopy,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = TRACE_EXAMPLES)]
+pub struct TraceArgs {
+    /// Attach to running processes (comma-separated pids) instead of starting a command.
+    #[arg(long, value_delimiter = ',', value_name = "PID[,PID...]")]
+    pub pid: Vec<u32>,
+    /// Stop tracing after this many seconds (e.g. 10, 0.5).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<std::time::Duration>,
+    /// Print one line every SECS seconds while tracing: bytes copied/s, by reference/s,
+    /// transitions/s (on stdout with the table format, on stderr otherwise).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub interval: Option<std::time::Duration>,
+    /// An expectation to check; exit status 1 when it does not hold.
+    #[arg(long, value_enum)]
+    pub expect: Option<Expect>,
+    /// Claims to check against the traced program (TOML, as for `run`); needs --strategy.
+    #[arg(long, value_name = "FILE", requires = "strategy")]
+    pub claims: Option<PathBuf>,
+    /// The strategy the traced program implements: the claims about it are judged.
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_one_strategy)]
+    pub strategy: Option<StrategyList>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Run the command as root even when zc-trace was started through sudo.
+    #[arg(long)]
+    pub as_root: bool,
+    /// Exit with the command's status even when an expectation or claim DIFFERS.
+    #[arg(long)]
+    pub no_fail: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl TraceArgs {
+    /// Combinations clap cannot express; a usage error (exit 2) each.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.pid.is_empty(), self.command.is_empty()) {
+            (true, true) => Err("give a command to trace after `--` (zc-trace trace -- CMD \
+                                 ARGS), or --pid PID"
+                .into()),
+            (false, false) => Err("give either a command after `--` or --pid, not both".into()),
+            _ if self.pid.contains(&0) => Err("--pid: 0 is not a process".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds (e.g. 10 or 0.5)"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("'{text}': give a number of seconds above 0"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn parse_one_strategy(text: &str) -> Result<StrategyList, String> {
+    let list = parse_strategies(text)?;
+    if list.0.len() != 1 {
+        return Err("name one strategy".into());
+    }
+    Ok(list)
 }
 
 #[derive(Debug, Args)]

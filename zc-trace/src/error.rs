@@ -70,6 +70,10 @@ pub enum Error {
     Run(#[from] RunError),
     #[error("writing the report: {0}")]
     Output(std::io::Error),
+    /// `trace -- CMD`: the command cannot be started (126: found but cannot be executed,
+    /// 127: not found, as shells and `env` say).
+    #[error("{message}")]
+    Command { message: String, code: u8 },
 }
 
 impl Error {
@@ -78,6 +82,7 @@ impl Error {
             Error::Input(_) => 2,
             Error::Env(_) => 3,
             Error::Run(_) | Error::Output(_) => 4,
+            Error::Command { code, .. } => *code,
         }
     }
 }

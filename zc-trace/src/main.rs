@@ -7,6 +7,7 @@ mod claims;
 mod cleanup;
 mod cli;
 mod error;
+mod filesystems;
 mod leftovers;
 mod measure;
 mod payload;
@@ -17,6 +18,7 @@ mod runner;
 mod sink;
 mod strategies;
 mod syscall_names;
+mod trace;
 mod tracefs;
 mod tracer;
 mod untraced;
@@ -91,6 +93,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         // The bench's baseline: the same transfers without probes (see `untraced`).
         Command::Run(args) if args.untraced => untraced::main(args),
         Command::Run(args) => runner::main(args),
+        Command::Trace(args) => trace::main(args),
         Command::Probes(args) => probes::main(args),
         Command::Strategies => {
             for s in strategies::ALL {

@@ -355,6 +355,9 @@ pub enum HookId {
     IomapWrite,
     BtrfsWrite,
     UnixSendpage,
+    TaskNew,
+    TaskExit,
+    IoUringSubmit,
 }
 
 impl HookId {
@@ -381,6 +384,9 @@ impl HookId {
             HookId::IomapWrite => "iomap_write",
             HookId::BtrfsWrite => "btrfs_write",
             HookId::UnixSendpage => "unix_sendpage",
+            HookId::TaskNew => "task_new",
+            HookId::TaskExit => "task_exit",
+            HookId::IoUringSubmit => "io_uring_submit",
         }
     }
 
@@ -902,6 +908,35 @@ pub const PLAN: &[Hook] = &[
         required: false,
         copy: None,
         candidates: &[tp("zc_bio_queue", "block:block_bio_queue")],
+    },
+    // `zc-trace trace` only (the programs return at once in `run`).
+    Hook {
+        id: HookId::TaskNew,
+        site: "a traced task starts a task (fork, clone, thread, io_uring worker: copy_process)",
+        feeds: "trace: which tasks are followed",
+        required: false,
+        copy: None,
+        candidates: &[tp("zc_task_newtask", "task:task_newtask")],
+    },
+    Hook {
+        id: HookId::TaskExit,
+        site: "a traced task exits (do_exit)",
+        feeds: "trace: when the traced tasks are all gone",
+        required: false,
+        copy: None,
+        candidates: &[tp("zc_process_exit", "sched:sched_process_exit")],
+    },
+    Hook {
+        id: HookId::IoUringSubmit,
+        site: "an io_uring request submitted by a traced task (io_submit_sqe)",
+        feeds: "trace: io_uring requests by opcode",
+        required: false,
+        copy: None,
+        candidates: &[
+            tp("zc_io_uring_submit", "io_uring:io_uring_submit_req"),
+            // Its name before 5.19.
+            tp("zc_io_uring_submit", "io_uring:io_uring_submit_sqe"),
+        ],
     },
 ];
 

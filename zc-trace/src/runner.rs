@@ -162,7 +162,7 @@ fn interrupted(sig: &str) -> ! {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught from the moment they are registered.
-struct Signals(
+pub(crate) struct Signals(
     Option<(
         tokio::signal::unix::Signal,
         tokio::signal::unix::Signal,
@@ -172,7 +172,7 @@ struct Signals(
 
 impl Signals {
     /// Installs the handlers (inside a runtime context).
-    fn register() -> Self {
+    pub(crate) fn register() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
         match (
             signal(SignalKind::interrupt()),
@@ -185,7 +185,7 @@ impl Signals {
     }
 
     /// The first of them to arrive (or one that arrived since `register`).
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         let Some((int, term, hup)) = &mut self.0 else {
             return std::future::pending().await;
         };

@@ -44,14 +44,27 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Loads the programs and attaches the plan.
+    /// Loads the programs and attaches the plan, for `zc-trace run`: the sender's windows
+    /// and the receiver processes are counted.
     pub fn load(host: &HostFacts, tracefs: &Path) -> Result<Self, EnvError> {
+        Self::load_for(host, tracefs, false)
+    }
+
+    /// Loads the programs and attaches the plan; with `follow` (`zc-trace trace`), the tasks
+    /// in TASKS are counted, with every task they start, and bytes are kept by descriptor kind.
+    pub fn load_for(host: &HostFacts, tracefs: &Path, follow: bool) -> Result<Self, EnvError> {
         let formats = read_formats(tracefs);
         let kernel_btf = match &host.btf {
             Some(_) => KernelBtf::from_sys_fs(),
             None => Err(host.btf_note.clone().unwrap_or_default()),
         };
         let mut config = build_config(&formats);
+        if follow {
+            config.follow = 1;
+            config.pseudo_fs_magics = crate::filesystems::pseudo_magics();
+            // No thread of zc-trace's own opens a measured window in trace mode.
+            config.sender_tgid = 0;
+        }
         if let Ok(b) = &kernel_btf {
             add_btf_config(&mut config, b);
         }
@@ -161,6 +174,103 @@ impl Tracer {
             .map_err(|e| RunError::Maps(format!("tracking process {tid}: {e}")))
     }
 
+    fn tasks_map(&mut self) -> Result<BpfHashMap<&mut MapData, u32, TaskState>, RunError> {
+        BpfHashMap::try_from(self.ebpf.map_mut("TASKS").expect("TASKS is in the object"))
+            .map_err(|e| RunError::Maps(e.to_string()))
+    }
+
+    /// Trace mode: count every thread in `tids` from now on (already running ones, found by
+    /// user space); those already followed are left as they are.
+    pub fn follow(&mut self, tids: &[u32]) -> Result<usize, RunError> {
+        let mut tasks = self.tasks_map()?;
+        let mut added = 0;
+        for &tid in tids {
+            if tasks.get(&tid, 0).is_ok() {
+                continue;
+            }
+            let state = TaskState {
+                role: role::SENDER,
+                active: 1,
+                pending_nr: NO_SYSCALL,
+                ..Default::default()
+            };
+            tasks
+                .insert(tid, state, 0)
+                .map_err(|e| RunError::Maps(format!("following thread {tid}: {e}")))?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Trace mode: `tid` (a thread of zc-trace) is about to start the command, which is to
+    /// be counted from its execve on; `false` takes the mark away again.
+    pub fn spawner(&mut self, tid: u32, on: bool) -> Result<(), RunError> {
+        let mut tasks = self.tasks_map()?;
+        if on {
+            let state = TaskState {
+                role: role::SENDER,
+                active: 0,
+                pending_nr: NO_SYSCALL,
+                flags: zc_trace_common::task_flag::SPAWNER,
+                ..Default::default()
+            };
+            tasks
+                .insert(tid, state, 0)
+                .map_err(|e| RunError::Maps(format!("marking the spawning thread: {e}")))
+        } else {
+            let _ = tasks.remove(&tid);
+            Ok(())
+        }
+    }
+
+    /// Trace mode: how many followed tasks have not exited yet.
+    pub fn followed_tasks(&self) -> Result<usize, RunError> {
+        let tasks: BpfHashMap<&MapData, u32, TaskState> =
+            BpfHashMap::try_from(self.ebpf.map("TASKS").expect("TASKS is in the object"))
+                .map_err(|e| RunError::Maps(e.to_string()))?;
+        Ok(tasks.keys().filter(Result::is_ok).count())
+    }
+
+    /// Trace mode: calls and bytes by syscall, side and descriptor kind, summed over CPUs.
+    pub fn fd_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<zc_trace_common::FdKey, zc_trace_common::FdStat>, RunError>
+    {
+        use zc_trace_common::{FdKey, FdStat};
+        let map: aya::maps::PerCpuHashMap<&MapData, FdKey, FdStat> =
+            aya::maps::PerCpuHashMap::try_from(
+                self.ebpf.map("FDSTATS").expect("FDSTATS is in the object"),
+            )
+            .map_err(|e| RunError::Maps(e.to_string()))?;
+        let mut out = std::collections::BTreeMap::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry.map_err(|e| RunError::Maps(e.to_string()))?;
+            let total: &mut FdStat = out.entry(key).or_default();
+            for v in per_cpu.iter() {
+                total.calls += v.calls;
+                total.bytes += v.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trace mode: io_uring requests submitted, by opcode (the last slot holds the rest).
+    pub fn uring_ops(&self) -> Result<Vec<u64>, RunError> {
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("URING_OPS")
+                .expect("URING_OPS is in the object"),
+        )
+        .map_err(|e| RunError::Maps(e.to_string()))?;
+        (0..zc_trace_common::URING_OP_SLOTS)
+            .map(|i| {
+                map.get(&i, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .map_err(|e| RunError::Maps(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Forgets the sockets the sender used (their addresses may be reused by anyone once closed).
     pub fn forget_sockets(&mut self) -> Result<(), RunError> {
         let mut socks: BpfHashMap<&mut MapData, u64, u32> =
@@ -264,6 +374,16 @@ fn build_config(formats: &Formats) -> Config {
         copy_file_range_nr: nix::libc::SYS_copy_file_range as u32,
         sendto_nr: nix::libc::SYS_sendto as u32,
         sendmsg_nr: nix::libc::SYS_sendmsg as u32,
+        recvfrom_nr: nix::libc::SYS_recvfrom as u32,
+        recvmsg_nr: nix::libc::SYS_recvmsg as u32,
+        execve_nr: nix::libc::SYS_execve as u32,
+        execveat_nr: nix::libc::SYS_execveat as u32,
+        newtask_pid_off: off("task:task_newtask", "pid"),
+        // Whichever of the two names this kernel has (the field is the same).
+        uring_opcode_off: match off("io_uring:io_uring_submit_req", "opcode") {
+            0 => off("io_uring:io_uring_submit_sqe", "opcode"),
+            o => o,
+        },
         o_direct: nix::libc::O_DIRECT as u32,
         ..Config::zeroed()
     }
@@ -298,6 +418,21 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
         _ => UNKNOWN,
     };
     config.sock_zerocopy_bit = val("SOCK_ZEROCOPY");
+    config.sock_family_off = match (
+        btf.field("sock", "__sk_common"),
+        btf.field("sock_common", "skc_family"),
+    ) {
+        (Some(common), Some(family)) => common.offset + family.offset,
+        _ => UNKNOWN,
+    };
+    config.sock_type_off = btf
+        .field("sock", "sk_type")
+        .filter(|f| f.size == 2)
+        .map_or(UNKNOWN, |f| f.offset);
+    config.sock_protocol_off = btf
+        .field("sock", "sk_protocol")
+        .filter(|f| f.size == 2)
+        .map_or(UNKNOWN, |f| f.offset);
     config.msghdr_ubuf_off = off("msghdr", "msg_ubuf");
     config.skb_data_off = off("sk_buff", "data");
     config.skb_len_off = off("sk_buff", "len");
@@ -395,6 +530,8 @@ fn required_fields(target: &str) -> &'static [&'static str] {
         "skb:skb_copy_datagram_iovec" => &["len"],
         "sock:sock_send_length" => &["ret"],
         "block:block_bio_queue" => &["nr_sector", "rwbs"],
+        "task:task_newtask" => &["pid"],
+        "io_uring:io_uring_submit_req" | "io_uring:io_uring_submit_sqe" => &["opcode"],
         "net:net_dev_start_xmit" => &[
             "skbaddr",
             "len",

@@ -7,6 +7,7 @@ mod model;
 mod sample;
 mod stat;
 mod text;
+pub mod trace;
 mod untraced;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};

@@ -271,26 +271,23 @@ pub fn build(
     let strategies = runs
         .into_iter()
         .map(|(s, sink, has_receiver, samples)| {
+            let label = Label {
+                id: s.id(),
+                name: s.name(),
+                summary: s.summary(),
+            };
             let route = super::ledger::SinkRoute {
                 kind: sink,
                 scatter_gather: config.sink_scatter_gather,
             };
-            let ledger = super::ledger::sender_ledger(probes, &samples, &config.source_fs, route);
-            let unbalanced = super::ledger::unbalanced_sites(&ledger);
-            StrategyReport {
-                id: s.id(),
-                name: s.name(),
-                summary: s.summary(),
-                sink,
-                figures: figures(probes, &samples, has_receiver, sink, &unbalanced),
-                copy_sites: sender_sites()
-                    .into_iter()
-                    .map(|h| copy_site(probes, probes.get(h), &samples))
-                    .chain(zerocopy_site(&samples))
-                    .collect(),
-                syscalls_by_name: by_name(&samples),
-                ledger,
-            }
+            program_report(
+                probes,
+                label,
+                route,
+                has_receiver,
+                &config.source_fs,
+                samples,
+            )
         })
         .collect();
     Report {
@@ -304,6 +301,42 @@ pub fn build(
         probes: probes.hooks.clone(),
         strategies,
         claims: None,
+    }
+}
+
+/// What a report row is called: a strategy's names, or a traced program's.
+pub struct Label {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// One row of figures, with its copy sites, syscalls and ledger: a strategy of `run`, or the
+/// program `trace` followed.
+pub fn program_report(
+    probes: &AttachReport,
+    label: Label,
+    route: super::ledger::SinkRoute,
+    has_receiver: bool,
+    source_fs: &str,
+    samples: Vec<Sample>,
+) -> StrategyReport {
+    let sink = route.kind;
+    let ledger = super::ledger::sender_ledger(probes, &samples, source_fs, route);
+    let unbalanced = super::ledger::unbalanced_sites(&ledger);
+    StrategyReport {
+        id: label.id,
+        name: label.name,
+        summary: label.summary,
+        sink,
+        figures: figures(probes, &samples, has_receiver, sink, &unbalanced),
+        copy_sites: sender_sites()
+            .into_iter()
+            .map(|h| copy_site(probes, probes.get(h), &samples))
+            .chain(zerocopy_site(&samples))
+            .collect(),
+        syscalls_by_name: by_name(&samples),
+        ledger,
     }
 }
 

@@ -1,0 +1,115 @@
+//! Starting the traced command: its program found on PATH here (so that one execve starts
+//! it, and "not found" is an error before anything is attached), run as the user who called
+//! sudo unless --as-root.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, InputError};
+
+/// Who the command runs as.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    uid: u32,
+    gid: u32,
+    groups: Vec<nix::libc::gid_t>,
+}
+
+/// The user who called sudo (SUDO_UID, SUDO_GID, SUDO_USER and that user's groups), or None:
+/// root itself, with --as-root or without sudo.
+pub fn run_as(as_root: bool) -> Result<Option<RunAs>, InputError> {
+    if as_root {
+        return Ok(None);
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(uid), Some(gid)) = (var("SUDO_UID"), var("SUDO_GID")) else {
+        return Ok(None);
+    };
+    let bad = |what: &str| InputError::Usage(format!("{what} is not a number: set by sudo?"));
+    let uid: u32 = uid.parse().map_err(|_| bad("SUDO_UID"))?;
+    let gid: u32 = gid.parse().map_err(|_| bad("SUDO_GID"))?;
+    if uid == 0 {
+        return Ok(None);
+    }
+    let name = var("SUDO_USER").unwrap_or_else(|| uid.to_string());
+    let groups = CString::new(name.clone())
+        .ok()
+        .and_then(|n| nix::unistd::getgrouplist(&n, nix::unistd::Gid::from_raw(gid)).ok())
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|| vec![gid]);
+    Ok(Some(RunAs {
+        name,
+        uid,
+        gid,
+        groups,
+    }))
+}
+
+/// The program's path: as given when it has a slash, else the first executable on PATH.
+/// 127 when there is none, 126 when it exists but cannot be executed.
+pub fn resolve(program: &OsStr) -> Result<PathBuf, Error> {
+    let shown = program.to_string_lossy();
+    let not_found = |why: String| Error::Command {
+        message: format!("cannot start `{shown}`: {why}"),
+        code: 127,
+    };
+    if program.is_empty() {
+        return Err(Error::Input(InputError::Usage(
+            "the command after `--` is empty".into(),
+        )));
+    }
+    let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(program)]
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+        std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .collect()
+    };
+    let found: Vec<&PathBuf> = candidates.iter().filter(|p| p.is_file()).collect();
+    match found.iter().find(|p| executable(p)) {
+        Some(p) => Ok(p.to_path_buf()),
+        None if !found.is_empty() => Err(Error::Command {
+            message: format!(
+                "cannot start `{shown}`: {} is not executable",
+                found[0].display()
+            ),
+            code: 126,
+        }),
+        None if candidates.len() == 1 && program.as_bytes().contains(&b'/') => {
+            Err(not_found("no such file".into()))
+        }
+        None => Err(not_found("not found on PATH".into())),
+    }
+}
+
+fn executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// A std Command for `path` with `argv` (argv[0] as given), as `user`.
+pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::process::Command {
+    let mut c = std::process::Command::new(path);
+    c.arg0(&argv[0]).args(&argv[1..]);
+    if let Some(u) = user.cloned() {
+        // SAFETY: only async-signal-safe syscalls between fork and exec; groups first, then
+        // the gid, then the uid (after which the others could not be changed any more).
+        unsafe {
+            c.pre_exec(move || {
+                use nix::libc;
+                if libc::setgroups(u.groups.len(), u.groups.as_ptr()) != 0
+                    || libc::setgid(u.gid) != 0
+                    || libc::setuid(u.uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    c
+}

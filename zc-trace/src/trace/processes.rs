@@ -1,0 +1,87 @@
+//! Running processes for `trace --pid`: their threads and descendants, from /proc.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::error::{EnvError, InputError};
+
+/// Fails unless every pid is a running process zc-trace can see.
+pub fn check(pids: &[u32]) -> Result<(), InputError> {
+    for &pid in pids {
+        if !std::path::Path::new(&format!("/proc/{pid}/task")).is_dir() {
+            return Err(InputError::Usage(format!("--pid {pid}: no such process")));
+        }
+    }
+    Ok(())
+}
+
+/// zc-trace must see the kernel's own pids: in a PID namespace other than the first, the
+/// numbers it reads in /proc are not the ones the eBPF programs see.
+pub fn check_own_namespace() -> Result<(), EnvError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|source| EnvError::Read {
+        path: "/proc/self/status".into(),
+        source,
+    })?;
+    let levels = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map_or(1, |l| l.split_whitespace().count());
+    if levels > 1 {
+        return Err(EnvError::Load(
+            "zc-trace runs in a PID namespace of its own (a container): the pids it sees are \
+             not the kernel's, so it cannot tell the kernel which tasks to trace; run it in the \
+             host's PID namespace"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The threads of `pids` and of all their descendants, as the kernel numbers them.
+pub fn threads_and_descendants(pids: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = parent_of(pid) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut processes = BTreeSet::new();
+    let mut todo: Vec<u32> = pids.to_vec();
+    while let Some(p) = todo.pop() {
+        if processes.insert(p) {
+            todo.extend(children.get(&p).into_iter().flatten());
+        }
+    }
+    let mut tids = Vec::new();
+    for p in processes {
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            tids.extend(
+                dir.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())),
+            );
+        }
+    }
+    tids
+}
+
+/// The parent pid from /proc/PID/stat (the field after the parenthesised command name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether any of `pids` still runs (not a zombie).
+pub fn any_alive(pids: &[u32]) -> bool {
+    pids.iter().any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
+                .unwrap_or(false)
+        })
+    })
+}
