@@ -325,7 +325,10 @@ fn duration_ends_the_command_and_intervals_are_printed() {
     // The command got SIGTERM at --duration: 128 + 15, passed through.
     assert_eq!(status, 143, "{}", r["ending"]);
     let n = r["intervals"].as_array().unwrap().len();
-    assert!((4..=7).contains(&n), "about 6 intervals of 0.25 s in 1.5 s: {n}");
+    assert!(
+        (4..=7).contains(&n),
+        "about 6 intervals of 0.25 s in 1.5 s: {n}"
+    );
     for i in r["intervals"].as_array().unwrap() {
         assert!(i["transitions_per_sec"].is_number(), "{i}");
     }
