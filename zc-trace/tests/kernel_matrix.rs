@@ -293,6 +293,18 @@ fn kprobes_stand_in_for_fexit_with_the_same_figures() {
 
 /// The checks themselves: a wrong figure, a wrong method, an unlisted absent function and a
 /// stale entry are each found (so the tests above cannot pass vacuously).
+/// `zc-trace trace` of small programs, one per strategy: on this kernel's attach methods
+/// (fexit in the guests), the file's bytes exactly where each strategy puts them.
+#[test]
+fn traced_programs_show_their_exact_figures() {
+    if entry("traced_programs_show_their_exact_figures").is_none() {
+        return;
+    }
+    for e in common::trace::EXPECTED {
+        common::trace::check_xfer(e);
+    }
+}
+
 #[test]
 fn the_checks_find_each_kind_of_difference() {
     use serde_json::json;

@@ -4,171 +4,29 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
+use common::trace::{fd_bytes, payload, receiver, site, trace_json, xfer, N};
 use serde_json::Value;
 
-/// Bytes each program sends: 16 calls of 64 KiB, plus an odd tail.
-const N: u64 = (1 << 20) + 4321;
-
-/// The test program, compiled once per test binary.
-fn xfer() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir =
-                std::env::temp_dir().join(format!("zc-trace-test-xfer.{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("xfer");
-            let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/xfer.c");
-            let status = Command::new("cc")
-                .args(["-O2", "-static", "-Wall", "-o"])
-                .arg(&out)
-                .arg(src)
-                .status()
-                .expect("cc (the C compiler Rust links with) runs");
-            assert!(status.success(), "cc -static {src} failed");
-            out
-        })
-        .clone()
-}
-
-/// A file of N bytes in /var/tmp (a disk filesystem, like a server's files).
-fn payload(name: &str) -> PathBuf {
-    let path = PathBuf::from(format!(
-        "/var/tmp/zc-trace-test-{name}.{}",
-        std::process::id()
-    ));
-    let data: Vec<u8> = (0..N).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&path, data).unwrap();
-    path
-}
-
-/// A loopback listener that reads and counts everything sent to it, outside the trace.
-fn receiver() -> (u16, std::thread::JoinHandle<u64>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n as u64,
-            }
-        }
-    });
-    (port, t)
-}
-
-fn trace_json(args: &[&str]) -> (Value, i32) {
-    let out = common::zc_trace(args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "zc-trace {args:?}: stdout is not JSON ({e}); status {}\nstderr:\n{}\nstdout:\n{stdout}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (v, out.status.code().unwrap_or(-1))
-}
-
-/// (user->kernel, kernel->user, kernel->kernel, by reference) at a copy site.
-fn site(report: &Value, name: &str) -> [u64; 4] {
-    let s = report["program"]["copy_sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["site"] == name)
-        .unwrap_or_else(|| panic!("no copy site {name}"));
-    let b = &s["bytes"];
-    assert!(!b.is_null(), "{name} is not observable: {s}");
-    [
-        "user_to_kernel",
-        "kernel_to_user",
-        "kernel_to_kernel",
-        "by_reference",
-    ]
-    .map(|k| b[k]["median"].as_f64().unwrap() as u64)
-}
-
-/// Bytes of `syscall` on `side` with descriptors of `kind`, from the breakdown.
-fn fd_bytes(report: &Value, syscall: &str, side: &str, kind: &str) -> u64 {
-    report["by_fd_kind"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["syscall"] == syscall && r["side"] == side && r["kind"] == kind)
-        .map(|r| r["bytes"].as_u64().unwrap())
-        .sum()
-}
-
-fn assert_ledger_balanced(report: &Value) {
-    for leg in report["program"]["ledger"].as_array().unwrap() {
-        let b = leg["balance"].as_str().unwrap();
-        assert!(
-            b == "balanced" || b == "derived",
-            "ledger leg {} is {b}: {leg}",
-            leg["leg"]
-        );
-    }
-}
-
-/// Traces `xfer STRATEGY` and checks its exact figures: the file's N bytes as the strategy
-/// moves them, at the file-read site and the TCP send site, and in the breakdown.
+/// Traces `xfer STRATEGY` and checks its exact figures (see `common::trace::EXPECTED`).
 macro_rules! strategy_test {
-    ($name:ident, $strategy:literal, file_k2u: $k2u:expr, tcp: [$u2k:expr, $by_ref:expr],
-     breakdown: [$($syscall:literal $side:literal $kind:literal),*], zero_copy: $zc:literal) => {
+    ($name:ident, $strategy:literal) => {
         #[test]
         fn $name() {
             if !common::bpf_available(stringify!($name)) {
                 return;
             }
-            let file = payload($strategy);
-            let (port, received) = receiver();
-            let port = port.to_string();
-            let prog = xfer();
-            let (r, status) = trace_json(&[
-                "trace", "--format", "json", "--expect", "zero-copy", "--no-fail", "--",
-                prog.to_str().unwrap(), $strategy, file.to_str().unwrap(), &port,
-            ]);
-            std::fs::remove_file(&file).unwrap();
-            assert_eq!(received.join().unwrap(), N, "the receiver got the file");
-            assert_eq!(status, 0, "xfer's own exit status passes through");
-            assert_eq!(r["mode"], "trace");
-            assert_eq!(r["ending"]["exit_status"], 0);
-            assert_eq!(site(&r, "file_read")[1], $k2u, "file_read kernel->user");
-            let tcp = site(&r, "tcp_send");
-            let page = site(&r, "tcp_sendpage");
-            assert_eq!(tcp[0] + page[0], $u2k, "tcp user->kernel");
-            assert_eq!(tcp[2] + page[2], 0, "tcp kernel->kernel");
-            assert_eq!(tcp[3] + page[3], $by_ref, "tcp by reference");
-            $(
-                assert_eq!(fd_bytes(&r, $syscall, $side, $kind), N, "{} {} {}", $syscall, $side, $kind);
-            )*
-            assert_ledger_balanced(&r);
-            assert_eq!(
-                r["expectation"]["verdict"], $zc,
-                "zero-copy: {}", r["expectation"]["reason"]
-            );
+            common::trace::check_xfer(common::trace::expected($strategy));
         }
     };
 }
 
-strategy_test!(read_write_copies_the_file_twice, "read-write", file_k2u: N, tcp: [N, 0],
-    breakdown: ["read" "in" "regular", "write" "out" "tcp"], zero_copy: "differs");
-strategy_test!(mmap_write_copies_it_once, "mmap-write", file_k2u: 0, tcp: [N, 0],
-    breakdown: ["write" "out" "tcp"], zero_copy: "differs");
-strategy_test!(sendfile_passes_it_by_reference, "sendfile", file_k2u: 0, tcp: [0, N],
-    breakdown: ["sendfile" "in" "regular", "sendfile" "out" "tcp"], zero_copy: "holds");
-strategy_test!(splice_passes_it_by_reference, "splice", file_k2u: 0, tcp: [0, N],
-    breakdown: ["splice" "in" "regular", "splice" "out" "tcp"], zero_copy: "holds");
+strategy_test!(read_write_copies_the_file_twice, "read-write");
+strategy_test!(mmap_write_copies_it_once, "mmap-write");
+strategy_test!(sendfile_passes_it_by_reference, "sendfile");
+strategy_test!(splice_passes_it_by_reference, "splice");
 
 #[test]
 fn a_running_process_is_traced_by_pid_until_it_exits() {
@@ -332,4 +190,46 @@ fn duration_ends_the_command_and_intervals_are_printed() {
     for i in r["intervals"].as_array().unwrap() {
         assert!(i["transitions_per_sec"].is_number(), "{i}");
     }
+}
+
+#[test]
+fn claims_are_judged_against_the_traced_program() {
+    if !common::bpf_available("claims_are_judged_against_the_traced_program") {
+        return;
+    }
+    let claims = std::env::temp_dir().join(format!("zc-trace-test-claims.{}", std::process::id()));
+    std::fs::write(
+        &claims,
+        "format = 1\nsource = \"a course\"\n\
+         [[claim]]\nstrategy = \"sendfile\"\nfigure = \"cpu_copies\"\nvalue = 0\n\
+         [[claim]]\nstrategy = \"sendfile\"\nfigure = \"cpu_copies\"\nvalue = 2\n",
+    )
+    .unwrap();
+    let file = payload("claims");
+    let (port, received) = receiver();
+    let (r, status) = trace_json(&[
+        "trace",
+        "--format",
+        "json",
+        "--strategy",
+        "sendfile",
+        "--claims",
+        claims.to_str().unwrap(),
+        "--",
+        xfer().to_str().unwrap(),
+        "sendfile",
+        file.to_str().unwrap(),
+        &port.to_string(),
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(&claims).unwrap();
+    assert_eq!(received.join().unwrap(), N);
+    let verdicts: Vec<&str> = r["claims"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["holds", "differs"], "{}", r["claims"]);
+    assert_eq!(status, 1, "a claim that differs fails the trace");
 }

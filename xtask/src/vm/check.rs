@@ -11,14 +11,16 @@ use super::{boot, initramfs, Kernel, VarTmp, VmOptions, VmRun};
 
 /// The test binary in the guest's /bin.
 const TEST_NAME: &str = "kernel-matrix";
+/// The program `zc-trace trace` follows in the tests (zc-trace/tests/programs/xfer.c).
+const XFER_NAME: &str = "xfer";
 /// Also run, for the log: the attach method of every hook, as a table.
 const PROBES_COMMAND: &str = "zc-trace probes";
 
 /// The guest command that runs the test binary for `kernel`: CI=true makes a skip a failure.
 fn test_command(kernel: &str) -> String {
     format!(
-        "CI=true ZC_TRACE_KERNEL={kernel} ZC_TRACE_BIN=/bin/zc-trace RUST_BACKTRACE=0 \
-         /bin/{TEST_NAME} --test-threads=1"
+        "CI=true ZC_TRACE_KERNEL={kernel} ZC_TRACE_BIN=/bin/zc-trace \
+         ZC_TRACE_XFER=/bin/{XFER_NAME} RUST_BACKTRACE=0 /bin/{TEST_NAME} --test-threads=1"
     )
 }
 
@@ -111,6 +113,9 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
     );
     let mut options = options.clone();
     options.binaries.push((tests, TEST_NAME));
+    options
+        .binaries
+        .push((initramfs::static_c_program("xfer")?, XFER_NAME));
     let mut all_failures = Vec::new();
     let mut summary = Vec::new();
     for (k, fs) in kernels

@@ -68,6 +68,23 @@ pub fn guest_test_binary(test: &'static str) -> Result<PathBuf> {
         .clone()
 }
 
+/// zc-trace/tests/programs/`name`.c, compiled static (with the C compiler Rust links with)
+/// into target/vm/build, for the guests.
+pub fn static_c_program(name: &str) -> Result<PathBuf> {
+    let src = workspace_root()
+        .join("zc-trace/tests/programs")
+        .join(format!("{name}.c"));
+    let dir = super::vm_dir().join("build");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(name);
+    run(command("cc")
+        .args(["-O2", "-static", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src))?;
+    check_static(&out)?;
+    Ok(out)
+}
+
 /// The executable of integration test `test` in cargo's JSON messages.
 fn test_executable(json: &str, test: &str) -> Option<PathBuf> {
     json.lines()

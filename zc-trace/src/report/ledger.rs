@@ -172,11 +172,16 @@ pub fn sender_ledger(
             .iter()
             .map(|&h| site_source_for(probes, probes.get(h), samples))
             .collect();
+        // A read into kernel memory at a file-read site is the kernel's own (execve reading
+        // the program's headers with kernel_read, ITER_KVEC), never a syscall's bytes: the
+        // read family reads into user memory and splice into pipe pages.
+        let counts = |k: usize| !(leg.id == "file_read" && k == class::KERNEL_TO_KERNEL);
         let seen = |s: &Sample| {
             sources
                 .iter()
                 .map(|(_, v)| {
                     (0..class::COUNT)
+                        .filter(|&k| counts(k))
                         .map(|k| v.bytes(&s.sender, k))
                         .sum::<u64>()
                 })

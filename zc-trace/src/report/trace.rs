@@ -635,7 +635,7 @@ fn text(r: &TraceReport, markdown: bool) -> String {
         t
     };
     let f = &r.program.figures;
-    let mut t = table(&["Figure", "Value", "How it was obtained"]);
+    let mut t = table(&["Figure", "Value"]);
     let rows: [(&str, &super::model::Figure); 13] = [
         ("Syscalls", &f.syscalls),
         ("User<->kernel transitions", &f.transitions),
@@ -654,13 +654,15 @@ fn text(r: &TraceReport, markdown: bool) -> String {
         ("CPU copied on receive", &f.receiver_copied_bytes),
         ("Device reads / writes", &f.device_read_bytes),
     ];
+    let mut how = String::new();
     for (name, fig) in rows {
         let v = if name.starts_with("Device") {
             format!("{} / {}", value(fig), value(&f.device_write_bytes))
         } else {
             value(fig)
         };
-        t.add_row(vec![name.to_string(), v, fig.provenance.describe()]);
+        t.add_row(vec![name.to_string(), v]);
+        writeln!(how, "  {}: {}", name.trim(), fig.provenance.describe()).unwrap();
     }
     writeln!(out, "{t}").unwrap();
 
@@ -749,6 +751,7 @@ fn text(r: &TraceReport, markdown: bool) -> String {
         )
         .unwrap();
     }
+    writeln!(out, "\nHow each figure was obtained:\n{how}").unwrap();
     if let Some(e) = &r.expectation {
         writeln!(
             out,
