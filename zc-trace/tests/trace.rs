@@ -233,3 +233,21 @@ fn claims_are_judged_against_the_traced_program() {
     assert_eq!(verdicts, ["holds", "differs"], "{}", r["claims"]);
     assert_eq!(status, 1, "a claim that differs fails the trace");
 }
+
+#[test]
+fn a_process_that_is_gone_by_the_attach_is_a_measurement_error() {
+    if !common::bpf_available("a_process_that_is_gone_by_the_attach_is_a_measurement_error") {
+        return;
+    }
+    // A child that has exited but is not reaped: its /proc entry stays, as a zombie.
+    let mut child = Command::new("true").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = common::zc_trace(&["trace", "--pid", &child.id().to_string()]);
+    child.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("exited while zc-trace attached"),
+        "{stderr}"
+    );
+}

@@ -835,3 +835,149 @@ fn csv(r: &TraceReport) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Format;
+    use zc_trace_common::{counter, site, RoleStats};
+
+    /// sendfile of 1000 bytes from ext4 to TCP in 2 calls, observed at tcp_send.
+    fn report() -> TraceReport {
+        let probes = super::super::model::tests::attach_report(&[]);
+        let mut stats = Box::new(RoleStats::zeroed());
+        let nr = nix::libc::SYS_sendfile as usize;
+        stats.syscalls[nr].enters = 2;
+        stats.syscalls[nr].exits = 2;
+        stats.syscalls[nr].ret_positive_sum = 1000;
+        stats.counters[counter::SYSCALL_ENTERS] = 2;
+        stats.counters[counter::SYSCALL_EXITS] = 2;
+        stats.counters[counter::SPLICE_FROM_REGULAR_BYTES] = 1000;
+        stats.counters[counter::SPLICE_TO_SOCKET_BYTES] = 1000;
+        stats.copies[site::TCP_SEND][zc_trace_common::class::BY_REFERENCE] = 1000;
+        stats.copies[site::FILE_SPLICE_READ][zc_trace_common::class::BY_REFERENCE] = 1000;
+        let mut fds = BTreeMap::new();
+        for (side, kind, magic) in [
+            (fd_side::INPUT, fd_kind::REGULAR, 0xef53),
+            (fd_side::OUTPUT, fd_kind::TCP, 0),
+        ] {
+            fds.insert(
+                FdKey {
+                    nr: nr as u32,
+                    side,
+                    kind,
+                    magic,
+                },
+                FdStat {
+                    calls: 2,
+                    bytes: 1000,
+                },
+            );
+        }
+        let collected = Collected {
+            stats: RoleSample::delta(&stats, &RoleStats::zeroed()),
+            fds,
+            uring: Some(vec![0; 64]),
+            elapsed_ns: 1_000_000,
+        };
+        let program = program(&probes, "server", &collected, None);
+        TraceReport {
+            schema: 1,
+            mode: "trace",
+            tool: tool(),
+            host: super::super::tests::host(),
+            target: Target {
+                command: Some(vec!["server".into(), "--port".into(), "80".into()]),
+                pids: vec![42],
+                user: Some("student".into()),
+            },
+            ending: Ending {
+                reason: "every traced task exited".into(),
+                exit_status: Some(0),
+            },
+            probes: probes.hooks.clone(),
+            by_fd_kind: by_fd_kind(&collected.fds),
+            io_uring_requests: collected.uring.as_deref().map(uring_ops),
+            expectation: Some(expect_zero_copy(&program)),
+            program,
+            intervals: vec![],
+            claims: None,
+        }
+    }
+
+    #[test]
+    fn the_program_row_has_run_s_figures_over_the_traced_tasks() {
+        let r = report();
+        let f = &r.program.figures;
+        assert_eq!(r.program.sink, SinkKind::Tcp);
+        assert_eq!(f.by_reference_bytes.value.as_ref().unwrap().median, 1000.0);
+        assert_eq!(f.cpu_copied_bytes.value.as_ref().unwrap().median, 0.0);
+        assert_eq!(f.payload_bytes.value.as_ref().unwrap().median, 1000.0);
+        assert!(
+            f.syscalls
+                .provenance
+                .describe()
+                .contains("the traced tasks only"),
+            "{}",
+            f.syscalls.provenance.describe()
+        );
+        assert_eq!(r.expectation.as_ref().unwrap().verdict, "holds");
+        assert_eq!(r.by_fd_kind[0].filesystem.as_deref(), Some("ext2/3/4"));
+        assert_eq!(r.by_fd_kind.len(), 2);
+    }
+
+    #[test]
+    fn every_format_renders_the_trace() {
+        let r = report();
+        let render = |f| {
+            let mut out = Vec::new();
+            write(&r, f, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let json: serde_json::Value = serde_json::from_str(&render(Format::Json)).unwrap();
+        assert_eq!(json["mode"], "trace");
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["program"]["id"], "traced");
+        assert_eq!(json["by_fd_kind"][0]["kind"], "regular");
+        assert_eq!(json["io_uring_requests"], serde_json::json!({}));
+        let table = render(Format::Table);
+        assert!(table.contains("`server --port 80` as student"), "{table}");
+        assert!(table.contains("regular (ext2/3/4)"), "{table}");
+        assert!(table.contains("Expectation zero-copy: HOLDS"), "{table}");
+        let md = render(Format::Markdown);
+        assert!(md.starts_with("## zc-trace trace"), "{md}");
+        assert!(md.contains("| Syscalls"), "{md}");
+        let csv = render(Format::Csv);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2, "{csv}");
+        assert!(lines[0].starts_with("mode,target,syscalls,"), "{csv}");
+        assert!(
+            lines[1].starts_with("trace,\"server --port 80\",2,"),
+            "{csv}"
+        );
+        assert!(
+            lines[1].contains("sendfile:in:regular(ext2/3/4)=2/1000"),
+            "{csv}"
+        );
+        assert!(lines[1].ends_with(",holds"), "{csv}");
+    }
+
+    #[test]
+    fn zero_copy_differs_when_a_file_is_read_into_user_memory() {
+        let mut r = report();
+        let site = r
+            .program
+            .copy_sites
+            .iter_mut()
+            .find(|c| c.site == "file_read")
+            .unwrap();
+        site.bytes.as_mut().unwrap().kernel_to_user = Stat::of(vec![500.0]).unwrap();
+        let e = expect_zero_copy(&r.program);
+        assert_eq!(e.verdict, "differs", "{}", e.reason);
+        assert!(
+            e.reason.contains("read from files into user memory"),
+            "{}",
+            e.reason
+        );
+    }
+}
