@@ -8,6 +8,8 @@
 //!   last; a matrix that cannot run fails it.
 //! - `vm-test`: zc-trace in qemu VMs on other kernels, checked against
 //!   `zc-trace/tests/data/kernel-matrix.toml`.
+//! - `trace-tools`: fetches nginx and strace for the `trace` tests (unpacked, not installed)
+//!   and prints the folder to pass them as `ZC_TRACE_TOOLS` (`test` does this itself).
 //! - `bench [--quick]`: what zc-trace itself costs (probe overhead, the tax on other
 //!   processes, wall time, memory, scaling), written to `bench/`.
 
@@ -15,6 +17,7 @@ mod bench;
 mod ebpf;
 mod setup;
 mod test;
+mod trace_tools;
 mod util;
 mod vm;
 
@@ -53,6 +56,10 @@ enum Task {
     /// Writes bench/results.json and bench/README.md; a benchmark, so a missed target is
     /// reported, not failed. --quick: a minute or two; the full bench: about ten minutes.
     Bench(bench::BenchArgs),
+    /// Fetch nginx and strace, which the `trace` tests run, from this machine's Debian
+    /// release into target/trace-tools/root (unpacked, nothing installed) and print that
+    /// folder, the ZC_TRACE_TOOLS of `cargo test` (`test` passes it itself).
+    TraceTools,
     /// Internal (bench): getppid() in a tight loop, printing ns per call per batch.
     #[command(name = "__getppid-loop", hide = true)]
     GetppidLoop(bench::LoopArgs),
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
         Task::BuildEbpf { check } => ebpf::build(check),
         Task::Test(args) => test::run_all(args),
         Task::VmTest(args) => vm::run(args),
+        Task::TraceTools => trace_tools::ensure().map(|root| println!("{}", root.display())),
         Task::Bench(args) => bench::run_bench(args),
         Task::GetppidLoop(args) => bench::getppid_loop(args),
     };

@@ -38,8 +38,11 @@ pub fn run_all(args: TestArgs) -> Result {
     if ci {
         eprintln!("xtask: CI=true: tests that need root and BPF fail instead of skipping");
     }
+    // The `trace` tests run nginx and strace from this folder (they are not installed).
+    let trace_tools = crate::trace_tools::ensure()?;
     run(command("cargo")
         .args(["test", "--workspace"])
+        .env("ZC_TRACE_TOOLS", &trace_tools)
         .current_dir(&root))?;
     if args.no_vm {
         // The last line says what was not checked, so a passing run is not read as "all".

@@ -114,17 +114,13 @@ impl Tools {
     }
 
     fn path(&self, program: &str) -> Result<PathBuf> {
-        BIN_DIRS
-            .iter()
-            .map(|d| self.root.join(d).join(program))
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                format!(
-                    "{program} is not in the VM tools ({}); delete {} to fetch them again",
-                    self.root.display(),
-                    tools_dir().display()
-                )
-            })
+        find_unpacked(&self.root, program).ok_or_else(|| {
+            format!(
+                "{program} is not in the VM tools ({}); delete {} to fetch them again",
+                self.root.display(),
+                tools_dir().display()
+            )
+        })
     }
 
     /// A command that runs the unpacked `program` with the unpacked loader and libraries.
@@ -148,14 +144,51 @@ impl Tools {
     }
 }
 
+/// The executable `program` of the unpacked `root`, from the usual bin directories.
+pub(crate) fn find_unpacked(root: &Path, program: &str) -> Option<PathBuf> {
+    BIN_DIRS
+        .iter()
+        .map(|d| root.join(d).join(program))
+        .find(|p| p.exists())
+}
+
 /// Resolves `packages` with their whole dependency closure in the private apt state `state`
 /// (serving only this machine's Debian release: `<codename>`, `-updates`, `-security`),
 /// downloads them and unpacks them afresh into `root`. Nothing is installed on the host.
 pub fn fetch_unpacked(state: &str, packages: &[&str], root: &Path) -> Result {
-    let codename = super::apt::os_codename().ok_or(
+    let debs = release_state(state)?.download_closure(packages)?;
+    let _ = std::fs::remove_dir_all(root);
+    unpack(&debs, root)
+}
+
+/// Those of `packages` that this machine's Debian release publishes (apt has a candidate for
+/// them in the private apt state `state`), in their order; a package that release dropped or
+/// renamed is left out, so callers can fall back to another.
+pub(crate) fn published(state: &str, packages: &[&str]) -> Result<Vec<String>> {
+    let policy = release_state(state)?.policy(packages)?;
+    Ok(packages
+        .iter()
+        .filter(|p| {
+            policy
+                .iter()
+                .any(|q| q.package == **p && q.candidate.is_some())
+        })
+        .map(|p| p.to_string())
+        .collect())
+}
+
+/// This machine's Debian release (its codename), the one packages are taken from.
+pub(crate) fn release_codename() -> Result<String> {
+    super::apt::os_codename().ok_or_else(|| {
         "cannot tell this machine's Debian release (no VERSION_CODENAME in /etc/os-release), \
-         so not which release to take the packages from",
-    )?;
+         so not which release to take the packages from"
+            .to_string()
+    })
+}
+
+/// The private apt state `state`, serving only this machine's Debian release, updated.
+fn release_state(state: &str) -> Result<AptState> {
+    let codename = release_codename()?;
     let archives = super::apt::archives()?;
     let state = AptState::new(
         state,
@@ -175,9 +208,7 @@ pub fn fetch_unpacked(state: &str, packages: &[&str], root: &Path) -> Result {
         ],
     );
     state.update()?;
-    let debs = state.download_closure(packages)?;
-    let _ = std::fs::remove_dir_all(root);
-    unpack(&debs, root)
+    Ok(state)
 }
 
 /// A command that runs `program` (a file of the unpacked `root`) with the unpacked loader and
