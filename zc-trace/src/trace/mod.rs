@@ -88,7 +88,16 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
                 Some(child)
             }
             None => {
-                attach(&mut tracer, &args.pid)?;
+                let threads = attach(&mut tracer, &args.pid)?;
+                eprintln!(
+                    "zc-trace: tracing {threads} threads of pid {} and what they start; Ctrl-C \
+                     ends the trace",
+                    args.pid
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
                 None
             }
         };
@@ -200,9 +209,11 @@ fn spawn(
 /// Follows the running processes' threads and descendants. Threads started while zc-trace
 /// reads /proc are followed by the kernel only if their parent already was: read again until
 /// nothing new appears.
-fn attach(tracer: &mut Tracer, pids: &[u32]) -> Result<(), Error> {
+fn attach(tracer: &mut Tracer, pids: &[u32]) -> Result<usize, Error> {
+    let mut threads = 0;
     for _ in 0..100 {
         let tids = processes::threads_and_descendants(pids);
+        threads = tids.len();
         if tracer.follow(&tids)? == 0 {
             break;
         }
@@ -217,7 +228,7 @@ fn attach(tracer: &mut Tracer, pids: &[u32]) -> Result<(), Error> {
         }
         .into());
     }
-    Ok(())
+    Ok(threads)
 }
 
 /// Waits for the end: every traced task gone, --duration, or a signal (passed on to the
@@ -246,6 +257,10 @@ async fn follow(
                     break;
                 }
                 reason = Some(sig.to_string());
+                // --pid processes are not zc-trace's: it stops watching them at once.
+                if child.is_none() {
+                    break;
+                }
                 pass_on(child.as_ref(), sig);
                 stop_at = Some(Instant::now() + GRACE);
             }
@@ -302,7 +317,7 @@ async fn follow(
         }
         if reason.is_none() && args.duration.is_some_and(|d| started.elapsed() >= d) {
             reason = Some("--duration".into());
-            if status.is_none() {
+            if child.is_some() && status.is_none() {
                 pass_on(child.as_ref(), "SIGTERM");
                 stop_at = Some(Instant::now() + GRACE);
             } else {
