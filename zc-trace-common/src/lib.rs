@@ -58,6 +58,11 @@ pub mod counter {
     pub const SEND_SOCKET_BYTES: usize = 16;
     /// sendfile/splice whose output is a socket.
     pub const SPLICE_TO_SOCKET_BYTES: usize = 17;
+    /// Payload of the sender's frames handed to the DMA device (DMA_DEV) for transmit, in the
+    /// frame's linear part...
+    pub const NIC_TX_LINEAR_BYTES: usize = 18;
+    /// ...and in its page fragments (with scatter-gather: pages the device reads in place).
+    pub const NIC_TX_FRAG_BYTES: usize = 19;
     /// A power of two above the last counter: the eBPF side masks indices with COUNT - 1, so
     /// that older verifiers see the bound on the very register that indexes the array.
     pub const COUNT: usize = 32;
@@ -468,6 +473,9 @@ pub struct Config {
     pub uring_opcode_off: u32,
     /// sock.sk_type (BTF): only UNIX *stream* sockets go through unix_stream_sendmsg.
     pub sock_type_off: u32,
+    /// sk_buff.dev and net_device.ifindex (BTF): frames handed to the DMA device (DMA_DEV).
+    pub skb_dev_off: u32,
+    pub netdev_ifindex_off: u32,
     pub _pad1: u32,
     /// Filesystems whose regular files do not go through the page cache sites (procfs,
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
@@ -557,6 +565,8 @@ impl Config {
             newtask_pid_off: 0,
             uring_opcode_off: 0,
             sock_type_off: UNKNOWN,
+            skb_dev_off: UNKNOWN,
+            netdev_ifindex_off: UNKNOWN,
             _pad1: 0,
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
         }
@@ -576,10 +586,10 @@ mod pod {
     unsafe impl aya::Pod for super::FdStat {}
 }
 
-// Config has no implicit padding: its size is the sum of its fields, 74 u32 (two of them the
+// Config has no implicit padding: its size is the sum of its fields, 76 u32 (two of them the
 // explicit padding) and 3 u64. A field added without minding alignment fails the build.
 const _: () = assert!(
-    core::mem::size_of::<Config>() == (74 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
+    core::mem::size_of::<Config>() == (76 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
         && PSEUDO_FS_SLOTS & 1 == 0
 );
 const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);

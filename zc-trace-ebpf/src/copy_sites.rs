@@ -16,7 +16,7 @@ use aya_ebpf::{
     },
     EbpfContext,
 };
-use zc_trace_common::{class, pending_key, site, Config, PendingCopy, UNKNOWN};
+use zc_trace_common::{class, counter, pending_key, site, Config, PendingCopy, UNKNOWN};
 
 use crate::state::{self, PENDING, SOCKS};
 
@@ -535,25 +535,89 @@ fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
     let sk: u64 =
         unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_sk_off as usize) as *const u64) }.ok()?;
     let role = *unsafe { SOCKS.get(&sk) }?;
-    let valid: u8 = unsafe { ctx.read_at(cfg.xmit_transport_valid_off as usize) }.ok()?;
-    if valid == 0 {
-        return None;
-    }
-    let len: u32 = unsafe { ctx.read_at(cfg.xmit_len_off as usize) }.ok()?;
-    let data_len: u32 = unsafe { ctx.read_at(cfg.xmit_data_len_off as usize) }.ok()?;
-    let transport: i32 = unsafe { ctx.read_at(cfg.xmit_transport_off as usize) }.ok()?;
-    let data: *const u8 =
-        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_off as usize) as *const *const u8) }
-            .ok()?;
-    // TCP data offset: the high nibble of byte 12 of the header, in 32-bit words.
-    let doff: u8 = unsafe { bpf_probe_read_kernel(data.add(transport as usize + 12)) }.ok()?;
-    let headers = transport as i64 + ((doff >> 4) as i64) * 4;
-    let linear_payload = (len as i64 - data_len as i64) - headers;
+    let linear_payload = linear_payload(ctx, cfg, skb);
     if linear_payload > 0 {
         let stats = state::stats(role)?;
         stats.copies[site::NIC_LINEARIZE][class::KERNEL_TO_KERNEL] += linear_payload as u64;
         stats.site_calls[site::NIC_LINEARIZE] += 1;
     }
+    Some(())
+}
+
+/// The TCP payload in the linear part of the frame at net_dev_start_xmit (its length less the
+/// part in fragments, less the headers up to the end of the TCP header); -1 when unknown.
+/// A plain value, not an Option: the verifier rejects the undefined payload LLVM may read
+/// from a None.
+#[inline(always)]
+fn linear_payload(ctx: &TracePointContext, cfg: &Config, skb: *const u8) -> i64 {
+    let valid: u8 = unsafe { ctx.read_at(cfg.xmit_transport_valid_off as usize) }.unwrap_or(0);
+    if valid == 0 {
+        return -1;
+    }
+    let (Ok(len), Ok(data_len), Ok(transport)) = (
+        unsafe { ctx.read_at::<u32>(cfg.xmit_len_off as usize) },
+        unsafe { ctx.read_at::<u32>(cfg.xmit_data_len_off as usize) },
+        unsafe { ctx.read_at::<i32>(cfg.xmit_transport_off as usize) },
+    ) else {
+        return -1;
+    };
+    let Ok(data) =
+        (unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_off as usize) as *const *const u8) })
+    else {
+        return -1;
+    };
+    // TCP data offset: the high nibble of byte 12 of the header, in 32-bit words.
+    let Ok(doff) = (unsafe { bpf_probe_read_kernel::<u8>(data.add(transport as usize + 12)) })
+    else {
+        return -1;
+    };
+    let headers = transport as i64 + ((doff >> 4) as i64) * 4;
+    (len as i64 - data_len as i64) - headers
+}
+
+// ---- the transmit of a device that reads frames by DMA ----
+// net:net_dev_start_xmit fires as each frame is handed to a device's driver. For the device
+// of a remote sink's route (DMA_DEV), the payload of the sender's frames is what the device
+// reads from memory: the linear part (written by the CPU) and the page fragments (read in
+// place; with scatter-gather and sendfile/splice, page-cache pages). Loopback and veth hand
+// the buffers on by reference instead: DMA_DEV is 0 for them.
+
+#[tracepoint]
+pub fn zc_nic_tx(ctx: TracePointContext) -> u32 {
+    let _ = on_nic_tx(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_nic_tx(ctx: &TracePointContext) -> Option<()> {
+    let cfg = state::config();
+    let wanted = *crate::state::DMA_DEV.get(0)?;
+    if wanted == 0
+        || cfg.skb_dev_off == UNKNOWN
+        || cfg.netdev_ifindex_off == UNKNOWN
+        || cfg.skb_sk_off == UNKNOWN
+        || cfg.skb_data_off == UNKNOWN
+    {
+        return None;
+    }
+    let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
+    let dev: *const u8 =
+        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_dev_off as usize) as *const *const u8) }
+            .ok()?;
+    let ifindex: i32 =
+        unsafe { bpf_probe_read_kernel(dev.add(cfg.netdev_ifindex_off as usize) as *const i32) }
+            .ok()?;
+    if ifindex as u32 != wanted {
+        return None;
+    }
+    let role = skb_role(cfg, skb)?;
+    let linear = linear_payload(ctx, cfg, skb);
+    let frags: u32 = unsafe { ctx.read_at(cfg.xmit_data_len_off as usize) }.ok()?;
+    let stats = state::stats(role)?;
+    if linear > 0 {
+        stats.counters[counter::NIC_TX_LINEAR_BYTES] += linear as u64;
+    }
+    stats.counters[counter::NIC_TX_FRAG_BYTES] += frags as u64;
     Some(())
 }
 

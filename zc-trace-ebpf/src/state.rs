@@ -22,6 +22,11 @@ pub static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(8192, 0);
 #[map]
 pub static FDSTATS: PerCpuHashMap<FdKey, FdStat> = PerCpuHashMap::with_max_entries(2048, 0);
 
+/// The ifindex of the device whose transmits are counted (a remote sink's route device that
+/// reads frames by DMA); 0: none. Written by user space once the sink is set up.
+#[map]
+pub static DMA_DEV: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Trace mode: io_uring requests submitted by traced tasks, by opcode.
 #[map]
 pub static URING_OPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(URING_OP_SLOTS, 0);

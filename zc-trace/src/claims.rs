@@ -256,66 +256,65 @@ fn verdict(
         };
         return v;
     }
-    let observed = match c.figure {
-        // A call that moved nothing (the read that sees end of file, a failed call) is no
-        // transfer call: with one chunk it would otherwise read as a per-chunk cost.
-        ClaimFigure::TransitionsPerCall => s
-            .figures
-            .transitions
-            .value
-            .as_ref()
-            .map(|t| {
-                let idle: f64 = s
-                    .syscalls_by_name
-                    .values()
-                    .map(|f| f.zero_returns.median + f.errors.median)
-                    .sum();
-                (
-                    (t.median - 2.0 * idle) / chunks,
-                    transitions_story(s, chunks, chunk_bytes),
-                )
-            })
-            .ok_or_else(|| provenance_reason(&s.figures.transitions.provenance)),
-        // A partial count is never graded: the ledger says the hooks missed bytes.
-        ClaimFigure::CpuCopies => match &s.figures.cpu_copied_bytes.provenance {
-            crate::report::Provenance::Incomplete { reason, .. } => {
-                Err(format!("the CPU-copied figure is incomplete: {reason}"))
-            }
-            p => s
+    let observed =
+        match c.figure {
+            // A call that moved nothing (the read that sees end of file, a failed call) is no
+            // transfer call: with one chunk it would otherwise read as a per-chunk cost.
+            ClaimFigure::TransitionsPerCall => s
                 .figures
-                .cpu_copied_bytes
+                .transitions
                 .value
                 .as_ref()
-                .map(|b| (b.median / payload, copies_story(s)))
-                .ok_or_else(|| provenance_reason(p)),
-        },
-        ClaimFigure::DmaCopies | ClaimFigure::TotalCopies => {
-            let disk = s
-                .figures
-                .device_read_bytes
-                .value
-                .as_ref()
-                .map(|v| v.median / payload);
-            Err(match disk {
-                Some(d) if d > 0.0 => format!(
-                    "disk -> memory observed: {d:.3} per byte (block:block_bio_queue, device \
-                     reads the sender submitted); memory -> NIC cannot be: this run's sink ({}) \
-                     has no NIC, so the transmit DMA the claim counts does not happen here",
-                    facts.sink
-                ),
-                _ if facts.cold => format!(
-                    "no device read was observed even with --cold, and this run's sink ({}) has \
-                     no NIC: the DMA the claim counts does not happen here",
-                    facts.sink
-                ),
-                _ => format!(
-                    "no DMA happens in this run: the page cache is warm (no disk read; try \
-                     --cold), and this run's sink ({}) has no NIC (no transmit DMA)",
-                    facts.sink
-                ),
-            })
-        }
-    };
+                .map(|t| {
+                    let idle: f64 = s
+                        .syscalls_by_name
+                        .values()
+                        .map(|f| f.zero_returns.median + f.errors.median)
+                        .sum();
+                    (
+                        (t.median - 2.0 * idle) / chunks,
+                        transitions_story(s, chunks, chunk_bytes),
+                    )
+                })
+                .ok_or_else(|| provenance_reason(&s.figures.transitions.provenance)),
+            // A partial count is never graded: the ledger says the hooks missed bytes.
+            ClaimFigure::CpuCopies => match &s.figures.cpu_copied_bytes.provenance {
+                crate::report::Provenance::Incomplete { reason, .. } => {
+                    Err(format!("the CPU-copied figure is incomplete: {reason}"))
+                }
+                p => s
+                    .figures
+                    .cpu_copied_bytes
+                    .value
+                    .as_ref()
+                    .map(|b| (b.median / payload, copies_story(s)))
+                    .ok_or_else(|| provenance_reason(p)),
+            },
+            ClaimFigure::DmaCopies => dma_copies(s, payload, facts),
+            ClaimFigure::TotalCopies => dma_copies(s, payload, facts).and_then(|(dma, story)| {
+                match &s.figures.cpu_copied_bytes.provenance {
+                    crate::report::Provenance::Incomplete { reason, .. } => {
+                        Err(format!("the CPU-copied figure is incomplete: {reason}"))
+                    }
+                    p => s
+                        .figures
+                        .cpu_copied_bytes
+                        .value
+                        .as_ref()
+                        .map(|b| {
+                            let cpu = b.median / payload;
+                            (
+                                cpu + dma,
+                                format!(
+                                    "CPU {cpu:.3} per byte ({}); DMA {dma:.3}: {story}",
+                                    copies_story(s)
+                                ),
+                            )
+                        })
+                        .ok_or_else(|| provenance_reason(p)),
+                }
+            }),
+        };
     match observed {
         Err(why) => v.reason = why,
         Ok((value, story)) => {
@@ -330,6 +329,85 @@ fn verdict(
         }
     }
     v
+}
+
+/// DMA copies of each payload byte: the disk's into the page cache (block I/O the sender
+/// submitted, with --cold) and the NIC's out of memory (the payload of the sender's frames
+/// handed to a device that reads by DMA). Where there is no such device, or the page cache
+/// was warm, the claim's DMA does not happen here: not observable, with the reason.
+fn dma_copies(
+    s: &crate::report::StrategyReport,
+    payload: f64,
+    facts: &RunFacts,
+) -> Result<(f64, String), String> {
+    let f = &s.figures;
+    let disk = f
+        .device_read_bytes
+        .value
+        .as_ref()
+        .map(|v| v.median / payload);
+    let nic = match (
+        f.nic_transmit_linear_bytes.value.as_ref(),
+        f.nic_transmit_frag_bytes.value.as_ref(),
+    ) {
+        (Some(l), Some(g)) => Some((l.median, g.median)),
+        _ => None,
+    };
+    if let Some(leg) = s
+        .ledger
+        .iter()
+        .find(|l| l.leg == "nic_transmit" && l.unbalanced())
+    {
+        return Err(format!(
+            "the device's transmit bytes do not balance with the bytes sent: {}",
+            leg.note
+        ));
+    }
+    let Some((linear, frags)) = nic else {
+        return Err(match disk {
+            Some(d) if d > 0.0 => format!(
+                "disk -> memory observed: {d:.3} per byte (block:block_bio_queue, device reads \
+                 the sender submitted); memory -> NIC cannot be: this run's sink ({}) has no \
+                 NIC, so the transmit DMA the claim counts does not happen here (a NIC is used \
+                 with --sink tcp:HOST:PORT)",
+                facts.sink
+            ),
+            _ if facts.cold => format!(
+                "no device read was observed even with --cold, and this run's sink ({}) has no \
+                 NIC: the DMA the claim counts does not happen here",
+                facts.sink
+            ),
+            _ => format!(
+                "no DMA happens in this run: the page cache is warm (no disk read; try --cold), \
+                 and this run's sink ({}) has no NIC (no transmit DMA; use --sink \
+                 tcp:HOST:PORT through one)",
+                facts.sink
+            ),
+        });
+    };
+    let nic_story = format!(
+        "memory -> NIC {:.3} per byte at net:net_dev_start_xmit ({} in page fragments, {} in \
+         linear parts)",
+        (linear + frags) / payload,
+        crate::report::human_bytes(frags),
+        crate::report::human_bytes(linear)
+    );
+    if !facts.cold {
+        return Err(format!(
+            "{nic_story}; the claim also counts the disk's DMA into the page cache, which a \
+             warm page cache skips: run with --cold"
+        ));
+    }
+    match disk {
+        Some(d) if d > 0.0 => Ok((
+            d + (linear + frags) / payload,
+            format!("disk -> page cache {d:.3} per byte (block:block_bio_queue); {nic_story}"),
+        )),
+        _ => Err(format!(
+            "{nic_story}; no disk read was observed even with --cold (a file on tmpfs has no \
+             disk), so the disk's DMA the claim counts did not happen"
+        )),
+    }
 }
 
 fn provenance_reason(p: &crate::report::Provenance) -> String {

@@ -1,6 +1,6 @@
 //! Things that must not outlive zc-trace, even when it is interrupted: the receiver process,
-//! named temporary files and directories, network namespaces of the veth sink, and a tracefs
-//! mount zc-trace made itself. eBPF programs need no entry
+//! named temporary files and directories, network namespaces of the veth sink, a tracefs
+//! mount zc-trace made itself, and scatter-gather it turned off on a device. eBPF programs need no entry
 //! here: their links are file descriptors, closed by the kernel when the process exits.
 
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ enum Item {
     Dir(PathBuf),
     Unmount(PathBuf),
     Netns(String),
+    /// A device whose scatter-gather zc-trace turned off (`--no-sg` on a real NIC).
+    RestoreSg(String),
 }
 
 /// What is registered, and whether cleanup has begun (then nothing new may be made).
@@ -39,6 +41,28 @@ impl Registry {
     /// A network namespace to delete (its veth end goes with it).
     pub fn netns(&mut self, name: String) {
         self.items.push(Item::Netns(name));
+    }
+
+    /// A device to turn scatter-gather on again on.
+    pub fn restore_sg(&mut self, dev: String) {
+        self.items.push(Item::RestoreSg(dev));
+    }
+}
+
+/// Scatter-gather was turned on again the normal way.
+pub fn forget_sg(dev: &str) {
+    registry()
+        .items
+        .retain(|i| !matches!(i, Item::RestoreSg(d) if d == dev));
+}
+
+/// Runs cleanup from a panic: it must not wait for a lock the panicking thread may hold.
+pub fn run_all_after_panic() {
+    if let Ok(mut registry) = REGISTRY.try_lock() {
+        registry.closing = true;
+        let items = std::mem::take(&mut registry.items);
+        drop(registry);
+        undo(items);
     }
 }
 
@@ -90,6 +114,10 @@ pub fn run_all() {
     let mut registry = registry();
     registry.closing = true;
     let items = std::mem::take(&mut registry.items);
+    undo(items);
+}
+
+fn undo(items: Vec<Item>) {
     for item in items.into_iter().rev() {
         match item {
             Item::Process(pid) => {
@@ -106,6 +134,11 @@ pub fn run_all() {
                 let path = std::path::Path::new(crate::leftovers::NETNS_DIR).join(&name);
                 if let Err(e) = crate::sink::delete_netns(&path) {
                     log::warn!("could not delete network namespace {name}: {e}");
+                }
+            }
+            Item::RestoreSg(dev) => {
+                if let Err(e) = crate::nic::set_sg(&dev, true) {
+                    eprintln!("zc-trace: could not turn scatter-gather on again on {dev}: {e}");
                 }
             }
             Item::Unmount(path) => {

@@ -48,6 +48,9 @@ pub enum Command {
     /// Trace a program, started here (`-- CMD ARGS`) or already running (`--pid`): the same
     /// figures, provenance and byte ledger as `run`, for whatever it does.
     Trace(TraceArgs),
+    /// The far end of `run --sink tcp:HOST:PORT`, on the other machine: reads each connection
+    /// to its end, tells the sender how many bytes arrived, and prints it.
+    Receive(ReceiveArgs),
     /// List the kernel hooks zc-trace uses and the attach method chosen on this kernel.
     Probes(ProbesArgs),
     /// List the transfer strategies.
@@ -95,14 +98,20 @@ pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Where the payload goes. Strategies that need another kind of sink (copy_file_range
-    /// writes a file) use their own and say so.
-    #[arg(long, value_enum, default_value_t = SinkKind::Tcp)]
-    pub sink: SinkKind,
-    /// Turn scatter-gather off on the sending side of the veth sink (the article's "sendfile
-    /// without SG-DMA" case). Only with --sink veth.
+    /// Where the payload goes: tcp (loopback), unix, pipe, file, null, veth, or
+    /// tcp:HOST:PORT (a receiver elsewhere, through the device the kernel routes it to: run
+    /// `zc-trace receive --listen ADDR:PORT` there). Strategies that need another kind of sink
+    /// (copy_file_range writes a file) use their own and say so.
+    #[arg(long = "sink", value_name = "SINK", default_value = "tcp", value_parser = parse_sink)]
+    pub sink_arg: SinkArg,
+    /// Turn scatter-gather off on the sending side (the article's "sendfile without SG-DMA"
+    /// case): on the veth sink's device, or on a remote sink's device (restored on every exit).
     #[arg(long)]
     pub no_sg: bool,
+    /// With --no-sg on a remote sink: turn scatter-gather off even on the device of the
+    /// default route, which carries the host's other traffic.
+    #[arg(long, requires = "no_sg")]
+    pub force: bool,
     /// How the receiver of a socket or pipe sink consumes the data.
     #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
     pub receiver: ReceiverMode,
@@ -214,6 +223,30 @@ fn parse_one_strategy(text: &str) -> Result<StrategyList, String> {
 }
 
 #[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Address and port to listen on, e.g. 0.0.0.0:9000.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// How to consume the data.
+    #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
+    pub mode: ReceiverMode,
+    /// Size of the receive buffer passed to read().
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub buffer: usize,
+    /// Exit after this many connections (default: serve until interrupted).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// Move this device into a network namespace of its own first and listen there, with
+    /// --address: for two ports of one machine cabled to each other, so that the traffic
+    /// crosses the wire (the device returns when zc-trace receive exits).
+    #[arg(long, value_name = "DEV", requires = "address")]
+    pub move_device: Option<String>,
+    /// The address (IP/PREFIX) the moved device gets, e.g. 10.77.0.2/24.
+    #[arg(long, value_name = "IP/PREFIX", requires = "move_device")]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The --tmpdir the killed runs used.
     #[arg(long, default_value = "/var/tmp")]
@@ -245,25 +278,63 @@ pub struct ReceiverArgs {
     pub netns: Option<PathBuf>,
 }
 
+/// A parsed --sink: its kind, and HOST:PORT for a remote one.
+#[derive(Debug, Clone)]
+pub struct SinkArg {
+    pub kind: SinkKind,
+    pub remote: Option<String>,
+}
+
+fn parse_sink(text: &str) -> Result<SinkArg, String> {
+    if let Some(addr) = text.strip_prefix("tcp:") {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("--sink {text}: expected tcp:HOST:PORT"))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!(
+                "--sink {text}: expected tcp:HOST:PORT with a port 1-65535"
+            ));
+        }
+        return Ok(SinkArg {
+            kind: SinkKind::Remote,
+            remote: Some(addr.to_string()),
+        });
+    }
+    let kind = SinkKind::from_str(text, true).map_err(|_| {
+        format!("--sink {text}: expected tcp, unix, pipe, file, null, veth or tcp:HOST:PORT")
+    })?;
+    Ok(SinkArg { kind, remote: None })
+}
+
 impl RunArgs {
+    /// The kind of --sink.
+    pub fn sink(&self) -> SinkKind {
+        self.sink_arg.kind
+    }
+
     /// Combinations clap cannot express; a usage error (exit 2) each.
     pub fn check(&self) -> Result<(), String> {
-        if self.no_sg && self.sink != SinkKind::Veth {
+        if self.no_sg && !matches!(self.sink(), SinkKind::Veth | SinkKind::Remote) {
             return Err(
-                "--no-sg needs --sink veth (loopback's scatter-gather cannot be turned off)".into(),
+                "--no-sg needs --sink veth or tcp:HOST:PORT (loopback's scatter-gather \
+                        cannot be turned off)"
+                    .into(),
             );
         }
         let has_receiver = matches!(
-            self.sink,
+            self.sink(),
             SinkKind::Tcp | SinkKind::Unix | SinkKind::Pipe | SinkKind::Veth
         );
         if self.receiver != ReceiverMode::Copy && !has_receiver {
             return Err(format!(
                 "--receiver: the {} sink has no receiver",
-                self.sink.cli_name()
+                self.sink().cli_name()
             ));
         }
-        if self.receiver == ReceiverMode::Discard && !self.sink.is_tcp() {
+        if self.receiver != ReceiverMode::Copy && self.sink() == SinkKind::Remote {
+            return Err("--receiver: a remote sink's receiver is whatever listens there".into());
+        }
+        if self.receiver == ReceiverMode::Discard && !self.sink().is_tcp() {
             return Err(
                 "--receiver discard (MSG_TRUNC) needs a TCP sink (--sink tcp or veth)".into(),
             );

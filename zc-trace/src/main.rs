@@ -10,6 +10,7 @@ mod error;
 mod filesystems;
 mod leftovers;
 mod measure;
+mod nic;
 mod payload;
 mod probes;
 mod receiver;
@@ -55,6 +56,12 @@ fn main() -> ExitCode {
         };
     }
     init_logging(cli.verbose);
+    // A panic must not leave a device without scatter-gather or a namespace behind.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        cleanup::run_all_after_panic();
+        default_hook(info);
+    }));
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -94,6 +101,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(args) if args.untraced => untraced::main(args),
         Command::Run(args) => runner::main(args),
         Command::Trace(args) => trace::main(args),
+        Command::Receive(args) => receiver::receive(&args),
         Command::Probes(args) => probes::main(args),
         Command::Strategies => {
             for s in strategies::ALL {

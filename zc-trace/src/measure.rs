@@ -25,6 +25,9 @@ pub trait Meter {
     /// A receiver process was started (its work is counted apart).
     fn receiver_started(&mut self, pid: u32) -> Result<(), RunError>;
 
+    /// The sink's frames leave through device `ifindex`, which reads them by DMA.
+    fn dma_device(&mut self, ifindex: u32) -> Result<(), RunError>;
+
     /// Runs `run`, the transfer itself, inside the measured window.
     fn window(
         &mut self,
@@ -70,7 +73,7 @@ pub fn measure<M: Meter>(
     if strategies.is_empty() {
         return Err(InputError::Usage(format!(
             "no selected strategy can run with --sink {}: {}",
-            args.sink.cli_name(),
+            args.sink().cli_name(),
             reasons(&skipped)
         ))
         .into());
@@ -80,6 +83,8 @@ pub fn measure<M: Meter>(
         if !sinks.iter().any(|k| k.kind == kind) {
             let sink = Sink::start(&SinkOptions {
                 kind,
+                remote: args.sink_arg.remote.clone().filter(|_| kind == args.sink()),
+                force: args.force,
                 no_sg: args.no_sg,
                 mode: args.receiver,
                 tmpdir: args.tmpdir.clone(),
@@ -87,6 +92,9 @@ pub fn measure<M: Meter>(
             })?;
             if let Some(pid) = sink.receiver_pid() {
                 meter.receiver_started(pid)?;
+            }
+            if let Some(d) = sink.device.as_ref().filter(|d| d.dma()) {
+                meter.dma_device(d.index)?;
             }
             sinks.push(sink);
         }
@@ -137,7 +145,7 @@ pub fn measure<M: Meter>(
     }
     let main_sink = sinks
         .iter()
-        .find(|k| k.kind == args.sink)
+        .find(|k| k.kind == args.sink())
         .unwrap_or(&sinks[0]);
     let config = RunConfig {
         payload_bytes: source.len,
@@ -150,6 +158,7 @@ pub fn measure<M: Meter>(
         sink_description: main_sink.description.clone(),
         sink_scatter_gather: main_sink.sg,
         receiver: main_sink.receiver_description.clone(),
+        sink_device: main_sink.device_report(),
         skipped,
     };
     let runs = strategies
@@ -167,7 +176,7 @@ pub fn measure<M: Meter>(
 
 /// The sink a strategy writes to: its own (the file -> file ones) or --sink.
 fn sink_of(s: &dyn Strategy, args: &RunArgs) -> SinkKind {
-    s.fixed_sink().unwrap_or(args.sink)
+    s.fixed_sink().unwrap_or(args.sink())
 }
 
 /// "odirect: reason; tee: reason" for an error message.

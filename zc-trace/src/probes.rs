@@ -106,6 +106,8 @@ pub enum Need {
     SkbLen,
     /// NETIF_F_SG_BIT.
     NetifSg,
+    /// sk_buff.dev and net_device.ifindex: which device a frame is handed to.
+    SkbDev,
 }
 
 impl Proto {
@@ -358,6 +360,7 @@ pub enum HookId {
     TaskNew,
     TaskExit,
     IoUringSubmit,
+    NicTransmit,
 }
 
 impl HookId {
@@ -387,6 +390,7 @@ impl HookId {
             HookId::TaskNew => "task_new",
             HookId::TaskExit => "task_exit",
             HookId::IoUringSubmit => "io_uring_submit",
+            HookId::NicTransmit => "nic_transmit",
         }
     }
 
@@ -908,6 +912,18 @@ pub const PLAN: &[Hook] = &[
         required: false,
         copy: None,
         candidates: &[tp("zc_bio_queue", "block:block_bio_queue")],
+    },
+    Hook {
+        id: HookId::NicTransmit,
+        site: "the sender's frames handed to a device that reads them from memory by DMA (the \
+               route device of a remote sink; loopback and veth read nothing)",
+        feeds: "NIC transmit (DMA) bytes, linear part and page fragments",
+        required: false,
+        copy: None,
+        candidates: &[Candidate {
+            needs: &[Need::SkbSk, Need::SkbData, Need::SkbDev],
+            ..tp("zc_nic_tx", "net:net_dev_start_xmit")
+        }],
     },
     // `zc-trace trace` only (the programs return at once in `run`).
     Hook {

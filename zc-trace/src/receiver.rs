@@ -72,6 +72,81 @@ impl Listen {
     }
 }
 
+/// `zc-trace receive`'s answer to the sender once a stream reached its end.
+pub fn report_line(bytes: u64) -> String {
+    format!("zc-trace received {bytes}\n")
+}
+
+/// The byte count in `zc-trace receive`'s answer, if that is what `text` is.
+pub fn parse_report(text: &str) -> Option<u64> {
+    text.strip_prefix("zc-trace received ")?
+        .trim_end()
+        .parse()
+        .ok()
+}
+
+/// `zc-trace receive --listen ADDR:PORT`: the far end of a remote sink, on another machine.
+/// Reads each connection to its end as the mode says, answers the sender with the byte
+/// count (so the run checks that every byte arrived), and prints what it received.
+pub fn receive(
+    args: &crate::cli::ReceiveArgs,
+) -> Result<std::process::ExitCode, crate::error::Error> {
+    use crate::error::{EnvError, InputError};
+    let addr: SocketAddr = args.listen.parse().map_err(|e| {
+        InputError::Usage(format!(
+            "--listen {}: {e} (expected ADDR:PORT, e.g. 0.0.0.0:9000)",
+            args.listen
+        ))
+    })?;
+    if let (Some(dev), Some(address)) = (&args.move_device, &args.address) {
+        let bad = || {
+            InputError::Usage(format!(
+                "--address {address}: expected IP/PREFIX, e.g. 10.77.0.2/24"
+            ))
+        };
+        let (ip, prefix) = address.split_once('/').ok_or_else(bad)?;
+        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+        crate::nic::isolate(dev, ip, prefix)
+            .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
+        println!(
+            "zc-trace receive: {dev} is in a network namespace of its own, as {address} (it \
+             returns when zc-trace receive exits)"
+        );
+    }
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| EnvError::Netns(format!("cannot listen on {addr}: {e}")))?;
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| RunError::Receiver(format!("{what}: {e}"))
+    };
+    let local = listener.local_addr().map_err(io("listening"))?;
+    println!(
+        "zc-trace receive: listening on {local} ({})",
+        args.mode.describe(args.buffer)
+    );
+    let mut consumer = Consumer::new(args.mode, args.buffer).map_err(io("setting up"))?;
+    let mut served = 0u32;
+    while args.count.map_or(true, |c| served < c) {
+        let (conn, peer) = listener.accept().map_err(io("accept"))?;
+        let started = std::time::Instant::now();
+        let n = consumer
+            .consume(conn.as_fd(), true)
+            .map_err(io("receiving"))?;
+        let secs = started.elapsed().as_secs_f64();
+        // The sender shut its side down for writing: the answer still goes through.
+        let _ = (&conn).write_all(report_line(n).as_bytes());
+        drop(conn);
+        println!(
+            "received {n} bytes from {peer} in {secs:.3} s ({}/s)",
+            crate::report::human_bytes(n as f64 / secs.max(1e-9))
+        );
+        let _ = std::io::stdout().flush();
+        served += 1;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Child side: runs until killed (by zc-trace, or by the kernel when zc-trace dies).
 pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
     // Never outlive the parent, even if it is killed with SIGKILL.

@@ -52,7 +52,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         let work = async move {
             // Room for the generated payload, and for one copy of it where a strategy or the
             // sink writes a file in --tmpdir (each run replaces the last one's).
-            let writes_file = args.sink == crate::sink::SinkKind::File
+            let writes_file = args.sink() == crate::sink::SinkKind::File
                 || args
                     .strategies
                     .0
@@ -237,6 +237,10 @@ impl crate::measure::Meter for Probes {
 
     fn receiver_started(&mut self, pid: u32) -> Result<(), RunError> {
         self.tracer.track(pid, role::RECEIVER)
+    }
+
+    fn dma_device(&mut self, ifindex: u32) -> Result<(), RunError> {
+        self.tracer.set_dma_device(ifindex)
     }
 
     fn window(

@@ -32,6 +32,10 @@ pub enum SinkKind {
     Null,
     /// TCP over a veth pair between two network namespaces made for the run.
     Veth,
+    /// TCP to a receiver elsewhere (`--sink tcp:HOST:PORT`), through whatever device the
+    /// kernel routes it to: `zc-trace receive` there, or any server that reads and discards.
+    #[value(skip)]
+    Remote,
 }
 
 impl SinkKind {
@@ -44,11 +48,12 @@ impl SinkKind {
             SinkKind::File => "file",
             SinkKind::Null => "null",
             SinkKind::Veth => "veth",
+            SinkKind::Remote => "tcp:HOST:PORT",
         }
     }
 
     pub fn is_tcp(self) -> bool {
-        matches!(self, SinkKind::Tcp | SinkKind::Veth)
+        matches!(self, SinkKind::Tcp | SinkKind::Veth | SinkKind::Remote)
     }
 }
 
@@ -56,6 +61,10 @@ impl SinkKind {
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
     pub kind: SinkKind,
+    /// HOST:PORT of a remote sink.
+    pub remote: Option<String>,
+    /// With --no-sg on a remote sink: turn it off even on the default route's device.
+    pub force: bool,
     pub no_sg: bool,
     pub mode: ReceiverMode,
     pub tmpdir: PathBuf,
@@ -72,12 +81,32 @@ pub struct Sink {
     pub sg: Option<bool>,
     pub description: String,
     pub receiver_description: Option<String>,
+    /// The device a remote sink's route goes through.
+    pub device: Option<crate::nic::Device>,
+    /// Its offloads, read once the sink is set up (after --no-sg).
+    features: Option<crate::nic::Features>,
     _netns: Option<Netns>,
     _dir: Option<TempDir>,
+    /// Scatter-gather turned off on a remote sink's device, until this is dropped.
+    _sg_off: Option<crate::nic::SgOff>,
+}
+
+/// The device of a sink's route, in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkDevice {
+    pub name: String,
+    /// The driver of the device behind it; null for software devices.
+    pub driver: Option<String>,
+    /// Whether it reads the frames it sends from memory (DMA).
+    pub dma: bool,
+    /// Its offloads, as ethtool reports them.
+    pub features: Option<String>,
 }
 
 enum Target {
     Tcp(SocketAddr),
+    /// A remote sink: any server there; zc-trace receive answers with what it received.
+    Remote(SocketAddr),
     Unix(PathBuf),
     Fifo(PathBuf),
     File(PathBuf),
@@ -100,8 +129,11 @@ impl Sink {
             sg: None,
             description: String::new(),
             receiver_description: None,
+            device: None,
+            features: None,
             _netns: None,
             _dir: None,
+            _sg_off: None,
         };
         let receiver_mode = |sink: &mut Sink, listen: &Listen, netns: Option<&Path>| {
             let r = Receiver::spawn(listen, opts.mode, opts.buffer, netns)?;
@@ -166,8 +198,78 @@ impl Sink {
                 );
                 sink._netns = Some(netns);
             }
+            SinkKind::Remote => {
+                let spec = opts.remote.as_deref().expect("a remote sink has HOST:PORT");
+                sink.start_remote(spec, opts.no_sg, opts.force)?;
+            }
         }
         Ok(sink)
+    }
+
+    /// `--sink tcp:HOST:PORT`: the route's device, scatter-gather off on it with --no-sg
+    /// (refused on the default route's device unless --force), and its offloads.
+    fn start_remote(
+        &mut self,
+        spec: &str,
+        no_sg: bool,
+        force: bool,
+    ) -> Result<(), crate::error::Error> {
+        use crate::error::InputError;
+        use std::net::ToSocketAddrs;
+        let addr = spec
+            .to_socket_addrs()
+            .map_err(|e| InputError::Usage(format!("--sink tcp:{spec}: {e}")))?
+            .next()
+            .ok_or_else(|| InputError::Usage(format!("--sink tcp:{spec}: no address")))?;
+        let dev = crate::nic::route_device(addr.ip())
+            .map_err(|e| EnvError::Netns(format!("--sink tcp:{spec}: {e}")))?;
+        if no_sg {
+            if !dev.dma() {
+                return Err(InputError::Usage(format!(
+                    "--no-sg: {spec} is reached through {}, which no device reads by DMA                      (loopback or a virtual device); for the no-SG case without a NIC use                      --sink veth --no-sg",
+                    dev.name
+                ))
+                .into());
+            }
+            let defaults = crate::nic::default_route_devices()
+                .map_err(|e| EnvError::Netns(format!("the default route: {e}")))?;
+            if defaults.contains(&dev.name) && !force {
+                return Err(InputError::Usage(format!(
+                    "--no-sg would turn scatter-gather off on {}, the device of the default                      route, which carries this host's other traffic too; add --force to do it                      anyway (zc-trace turns it on again when it exits, Ctrl-C included)",
+                    dev.name
+                ))
+                .into());
+            }
+            self._sg_off =
+                Some(crate::nic::SgOff::new(&dev.name).map_err(|e| {
+                    EnvError::Netns(format!("scatter-gather on {}: {e}", dev.name))
+                })?);
+        }
+        let features = crate::nic::Features::read(&dev.name).ok();
+        self.sg = features.map(|f| f.sg);
+        self.description = format!(
+            "TCP to {spec} ({addr}) through {} ({}{})",
+            dev.name,
+            match &dev.driver {
+                Some(d) => format!("driver {d}, reads frames by DMA"),
+                None => "no device behind it: nothing reads frames by DMA".into(),
+            },
+            features.map_or(String::new(), |f| format!("; {}", f.describe()))
+        );
+        self.target = Target::Remote(addr);
+        self.device = Some(dev);
+        self.features = features;
+        Ok(())
+    }
+
+    /// The route device, for the report.
+    pub fn device_report(&self) -> Option<SinkDevice> {
+        self.device.as_ref().map(|d| SinkDevice {
+            name: d.name.clone(),
+            driver: d.driver.clone(),
+            dma: d.dma(),
+            features: self.features.map(|f| f.describe()),
+        })
     }
 
     pub fn receiver_pid(&self) -> Option<u32> {
@@ -176,7 +278,7 @@ impl Sink {
 
     pub fn open(&self) -> std::io::Result<SinkFd> {
         let fd: OwnedFd = match &self.target {
-            Target::Tcp(a) => TcpStream::connect(a)?.into(),
+            Target::Tcp(a) | Target::Remote(a) => TcpStream::connect(a)?.into(),
             Target::Unix(p) => UnixStream::connect(p)?.into(),
             Target::Fifo(p) => std::fs::OpenOptions::new().write(true).open(p)?.into(),
             Target::File(dir) => std::fs::OpenOptions::new()
@@ -207,7 +309,7 @@ impl Sink {
         };
         // EOF for the receiver. A TCP socket is only shut down for writing, so that its
         // tcp_info can be read once the receiver has it all.
-        let socket = if matches!(self.target, Target::Tcp(_)) {
+        let socket = if matches!(self.target, Target::Tcp(_) | Target::Remote(_)) {
             nix::sys::socket::shutdown(fd.fd.as_raw_fd(), nix::sys::socket::Shutdown::Write)
                 .map_err(|e| RunError::Receiver(format!("shutdown of the sink socket: {e}")))?;
             Some(fd)
@@ -215,9 +317,10 @@ impl Sink {
             drop(fd);
             None
         };
-        let received = match &mut self.receiver {
-            Some(r) => Some(r.wait_done()?),
-            None => size,
+        let received = match (&mut self.receiver, &socket, &self.target) {
+            (Some(r), ..) => Some(r.wait_done()?),
+            (None, Some(s), Target::Remote(_)) => remote_report(s),
+            _ => size,
         };
         Ok(Finished {
             received,
@@ -234,6 +337,20 @@ pub struct Finished {
     /// Each goes through the device's transmit again, so on a route without scatter-gather
     /// the CPU copies it again.
     pub retransmitted: Option<u64>,
+}
+
+/// What `zc-trace receive` answers once it has read the stream to its end ("zc-trace received
+/// N"); None from any other server (it may send nothing, or never close: 10 s at most).
+fn remote_report(fd: &SinkFd) -> Option<u64> {
+    use std::io::Read;
+    let dup = fd.fd.try_clone().ok()?;
+    let mut stream = TcpStream::from(dup);
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let mut answer = Vec::new();
+    let _ = (&mut stream).take(256).read_to_end(&mut answer);
+    crate::receiver::parse_report(&String::from_utf8_lossy(&answer))
 }
 
 /// The socket's tcpi_bytes_retrans, from getsockopt(TCP_INFO) (Linux 4.19+).
@@ -409,8 +526,7 @@ impl Netns {
         let f = netns_file(&self.sender)?;
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| EnvError::Netns(format!("setns into {}: {e}", self.sender)))?;
-        ethtool_sg(&self.sender_dev, Some(self.sg))
-            .and_then(|()| ethtool_sg(&self.sender_dev, None))
+        crate::nic::set_sg(&self.sender_dev, self.sg)
             .map_err(|e| EnvError::Netns(format!("scatter-gather on {}: {e}", self.sender_dev)))?;
         Ok(())
     }
@@ -588,70 +704,6 @@ impl Netlink<'_> {
     fn index(&self, dev: &str) -> Result<u32, String> {
         nix::net::if_::if_nametoindex(dev).map_err(|e| format!("no device {dev}: {e}"))
     }
-}
-
-/// ETHTOOL_SSG (set = Some) or ETHTOOL_GSG (set = None, checks the value set before) through
-/// SIOCETHTOOL on the calling thread's network namespace: no ethtool binary needed.
-fn ethtool_sg(dev: &str, set: Option<bool>) -> Result<(), String> {
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        data: *mut EthtoolValue,
-        _pad: [u8; 16],
-    }
-    const SIOCETHTOOL: u64 = 0x8946;
-    const ETHTOOL_GSG: u32 = 0x18;
-    const ETHTOOL_SSG: u32 = 0x19;
-    thread_local!(static WANTED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) });
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socket: {e}"))?;
-    let mut value = EthtoolValue {
-        cmd: if set.is_some() {
-            ETHTOOL_SSG
-        } else {
-            ETHTOOL_GSG
-        },
-        data: set.map_or(0, u32::from),
-    };
-    let mut req = IfReq {
-        name: [0; 16],
-        data: &mut value,
-        _pad: [0; 16],
-    };
-    let name = dev.as_bytes();
-    if name.len() >= 16 {
-        return Err(format!("interface name {dev} too long"));
-    }
-    req.name[..name.len()].copy_from_slice(name);
-    // SAFETY: SIOCETHTOOL reads the ifreq and the ethtool_value it points to, both alive here.
-    let rc = unsafe { nix::libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error().to_string());
-    }
-    match set {
-        Some(v) => WANTED.with(|w| w.set(Some(v))),
-        None => {
-            let wanted = WANTED.with(|w| w.get());
-            if wanted.is_some_and(|w| w != (value.data != 0)) {
-                return Err(format!(
-                    "asked for sg {}, the device reports {}",
-                    if wanted == Some(true) { "on" } else { "off" },
-                    if value.data != 0 { "on" } else { "off" }
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

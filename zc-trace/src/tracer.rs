@@ -271,6 +271,15 @@ impl Tracer {
             .collect()
     }
 
+    /// Counts the transmits of device `ifindex` (0: none) as DMA reads of the sender's frames.
+    pub fn set_dma_device(&mut self, ifindex: u32) -> Result<(), RunError> {
+        let mut dev: Array<&mut MapData, u32> =
+            Array::try_from(self.ebpf.map_mut("DMA_DEV").expect("DMA_DEV is in the object"))
+                .map_err(|e| RunError::Maps(e.to_string()))?;
+        dev.set(0, ifindex, 0)
+            .map_err(|e| RunError::Maps(format!("DMA_DEV: {e}")))
+    }
+
     /// Forgets the sockets the sender used (their addresses may be reused by anyone once closed).
     pub fn forget_sockets(&mut self) -> Result<(), RunError> {
         let mut socks: BpfHashMap<&mut MapData, u64, u32> =
@@ -435,6 +444,8 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
         .map_or(UNKNOWN, |f| f.offset);
     config.msghdr_ubuf_off = off("msghdr", "msg_ubuf");
     config.skb_data_off = off("sk_buff", "data");
+    config.skb_dev_off = off("sk_buff", "dev");
+    config.netdev_ifindex_off = off("net_device", "ifindex");
     config.skb_len_off = off("sk_buff", "len");
     config.skb_data_len_off = off("sk_buff", "data_len");
     config.file_private_data_off = off("file", "private_data");
@@ -504,6 +515,7 @@ fn resolved(need: Need, config: &Config) -> bool {
         Need::SkbData => config.skb_data_off != UNKNOWN,
         Need::SkbLen => config.skb_len_off != UNKNOWN,
         Need::NetifSg => config.netif_f_sg != 0,
+        Need::SkbDev => config.skb_dev_off != UNKNOWN && config.netdev_ifindex_off != UNKNOWN,
     }
 }
 
@@ -516,6 +528,7 @@ fn need_label(need: Need) -> &'static str {
         Need::SkbData => "sk_buff.data",
         Need::SkbLen => "sk_buff.len",
         Need::NetifSg => "NETIF_F_SG_BIT",
+        Need::SkbDev => "sk_buff.dev or net_device.ifindex",
     }
 }
 

@@ -116,6 +116,10 @@ impl crate::measure::Meter for Clock {
         Ok(())
     }
 
+    fn dma_device(&mut self, _ifindex: u32) -> Result<(), RunError> {
+        Ok(())
+    }
+
     fn window(
         &mut self,
         run: &mut dyn FnMut() -> std::io::Result<u64>,

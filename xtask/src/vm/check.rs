@@ -17,12 +17,22 @@ const XFER_NAME: &str = "xfer";
 const PROBES_COMMAND: &str = "zc-trace probes";
 
 /// The guest command that runs the test binary for `kernel`: CI=true makes a skip a failure.
-fn test_command(kernel: &str) -> String {
+/// Where the boot has the NIC pair, ZC_TRACE_NICS names it (sender, receiver).
+fn test_command(kernel: &str, nic_pair: bool) -> String {
     format!(
         "CI=true ZC_TRACE_KERNEL={kernel} ZC_TRACE_BIN=/bin/zc-trace \
-         ZC_TRACE_XFER=/bin/{XFER_NAME} RUST_BACKTRACE=0 /bin/{TEST_NAME} --test-threads=1"
+         ZC_TRACE_XFER=/bin/{XFER_NAME} {}RUST_BACKTRACE=0 /bin/{TEST_NAME} --test-threads=1",
+        if nic_pair {
+            format!("{NICS_VAR}=eth0,eth1 ")
+        } else {
+            String::new()
+        }
     )
 }
+
+/// Names the NIC pair for the tests; its test must have run (and passed) where it is set.
+const NICS_VAR: &str = "ZC_TRACE_NICS";
+const NIC_TEST: &str = "a_nic_pair_reads_every_byte_by_dma_with_and_without_sg";
 
 /// Kernel log lines that mean something went wrong in the kernel (a WARN, BUG or oops splat,
 /// e.g. one triggered by an eBPF program or its attachment).
@@ -82,6 +92,11 @@ fn check_vm(vm: &VmRun, options: &VmOptions) -> Vec<String> {
             tests.stdout.trim()
         ));
     }
+    if options.var_tmp.nic_pair() && !tests.stdout.contains(&format!("test {NIC_TEST} ... ok")) {
+        failures.push(format!(
+            "the NIC pair test ({NIC_TEST}) did not pass in the guest that has the pair"
+        ));
+    }
     let probes = &vm.outputs[1];
     print!("  `{}`:\n{}", probes.command, indented(&probes.stdout));
     if probes.rc != 0 {
@@ -129,7 +144,7 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
             k.description
         );
         let started = std::time::Instant::now();
-        let command = test_command(&k.name);
+        let command = test_command(&k.name, fs.nic_pair());
         let options = VmOptions {
             var_tmp: fs,
             ..options.clone()
@@ -241,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_guest_runs_the_tests_as_ci_would() {
-        let c = test_command("debian-12-6.1");
+        let c = test_command("debian-12-6.1", false);
         assert!(
             c.starts_with("CI=true ZC_TRACE_KERNEL=debian-12-6.1 "),
             "{c}"

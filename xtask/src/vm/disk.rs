@@ -41,12 +41,18 @@ impl VarTmp {
         }
     }
 
+    /// Whether the boot gets the NIC pair (`qemu::nic_pair_args`): with a disk, so that
+    /// `--cold` reads the file by the disk's DMA too. One file system is enough for it.
+    pub fn nic_pair(self) -> bool {
+        self == VarTmp::Ext4
+    }
+
     /// Modules the guest loads, in order, where the kernel does not build them in: the virtio
     /// disk, then the file system. Loading crc32c_generic first where it exists as a module
     /// registers crc32c before a file system asks the crypto API for it (the guest has no
     /// modprobe to load it on demand); veth is for the veth sink.
     fn modules(self) -> (&'static [&'static str], &'static [&'static str]) {
-        const OPTIONAL: &[&str] = &["crc32c_generic", "veth"];
+        const OPTIONAL: &[&str] = &["crc32c_generic", "veth", "vmxnet3"];
         match self {
             VarTmp::Ext4 => (&["virtio_pci", "virtio_blk", "ext4"], OPTIONAL),
             VarTmp::Xfs => (&["virtio_pci", "virtio_blk", "xfs"], OPTIONAL),

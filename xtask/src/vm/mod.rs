@@ -167,7 +167,13 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
     let log = logs.join(format!("{}.log", kernel.name));
 
     let booted = qemu::boot(
-        qemu::qemu_command(&tools, &fetched.vmlinuz, &initrd, disk.as_deref())?,
+        qemu::qemu_command(
+            &tools,
+            &fetched.vmlinuz,
+            &initrd,
+            disk.as_deref(),
+            options.var_tmp.nic_pair(),
+        )?,
         options.timeout,
         &log,
         options.echo_console,

@@ -278,6 +278,81 @@ pub fn sender_ledger(
     out
 }
 
+/// The leg of a route through a device that reads frames by DMA: every byte the sender put
+/// into its socket, and every byte TCP retransmitted, must be in a frame handed to that
+/// device (net:net_dev_start_xmit, linear part and fragments).
+pub fn nic_leg(probes: &AttachReport, samples: &[Sample]) -> LedgerLeg {
+    let stat = |f: &dyn Fn(&Sample) -> u64| {
+        Stat::of(samples.iter().map(|s| f(s) as f64).collect()).expect("samples")
+    };
+    let retransmitted = |s: &Sample| s.retransmitted.unwrap_or(0);
+    let moved = |s: &Sample| {
+        s.sender.counter(counter::SEND_SOCKET_BYTES)
+            + s.sender.counter(counter::SPLICE_TO_SOCKET_BYTES)
+            + retransmitted(s)
+    };
+    let seen = |s: &Sample| {
+        s.sender.counter(counter::NIC_TX_LINEAR_BYTES)
+            + s.sender.counter(counter::NIC_TX_FRAG_BYTES)
+    };
+    let observable = probes.get(HookId::NicTransmit).method.is_some();
+    let io_uring = samples.iter().any(|s| {
+        s.sender
+            .syscall(nix::libc::SYS_io_uring_enter as usize)
+            .enters
+            > 0
+    });
+    let (balance, note) = if !observable {
+        (
+            Balance::NotObservable,
+            format!(
+                "the device's transmits cannot be observed here: {}",
+                probes.get(HookId::NicTransmit).why_not()
+            ),
+        )
+    } else if io_uring {
+        (
+            Balance::NotObservable,
+            "io_uring requests send without a syscall return per request: nothing to check \
+             the device's bytes against"
+                .to_string(),
+        )
+    } else if samples.iter().all(|s| moved(s) == seen(s)) {
+        (Balance::Balanced, String::new())
+    } else if let Some(s) = samples.iter().find(|s| seen(s) < moved(s)) {
+        (
+            Balance::Incomplete,
+            format!(
+                "{} of {} bytes seen in frames handed to the device; the rest left another way \
+                 (another route, or frames the hook missed)",
+                seen(s),
+                moved(s)
+            ),
+        )
+    } else {
+        let s = samples.iter().find(|s| seen(s) > moved(s)).expect("over");
+        (
+            Balance::Excess,
+            format!(
+                "the device was handed {} bytes of the sender's frames where {} were sent",
+                seen(s),
+                moved(s)
+            ),
+        )
+    };
+    LedgerLeg {
+        leg: "nic_transmit",
+        description: "a device that reads frames by DMA: every byte sent into the socket, and \
+                      every byte TCP retransmitted, is handed to it in a frame",
+        moved_bytes: stat(&moved),
+        retransmitted_bytes: Some(stat(&retransmitted)),
+        seen_bytes: observable.then(|| stat(&seen)),
+        sites: vec![HookId::NicTransmit.name()],
+        balance,
+        note,
+    }
+}
+
 /// The hooks of the legs that do not balance, with the leg's note.
 pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
     ledger
@@ -398,6 +473,7 @@ mod tests {
             sink_description: "TCP over loopback".into(),
             sink_scatter_gather: Some(true),
             receiver: Some("separate process".into()),
+            sink_device: None,
             skipped: vec![],
         };
         let strategy = crate::strategies::by_name("read-write").unwrap();

@@ -60,6 +60,7 @@ mod tests {
             sink_description: "TCP over loopback (127.0.0.1)".into(),
             sink_scatter_gather: Some(true),
             receiver: Some("separate process".into()),
+            sink_device: None,
             skipped: vec![],
         }
     }
@@ -141,6 +142,8 @@ mod tests {
             "receiver_copied_bytes",
             "device_read_bytes",
             "device_write_bytes",
+            "nic_transmit_linear_bytes",
+            "nic_transmit_frag_bytes",
         ];
         let figures = s["figures"].as_object().unwrap();
         assert_eq!(figures.len(), keys.len(), "{figures:?}");
@@ -240,12 +243,12 @@ mod tests {
             lines[0]
         );
         assert!(lines[0].ends_with(
-            ",receiver_copied_bytes,device_read_bytes,device_write_bytes,syscalls_by_name,\
-             ledger,incomplete"
+            ",receiver_copied_bytes,device_read_bytes,device_write_bytes,\
+             nic_transmit_linear_bytes,nic_transmit_frag_bytes,syscalls_by_name,ledger,incomplete"
         ));
         assert!(lines[1].starts_with("read-write,5,"), "{}", lines[1]);
         assert!(
-            lines[1].ends_with(",,0,0,read=3;write=2,,"),
+            lines[1].ends_with(",,0,0,,,read=3;write=2,,"),
             "not observable is an empty cell: {}",
             lines[1]
         );

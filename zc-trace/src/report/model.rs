@@ -91,11 +91,15 @@ pub struct Figures {
     /// Block-device bytes the sender's reads and writes submitted (DMA on real hardware).
     pub device_read_bytes: Figure,
     pub device_write_bytes: Figure,
+    /// Payload of the sender's frames handed to a device that reads them by DMA (a remote
+    /// sink's route device), in the frames' linear parts and in their page fragments.
+    pub nic_transmit_linear_bytes: Figure,
+    pub nic_transmit_frag_bytes: Figure,
 }
 
 impl Figures {
     /// (JSON key, column label, figure), in display order.
-    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 17] {
+    pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 19] {
         [
             ("syscalls", "Syscalls", &self.syscalls),
             (
@@ -166,6 +170,16 @@ impl Figures {
                 "Device writes",
                 &self.device_write_bytes,
             ),
+            (
+                "nic_transmit_linear_bytes",
+                "NIC transmit (DMA), linear",
+                &self.nic_transmit_linear_bytes,
+            ),
+            (
+                "nic_transmit_frag_bytes",
+                "NIC transmit (DMA), fragments",
+                &self.nic_transmit_frag_bytes,
+            ),
         ]
     }
 }
@@ -229,6 +243,8 @@ pub struct RunConfig {
     pub sink_scatter_gather: Option<bool>,
     /// How the receiver process consumes the data; null when the sink has none.
     pub receiver: Option<String>,
+    /// The device a remote sink's route goes through; null for the other sinks.
+    pub sink_device: Option<crate::sink::SinkDevice>,
     /// Selected strategies that cannot use this sink, with the reason.
     pub skipped: Vec<SkippedStrategy>,
 }
@@ -286,6 +302,7 @@ pub fn build(
                 route,
                 has_receiver,
                 &config.source_fs,
+                config.sink_device.as_ref().filter(|_| sink == config.sink),
                 samples,
             )
         })
@@ -319,17 +336,21 @@ pub fn program_report(
     route: super::ledger::SinkRoute,
     has_receiver: bool,
     source_fs: &str,
+    device: Option<&crate::sink::SinkDevice>,
     samples: Vec<Sample>,
 ) -> StrategyReport {
     let sink = route.kind;
-    let ledger = super::ledger::sender_ledger(probes, &samples, source_fs, route);
+    let mut ledger = super::ledger::sender_ledger(probes, &samples, source_fs, route);
+    if device.is_some_and(|d| d.dma) {
+        ledger.push(super::ledger::nic_leg(probes, &samples));
+    }
     let unbalanced = super::ledger::unbalanced_sites(&ledger);
     StrategyReport {
         id: label.id,
         name: label.name,
         summary: label.summary,
         sink,
-        figures: figures(probes, &samples, has_receiver, sink, &unbalanced),
+        figures: figures(probes, &samples, has_receiver, sink, device, &unbalanced),
         copy_sites: sender_sites()
             .into_iter()
             .map(|h| copy_site(probes, probes.get(h), &samples))
@@ -379,6 +400,7 @@ fn figures(
     samples: &[Sample],
     has_receiver: bool,
     sink: SinkKind,
+    device: Option<&crate::sink::SinkDevice>,
     unbalanced: &[(HookId, String)],
 ) -> Figures {
     // Sender copy totals over sites of a leg that does not balance are incomplete.
@@ -458,10 +480,47 @@ fn figures(
         }),
     );
 
+    let nic = |counter_id: usize, part: &str| -> Figure {
+        let value = stat(samples, c(sender, counter_id));
+        match device.filter(|d| d.dma) {
+            Some(d) => figure(
+                "bytes",
+                observed(
+                    probes.get(HookId::NicTransmit),
+                    &format!(
+                        "payload of the sender's frames handed to {} ({}) for transmit, in \
+                         their {part}: the device reads it from memory by DMA (retransmitted \
+                         segments again)",
+                        d.name,
+                        d.driver.as_deref().unwrap_or("?")
+                    ),
+                ),
+                value,
+            ),
+            None => figure(
+                "bytes",
+                Provenance::NotObservable {
+                    reason: "no device reads this sink's frames by DMA: loopback and veth \
+                             hand socket buffers to the receiving socket by reference (use \
+                             --sink tcp:HOST:PORT through a NIC)"
+                        .into(),
+                },
+                None,
+            ),
+        }
+    };
+    let nic_transmit_linear_bytes = nic(counter::NIC_TX_LINEAR_BYTES, "linear parts");
+    let nic_transmit_frag_bytes = nic(
+        counter::NIC_TX_FRAG_BYTES,
+        "page fragments (with scatter-gather, read where they are: the page cache for \
+         sendfile and splice)",
+    );
     let device = probes.get(HookId::DeviceIo);
     let device_detail = "block I/O the sender thread submitted (submit_bio); DMA on real \
                          hardware, a host-side copy on virtio; 0 with a warm page cache";
     Figures {
+        nic_transmit_linear_bytes,
+        nic_transmit_frag_bytes,
         device_read_bytes: figure(
             "bytes",
             observed(device, device_detail),
@@ -1025,6 +1084,7 @@ pub(crate) mod tests {
             &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)],
             true,
             SinkKind::Tcp,
+            None,
             &[],
         );
         assert_eq!(f.syscalls.value.as_ref().unwrap().median, 5.0);
@@ -1080,7 +1140,7 @@ pub(crate) mod tests {
     #[test]
     fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
-        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp, &[]);
+        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp, None, &[]);
         assert!(f.page_faults_user_mode.value.is_none());
         let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
             panic!("{:?}", f.page_faults_user_mode.provenance)
@@ -1098,7 +1158,7 @@ pub(crate) mod tests {
     #[test]
     fn observed_figures_name_hook_and_method() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp, &[]);
+        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp, None, &[]);
         assert_eq!(
             f.syscalls.provenance,
             Provenance::Observed {

@@ -194,6 +194,7 @@ pub fn program(
         route,
         true,
         "the traced files'",
+        None,
         vec![sample],
     );
     retitle(&mut r, sink);
@@ -548,6 +549,7 @@ pub fn run_config_for_claims(program: &StrategyReport) -> super::model::RunConfi
         sink_description: format!("the traced program's {}", program.sink.cli_name()),
         sink_scatter_gather: None,
         receiver: None,
+        sink_device: None,
         skipped: vec![],
     }
 }

@@ -57,6 +57,8 @@ pub fn untraced(
                     page_faults_kernel_mode: not_observable("count"),
                     context_switches_voluntary: not_observable("count"),
                     context_switches_involuntary: not_observable("count"),
+                    nic_transmit_linear_bytes: not_observable("bytes"),
+                    nic_transmit_frag_bytes: not_observable("bytes"),
                     payload_bytes: figure(
                         "bytes",
                         Provenance::Input {
