@@ -273,9 +273,12 @@ impl Tracer {
 
     /// Counts the transmits of device `ifindex` (0: none) as DMA reads of the sender's frames.
     pub fn set_dma_device(&mut self, ifindex: u32) -> Result<(), RunError> {
-        let mut dev: Array<&mut MapData, u32> =
-            Array::try_from(self.ebpf.map_mut("DMA_DEV").expect("DMA_DEV is in the object"))
-                .map_err(|e| RunError::Maps(e.to_string()))?;
+        let mut dev: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("DMA_DEV")
+                .expect("DMA_DEV is in the object"),
+        )
+        .map_err(|e| RunError::Maps(e.to_string()))?;
         dev.set(0, ifindex, 0)
             .map_err(|e| RunError::Maps(format!("DMA_DEV: {e}")))
     }

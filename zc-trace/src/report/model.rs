@@ -1140,7 +1140,14 @@ pub(crate) mod tests {
     #[test]
     fn a_missing_hook_makes_its_figures_not_observable_and_says_so() {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
-        let f = figures(&r, &[sample(&[(0, 3, 0)], 4, 10)], true, SinkKind::Tcp, None, &[]);
+        let f = figures(
+            &r,
+            &[sample(&[(0, 3, 0)], 4, 10)],
+            true,
+            SinkKind::Tcp,
+            None,
+            &[],
+        );
         assert!(f.page_faults_user_mode.value.is_none());
         let Provenance::NotObservable { reason } = &f.page_faults_user_mode.provenance else {
             panic!("{:?}", f.page_faults_user_mode.provenance)
@@ -1158,7 +1165,14 @@ pub(crate) mod tests {
     #[test]
     fn observed_figures_name_hook_and_method() {
         let r = attach_report(&[]);
-        let f = figures(&r, &[sample(&[(0, 1, 0)], 0, 10)], true, SinkKind::Tcp, None, &[]);
+        let f = figures(
+            &r,
+            &[sample(&[(0, 1, 0)], 0, 10)],
+            true,
+            SinkKind::Tcp,
+            None,
+            &[],
+        );
         assert_eq!(
             f.syscalls.provenance,
             Provenance::Observed {
