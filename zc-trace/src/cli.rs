@@ -74,7 +74,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Size of the generated payload (B, K, M, G; binary units). Ignored with --file.
+    /// Size of the generated payload (B, K, M, G; binary units; decimals such as 1.5M when
+    /// they come to whole bytes). Ignored with --file.
     #[arg(long, default_value = "64M", value_parser = parse_nonzero_size)]
     pub size: u64,
     /// Bytes per transfer call (read/write/sendfile/splice length).
@@ -347,18 +348,25 @@ impl RunArgs {
 #[derive(Debug, Clone)]
 pub struct StrategyList(pub Vec<&'static dyn Strategy>);
 
+/// A size: a whole or decimal number with an optional binary unit (B, K, M, G). A decimal
+/// must come to a whole number of bytes: 1.5M is 1572864 bytes, 1.3K (1331.2 bytes) is an
+/// error that says so.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    if digits.is_empty() {
-        return Err(format!(
-            "'{text}' is not a size: expected a number with an optional unit, e.g. 4096, 64K, 16M, 1G"
-        ));
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let not_a_size = || {
+        format!(
+            "'{text}' is not a size: expected a number with an optional unit, e.g. 4096, 64K, \
+             1.5M, 1G"
+        )
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) || fraction.contains('.') {
+        return Err(not_a_size());
     }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is too large"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
@@ -370,8 +378,38 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    let too_large = || format!("'{text}' is too large");
+    let whole: u64 = whole.parse().map_err(|_| too_large())?;
+    let whole = whole.checked_mul(mult).ok_or_else(too_large)?;
+    // The fraction in exact integers: digits / 10^len of the unit. Trailing zeros say nothing;
+    // past 24 digits the fraction of a unit (at most 2^30 bytes) is no whole number of bytes.
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        return Ok(whole);
+    }
+    if fraction.len() > 24 {
+        return Err(format!(
+            "'{text}' is not a whole number of bytes: give the size in bytes"
+        ));
+    }
+    let scale = 10u128.pow(fraction.len() as u32);
+    let digits: u128 = fraction.parse().map_err(|_| not_a_size())?;
+    let fraction_bytes = digits * u128::from(mult);
+    if fraction_bytes % scale != 0 {
+        // The exact number of bytes it comes to, to say what to round to.
+        let (q, r) = (fraction_bytes / scale, fraction_bytes % scale);
+        let decimals = format!("{r:0width$}", width = fraction.len());
+        let bytes = u128::from(whole) + q;
+        return Err(format!(
+            "'{text}' is {bytes}.{} bytes, not a whole number of bytes: give e.g. {bytes} or {}",
+            decimals.trim_end_matches('0'),
+            bytes + 1
+        ));
+    }
+    u64::try_from(fraction_bytes / scale)
+        .ok()
+        .and_then(|f| whole.checked_add(f))
+        .ok_or_else(too_large)
 }
 
 fn parse_nonzero_size(text: &str) -> Result<u64, String> {
@@ -429,6 +467,43 @@ mod tests {
         assert_eq!(parse_size("16MiB"), Ok(16 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("10B"), Ok(10));
+    }
+
+    #[test]
+    fn sizes_take_decimals_that_come_to_whole_bytes() {
+        assert_eq!(parse_size("1.5M"), Ok(1_572_864));
+        assert_eq!(parse_size("1.5m"), Ok(1_572_864));
+        assert_eq!(parse_size("0.5K"), Ok(512));
+        assert_eq!(parse_size("2.25GiB"), Ok(9 << 28));
+        assert_eq!(parse_size("1.0"), Ok(1));
+        assert_eq!(parse_size("64.000K"), Ok(64 << 10));
+        assert_eq!(parse_size("0.0009765625M"), Ok(1 << 10));
+        let e = parse_size("1.3K").unwrap_err();
+        assert!(
+            e.contains("'1.3K' is 1331.2 bytes") && e.contains("not a whole number of bytes"),
+            "{e}"
+        );
+        let e = parse_size("1.5").unwrap_err();
+        assert!(e.contains("'1.5' is 1.5 bytes"), "{e}");
+        let e = parse_size("0.001K").unwrap_err();
+        assert!(e.contains("is 1.024 bytes"), "{e}");
+        assert!(parse_size("0.1234567890123456789012345678M")
+            .unwrap_err()
+            .contains("not a whole number of bytes"));
+        for bad in ["1.", ".5M", "1.2.3K", "."] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("not a size"),
+                "{bad}: {:?}",
+                parse_size(bad)
+            );
+        }
+        assert!(parse_size("99999999999.5G")
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(
+            parse_chunk("1.5M").map_err(|e| e.to_string()),
+            Ok(1_572_864)
+        );
     }
 
     #[test]

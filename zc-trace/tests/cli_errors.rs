@@ -38,6 +38,22 @@ fn zero_chunk_is_a_usage_error() {
     assert_fails(&["run", "--chunk", "0"], 2, "at least 1 byte");
 }
 
+/// 1.5M is 1572864 bytes (clap parses in order: the chunk's error shows the size passed);
+/// a decimal that is not a whole number of bytes is refused, saying what it came to.
+#[test]
+fn decimal_sizes_must_come_to_whole_bytes() {
+    assert_fails(
+        &["run", "--size", "1.5M", "--chunk", "0"],
+        2,
+        "the chunk must be at least 1 byte",
+    );
+    assert_fails(
+        &["run", "--size", "1.3K"],
+        2,
+        "'1.3K' is 1331.2 bytes, not a whole number of bytes",
+    );
+}
+
 #[test]
 fn unknown_strategy_lists_the_known_ones() {
     assert_fails(
