@@ -138,8 +138,8 @@ pub fn receive(
         let _ = (&conn).write_all(report_line(n).as_bytes());
         drop(conn);
         println!(
-            "received {n} bytes from {peer} in {secs:.3} s ({}/s)",
-            crate::report::human_bytes(n as f64 / secs.max(1e-9))
+            "received {n} bytes from {peer} in {secs:.3} s ({})",
+            crate::report::human_rate(n as f64 / secs.max(1e-9))
         );
         let _ = std::io::stdout().flush();
         served += 1;

@@ -12,7 +12,7 @@ mod untraced;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
-pub use text::human_bytes;
+pub use text::{human_bytes, human_rate};
 pub use untraced::{untraced, UntracedSample};
 
 use crate::cli::Format;
@@ -74,7 +74,7 @@ mod tests {
         }
     }
 
-    fn report(missing: &[HookId]) -> Report {
+    pub(crate) fn report(missing: &[HookId]) -> Report {
         let config = run_config();
         let host = host();
         let runs = vec![(

@@ -17,7 +17,7 @@ use super::ledger::SinkRoute;
 use super::model::{program_report, Label, Provenance, StrategyReport, Tool};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
-use super::text::human_bytes;
+use super::text::{human_bytes, human_rate};
 
 /// What was traced.
 #[derive(Debug, Clone, Serialize)]
@@ -407,8 +407,7 @@ pub fn interval(probes: &AttachReport, delta: &Collected, at_s: f64, secs: f64) 
 
 /// The interval line as printed while tracing.
 pub fn interval_line(i: &Interval) -> String {
-    let rate =
-        |v: Option<f64>| v.map_or("not observable".into(), |b| format!("{}/s", human_bytes(b)));
+    let rate = |v: Option<f64>| v.map_or("not observable".into(), human_rate);
     format!(
         "{:>8.1} s  copied {:>14}  by reference {:>14}  transitions {:>9}/s",
         i.at_s,
@@ -577,7 +576,7 @@ fn value(f: &super::model::Figure) -> String {
     match &f.value {
         None => "not observable".into(),
         Some(v) if f.unit == "bytes" => human_bytes(v.median),
-        Some(v) if f.unit == "bytes/s" => format!("{}/s", human_bytes(v.median)),
+        Some(v) if f.unit == "bytes/s" => human_rate(v.median),
         Some(v) if f.unit == "ns" => format!("{:.3} s", v.median / 1e9),
         Some(v) => super::stat::number(v.median).to_string(),
     }
