@@ -81,7 +81,8 @@ pub struct RunArgs {
     /// Bytes per transfer call (read/write/sendfile/splice length).
     #[arg(long, default_value = "128K", value_parser = parse_chunk)]
     pub chunk: u64,
-    /// Comma-separated strategies to run, or "all".
+    /// Comma-separated strategies to run; "all", alone or in the list, is every strategy in
+    /// the standard order. One named twice runs once (with a warning).
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
     pub strategies: StrategyList,
     /// Runs per strategy; the report shows the median and the spread (min..max).
@@ -344,9 +345,26 @@ impl RunArgs {
     }
 }
 
-/// The strategies selected with --strategies, in the order given.
+/// The strategies selected with --strategies, in the order given (every one in the standard
+/// order where the list names `all`); then the ids the list named more than once, each run
+/// once (see `duplicates_warning`).
 #[derive(Debug, Clone)]
-pub struct StrategyList(pub Vec<&'static dyn Strategy>);
+pub struct StrategyList(pub Vec<&'static dyn Strategy>, pub Vec<&'static str>);
+
+impl StrategyList {
+    /// The warning line for ids named more than once, if any: they are merged (run once), and
+    /// the user is told, since a list naming one twice probably meant something else.
+    pub fn duplicates_warning(&self, option: &str) -> Option<String> {
+        if self.1.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{option} names {} more than once: each strategy runs once (--iterations N runs \
+             each N times)",
+            self.1.join(", ")
+        ))
+    }
+}
 
 /// A size: a whole or decimal number with an optional binary unit (B, K, M, G). A decimal
 /// must come to a whole number of bytes: 1.5M is 1572864 bytes, 1.3K (1331.2 bytes) is an
@@ -431,12 +449,17 @@ fn parse_chunk(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A comma-separated list of ids or names; `all`, anywhere in it, is every strategy in the
+/// standard order (the other names are still checked, and add nothing).
 fn parse_strategies(text: &str) -> Result<StrategyList, String> {
-    if text.trim() == "all" {
-        return Ok(StrategyList(strategies::ALL.to_vec()));
-    }
-    let mut list = Vec::new();
+    let mut list: Vec<&'static dyn Strategy> = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut all = false;
     for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if name.eq_ignore_ascii_case("all") {
+            all = true;
+            continue;
+        }
         let s = strategies::by_name(name).ok_or_else(|| {
             let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
             format!(
@@ -444,14 +467,19 @@ fn parse_strategies(text: &str) -> Result<StrategyList, String> {
                 known.join(", ")
             )
         })?;
-        if !list.iter().any(|x: &&dyn Strategy| x.id() == s.id()) {
+        if !list.iter().any(|x| x.id() == s.id()) {
             list.push(s);
+        } else if !duplicates.contains(&s.id()) {
+            duplicates.push(s.id());
         }
+    }
+    if all {
+        list = strategies::ALL.to_vec();
     }
     if list.is_empty() {
         return Err("no strategy given".into());
     }
-    Ok(StrategyList(list))
+    Ok(StrategyList(list, duplicates))
 }
 
 #[cfg(test)]
@@ -537,6 +565,33 @@ mod tests {
             "{e}"
         );
         assert!(parse_strategies(",").is_err());
+    }
+
+    /// `all` is accepted anywhere in the list, as every strategy in the standard order; an id
+    /// named twice runs once, and the user is told so.
+    #[test]
+    fn all_anywhere_and_duplicates_are_reported() {
+        let standard: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
+        for text in ["all", "all,sendfile", "splice,all", "sendfile, ALL ,splice"] {
+            let l = parse_strategies(text).unwrap();
+            let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+            assert_eq!(ids, standard, "{text}");
+            assert_eq!(l.duplicates_warning("--strategies"), None, "{text}");
+        }
+        assert!(parse_strategies("all,teleport")
+            .unwrap_err()
+            .contains("unknown strategy 'teleport'"));
+        let l = parse_strategies("sendfile,splice,sendfile,splice,sendfile").unwrap();
+        let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["sendfile", "splice"]);
+        let w = l.duplicates_warning("--strategies").unwrap();
+        assert!(
+            w.starts_with("--strategies names sendfile, splice more than once"),
+            "{w}"
+        );
+        assert!(!w.contains('\n'), "{w}");
+        let cli = Cli::try_parse_from(["zc-trace", "run", "--strategies", "all,sendfile"]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 
     #[test]

@@ -96,6 +96,14 @@ fn init_logging(verbose: u8) {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    let listed = match &cli.command {
+        Command::Run(args) => Some((&args.strategies, "--strategies")),
+        Command::Trace(args) => args.strategy.as_ref().map(|s| (s, "--strategy")),
+        _ => None,
+    };
+    if let Some(warning) = listed.and_then(|(list, option)| list.duplicates_warning(option)) {
+        eprintln!("zc-trace: warning: {warning}");
+    }
     match cli.command {
         // The bench's baseline: the same transfers without probes (see `untraced`).
         Command::Run(args) if args.untraced => untraced::main(args),

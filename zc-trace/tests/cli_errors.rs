@@ -68,6 +68,28 @@ fn unknown_strategy_lists_the_known_ones() {
     );
 }
 
+/// `all` is valid anywhere in the list; an id named twice runs once, with one warning line.
+/// (--no-sg on the loopback sink stops the run before it needs root.)
+#[test]
+fn all_anywhere_in_the_list_and_duplicates_merged_with_a_warning() {
+    let no_sg = "--no-sg needs --sink veth";
+    assert_fails(
+        &["run", "--strategies", "all,sendfile", "--no-sg"],
+        2,
+        no_sg,
+    );
+    let out = zc_trace(&["run", "--strategies", "sendfile,splice,sendfile", "--no-sg"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("zc-trace: warning: --strategies names sendfile more than once"),
+        "{stderr}"
+    );
+    assert!(lines[1].contains(no_sg), "{stderr}");
+}
+
 #[test]
 fn missing_file_is_a_usage_error() {
     assert_fails(
