@@ -437,8 +437,10 @@ fn transitions_story(s: &crate::report::StrategyReport, chunks: f64, chunk_bytes
             });
             // More calls than chunks: each call moved less than a chunk. Only for calls whose
             // return value is the bytes they moved.
-            let average = f.returned.median / moving.max(1.0);
-            if per >= 2.0 && name != "splice" && average < chunk_bytes {
+            let average = f.returned.as_ref().map(|r| r.median / moving.max(1.0));
+            if let Some(average) =
+                average.filter(|a| per >= 2.0 && name != "splice" && *a < chunk_bytes)
+            {
                 short.push(format!(
                     "{name} moved {} per call on average, less than the {} chunk: the sink \
                      took no more per call{}",

@@ -227,9 +227,36 @@ mod tests {
         }
         assert!(s["ledger"].is_array(), "every strategy has its ledger");
         let read = &s["syscalls_by_name"]["read"];
-        for k in ["count", "returned", "errors"] {
+        for k in ["count", "returned", "errors", "zero_returns"] {
             assert!(read[k]["median"].is_number(), "syscalls_by_name.read.{k}");
         }
+        // `returned` is null for a call whose return is no byte count (mmap: an address).
+        for (name, f) in s["syscalls_by_name"].as_object().unwrap() {
+            assert!(
+                f["returned"].is_null() || f["returned"]["median"].is_number(),
+                "syscalls_by_name.{name}.returned"
+            );
+        }
+        let mut with_mmap = report(&[]);
+        let mmap = with_mmap.strategies[0]
+            .syscalls_by_name
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        with_mmap.strategies[0].syscalls_by_name.insert(
+            "mmap".into(),
+            super::model::SyscallFigures {
+                returned: None,
+                ..mmap
+            },
+        );
+        let v: Value = serde_json::from_str(&render(&with_mmap, Format::Json)).unwrap();
+        let mmap = &v["strategies"][0]["syscalls_by_name"]["mmap"];
+        assert!(
+            mmap["returned"].is_null() && mmap["count"]["median"].is_number(),
+            "{mmap}"
+        );
     }
 
     #[test]

@@ -205,8 +205,10 @@ pub struct ClassBytes {
 #[derive(Debug, Clone, Serialize)]
 pub struct SyscallFigures {
     pub count: Stat,
-    /// Sum of non-negative return values (bytes, for read/write-like calls).
-    pub returned: Stat,
+    /// Sum of the bytes the calls returned (their non-negative return values); null for a
+    /// call whose return is no byte count (mmap's is an address, openat's a descriptor: see
+    /// `syscall_names::returns_bytes`).
+    pub returned: Option<Stat>,
     pub errors: Stat,
     /// Calls that returned 0: for read-like calls, end of file (they moved nothing).
     pub zero_returns: Stat,
@@ -991,11 +993,13 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
             )
             .expect("at least one sample")
         };
+        let name = syscall_names::name(nr);
+        let returns_bytes = syscall_names::returns_bytes(&name);
         out.insert(
-            syscall_names::name(nr),
+            name,
             SyscallFigures {
                 count: of(|s| s.enters),
-                returned: of(|s| s.ret_positive_sum),
+                returned: returns_bytes.then(|| of(|s| s.ret_positive_sum)),
                 errors: of(|s| s.errors),
                 zero_returns: of(|s| s.zero_returns),
             },
@@ -1191,6 +1195,26 @@ pub(crate) mod tests {
         #[cfg(target_arch = "x86_64")]
         assert_eq!(names, ["read", "write"]);
         assert_eq!(m.values().map(|v| v.count.median).sum::<f64>(), 5.0);
-        assert_eq!(m.values().map(|v| v.returned.median).sum::<f64>(), 500.0);
+        assert_eq!(
+            m.values()
+                .map(|v| v.returned.as_ref().unwrap().median)
+                .sum::<f64>(),
+            500.0
+        );
+    }
+
+    /// mmap returns an address: it was summed into `returned` as if it were bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn returned_counts_only_calls_that_return_bytes() {
+        let (mmap, read) = (nix::libc::SYS_mmap as usize, nix::libc::SYS_read as usize);
+        let m = by_name(&[sample(
+            &[(mmap, 1, 0x7f12_3456_7000), (read, 2, 4096)],
+            0,
+            10,
+        )]);
+        assert!(m["mmap"].returned.is_none(), "{:?}", m["mmap"]);
+        assert_eq!(m["mmap"].count.median, 1.0);
+        assert_eq!(m["read"].returned.as_ref().unwrap().median, 4096.0);
     }
 }
