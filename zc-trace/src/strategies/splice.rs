@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
 
@@ -38,13 +39,26 @@ impl Strategy for SpliceStrategy {
 pub(super) fn new_pipe(chunk: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let capacity = size_pipe(&w, chunk)?;
-    if capacity < chunk {
-        log::warn!(
-            "the pipe holds at most {capacity} bytes (fs.pipe-max-size), less than the {chunk} \
-             byte chunk: expect more pipe calls per chunk"
-        );
+    if let Some(warning) = short_pipe_warning(&SHORT_PIPE_WARNED, capacity, chunk) {
+        log::warn!("{warning}");
     }
     Ok((r, w))
+}
+
+/// Set once a short pipe has been reported. Every pipe of a run is capped alike (one chunk,
+/// one fs.pipe-max-size), and splice, vmsplice and tee (two pipes) each made one: the same
+/// warning was printed four times per run, and once more per iteration.
+static SHORT_PIPE_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// The warning for a pipe that holds less than a chunk, the first time only (`warned`).
+fn short_pipe_warning(warned: &AtomicBool, capacity: usize, chunk: usize) -> Option<String> {
+    if capacity >= chunk || warned.swap(true, Ordering::Relaxed) {
+        return None;
+    }
+    Some(format!(
+        "the pipe holds at most {capacity} bytes (fs.pipe-max-size), less than the {chunk} byte \
+         chunk: expect more pipe calls per chunk"
+    ))
 }
 
 /// splice() `n` bytes out of a pipe into `to` (a sink, or /dev/null), however many calls it takes.
@@ -111,5 +125,25 @@ impl Transfer for Splice<'_> {
             drain_pipe(&self.pipe_r, self.sink, in_pipe)?;
         }
         Ok(offset as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// splice, vmsplice and tee's two pipes, each capped below the chunk: one warning.
+    #[test]
+    fn a_short_pipe_is_reported_once_per_run() {
+        let warned = AtomicBool::new(false);
+        assert_eq!(short_pipe_warning(&warned, 1 << 20, 128 << 10), None);
+        let warnings: Vec<String> = (0..4)
+            .filter_map(|_| short_pipe_warning(&warned, 65536, 128 << 10))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("the pipe holds at most 65536 bytes"),
+            "{warnings:?}"
+        );
     }
 }
