@@ -476,6 +476,10 @@ pub struct Config {
     /// sk_buff.dev and net_device.ifindex (BTF): frames handed to the DMA device (DMA_DEV).
     pub skb_dev_off: u32,
     pub netdev_ifindex_off: u32,
+    /// sk_buff.head and sk_buff.transport_header (BTF): the TCP header of a frame at the
+    /// tp_btf net_dev_start_xmit, which has no tracefs fields.
+    pub skb_head_off: u32,
+    pub skb_transport_header_off: u32,
     pub _pad1: u32,
     /// Filesystems whose regular files do not go through the page cache sites (procfs,
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
@@ -567,6 +571,8 @@ impl Config {
             sock_type_off: UNKNOWN,
             skb_dev_off: UNKNOWN,
             netdev_ifindex_off: UNKNOWN,
+            skb_head_off: UNKNOWN,
+            skb_transport_header_off: UNKNOWN,
             _pad1: 0,
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
         }
@@ -586,10 +592,10 @@ mod pod {
     unsafe impl aya::Pod for super::FdStat {}
 }
 
-// Config has no implicit padding: its size is the sum of its fields, 76 u32 (two of them the
+// Config has no implicit padding: its size is the sum of its fields, 78 u32 (two of them the
 // explicit padding) and 3 u64. A field added without minding alignment fails the build.
 const _: () = assert!(
-    core::mem::size_of::<Config>() == (76 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
+    core::mem::size_of::<Config>() == (78 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
         && PSEUDO_FS_SLOTS & 1 == 0
 );
 const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);

@@ -582,6 +582,61 @@ fn linear_payload(ctx: &TracePointContext, cfg: &Config, skb: *const u8) -> i64 
 // place; with scatter-gather and sendfile/splice, page-cache pages). Loopback and veth hand
 // the buffers on by reference instead: DMA_DEV is 0 for them.
 
+/// tp_btf: a raw tracepoint's program runs even when the transmit interrupts (in softirq)
+/// another eBPF program on the same CPU, where a classic tracepoint's is skipped (the
+/// kernel's per-CPU bpf_prog_active): under load that lost whole TSO frames.
+#[btf_tracepoint(function = "net_dev_start_xmit")]
+pub fn zc_nic_tx_btf(ctx: BtfTracePointContext) -> u32 {
+    // TP_PROTO(const struct sk_buff *skb, const struct net_device *dev)
+    let skb: *const u8 = unsafe { ctx.arg(0) };
+    let dev: *const u8 = unsafe { ctx.arg(1) };
+    let _ = on_nic_tx_btf(skb, dev);
+    0
+}
+
+#[inline(always)]
+fn on_nic_tx_btf(skb: *const u8, dev: *const u8) -> Option<()> {
+    let cfg = state::config();
+    let wanted = *crate::state::DMA_DEV.get(0)?;
+    if wanted == 0
+        || cfg.netdev_ifindex_off == UNKNOWN
+        || cfg.skb_len_off == UNKNOWN
+        || cfg.skb_data_len_off == UNKNOWN
+        || cfg.skb_head_off == UNKNOWN
+        || cfg.skb_transport_header_off == UNKNOWN
+        || cfg.skb_data_off == UNKNOWN
+    {
+        return None;
+    }
+    let read_u32 = |base: *const u8, off: u32| -> Option<u32> {
+        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const u32) }.ok()
+    };
+    if read_u32(dev, cfg.netdev_ifindex_off)? != wanted {
+        return None;
+    }
+    let role = skb_role(cfg, skb)?;
+    let len = read_u32(skb, cfg.skb_len_off)?;
+    let frags = read_u32(skb, cfg.skb_data_len_off)?;
+    let read_ptr = |off: u32| -> Option<*const u8> {
+        unsafe { bpf_probe_read_kernel(skb.add(off as usize) as *const *const u8) }.ok()
+    };
+    let head = read_ptr(cfg.skb_head_off)?;
+    let data = read_ptr(cfg.skb_data_off)?;
+    let th: u16 = unsafe {
+        bpf_probe_read_kernel(skb.add(cfg.skb_transport_header_off as usize) as *const u16)
+    }
+    .ok()?;
+    // (u16)~0: no transport header set.
+    if th == u16::MAX {
+        return None;
+    }
+    let tcp = unsafe { head.add(th as usize) };
+    let doff: u8 = unsafe { bpf_probe_read_kernel(tcp.add(12)) }.ok()?;
+    let headers = (tcp as i64 - data as i64) + ((doff >> 4) as i64) * 4;
+    count_nic_tx(role, (len as i64 - frags as i64) - headers, frags)
+}
+
+/// The classic tracepoint, where tp_btf cannot attach.
 #[tracepoint]
 pub fn zc_nic_tx(ctx: TracePointContext) -> u32 {
     let _ = on_nic_tx(&ctx);
@@ -611,8 +666,12 @@ fn on_nic_tx(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let role = skb_role(cfg, skb)?;
-    let linear = linear_payload(ctx, cfg, skb);
     let frags: u32 = unsafe { ctx.read_at(cfg.xmit_data_len_off as usize) }.ok()?;
+    count_nic_tx(role, linear_payload(ctx, cfg, skb), frags)
+}
+
+#[inline(always)]
+fn count_nic_tx(role: u32, linear: i64, frags: u32) -> Option<()> {
     let stats = state::stats(role)?;
     if linear > 0 {
         stats.counters[counter::NIC_TX_LINEAR_BYTES] += linear as u64;

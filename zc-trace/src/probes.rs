@@ -108,6 +108,9 @@ pub enum Need {
     NetifSg,
     /// sk_buff.dev and net_device.ifindex: which device a frame is handed to.
     SkbDev,
+    /// sk_buff.head, .transport_header and .data_len, and net_device.ifindex: a frame's TCP
+    /// header and fragments from the skb itself.
+    SkbHeaders,
 }
 
 impl Proto {
@@ -920,10 +923,28 @@ pub const PLAN: &[Hook] = &[
         feeds: "NIC transmit (DMA) bytes, linear part and page fragments",
         required: false,
         copy: None,
-        candidates: &[Candidate {
-            needs: &[Need::SkbSk, Need::SkbData, Need::SkbDev],
-            ..tp("zc_nic_tx", "net:net_dev_start_xmit")
-        }],
+        candidates: &[
+            // A raw tracepoint runs even inside a softirq that interrupted another eBPF
+            // program on the CPU; a classic tracepoint's program is skipped then.
+            Candidate {
+                method: Method::TpBtf,
+                program: "zc_nic_tx_btf",
+                target: "net_dev_start_xmit",
+                also: None,
+                proto: None,
+                detail: None,
+                needs: &[Need::SkbSk, Need::SkbData, Need::SkbLen, Need::SkbHeaders],
+            },
+            Candidate {
+                detail: Some(
+                    "classic tracepoint: its program is skipped when the transmit interrupts \
+                     another eBPF program on the same CPU, so frames can be missed (the \
+                     nic_transmit ledger leg says so)",
+                ),
+                needs: &[Need::SkbSk, Need::SkbData, Need::SkbDev],
+                ..tp("zc_nic_tx", "net:net_dev_start_xmit")
+            },
+        ],
     },
     // `zc-trace trace` only (the programs return at once in `run`).
     Hook {
@@ -1101,15 +1122,24 @@ pub fn prototype_mismatch(f: &str, real: &crate::btf::FuncProto) -> Option<Strin
         .find_map(|half| half.proto?.check(real, half.method).err())
 }
 
+/// Loads the programs and attaches the whole plan as `run` does, and returns what attached
+/// (the programs are detached on return). The caller runs cleanup (a tracefs it mounted).
+pub fn attach_plan(
+    host: &crate::capabilities::HostFacts,
+    tracefs: &std::path::Path,
+) -> Result<AttachReport, crate::error::EnvError> {
+    let runtime = crate::tracer::runtime()?;
+    // aya-log's reader registers with the runtime when the object is loaded.
+    let _context = runtime.enter();
+    crate::tracer::Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
+}
+
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.
 pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     crate::capabilities::check_privileges()?;
     let host = crate::capabilities::HostFacts::detect();
     let tracefs = crate::tracefs::ensure_mounted()?;
-    let runtime = crate::tracer::runtime()?;
-    // aya-log's reader registers with the runtime when the object is loaded.
-    let _context = runtime.enter();
-    let result = crate::tracer::Tracer::load(&host, &tracefs).map(|t| t.attach_report().clone());
+    let result = attach_plan(&host, &tracefs);
     crate::cleanup::run_all();
     let report = result?;
     let functions = function_presence();

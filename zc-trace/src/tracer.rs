@@ -449,6 +449,11 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     config.skb_data_off = off("sk_buff", "data");
     config.skb_dev_off = off("sk_buff", "dev");
     config.netdev_ifindex_off = off("net_device", "ifindex");
+    config.skb_head_off = off("sk_buff", "head");
+    config.skb_transport_header_off = btf
+        .field("sk_buff", "transport_header")
+        .filter(|f| f.size == 2)
+        .map_or(UNKNOWN, |f| f.offset);
     config.skb_len_off = off("sk_buff", "len");
     config.skb_data_len_off = off("sk_buff", "data_len");
     config.file_private_data_off = off("file", "private_data");
@@ -519,6 +524,12 @@ fn resolved(need: Need, config: &Config) -> bool {
         Need::SkbLen => config.skb_len_off != UNKNOWN,
         Need::NetifSg => config.netif_f_sg != 0,
         Need::SkbDev => config.skb_dev_off != UNKNOWN && config.netdev_ifindex_off != UNKNOWN,
+        Need::SkbHeaders => {
+            config.skb_head_off != UNKNOWN
+                && config.skb_transport_header_off != UNKNOWN
+                && config.skb_data_len_off != UNKNOWN
+                && config.netdev_ifindex_off != UNKNOWN
+        }
     }
 }
 
@@ -532,6 +543,9 @@ fn need_label(need: Need) -> &'static str {
         Need::SkbLen => "sk_buff.len",
         Need::NetifSg => "NETIF_F_SG_BIT",
         Need::SkbDev => "sk_buff.dev or net_device.ifindex",
+        Need::SkbHeaders => {
+            "sk_buff.head, sk_buff.transport_header, sk_buff.data_len or net_device.ifindex"
+        }
     }
 }
 
@@ -740,7 +754,7 @@ fn attach(
         }
         Method::Kprobe | Method::Kretprobe => {
             // Without the kprobe PMU aya's error names a sysfs path; say what it means.
-            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            if !crate::capabilities::kprobes_available() {
                 return Err(AttachError::new(
                     AttachFailure::MethodUnavailable,
                     "kprobes are not in this kernel (no kprobe PMU in \

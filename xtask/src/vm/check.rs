@@ -30,6 +30,19 @@ fn test_command(kernel: &str, nic_pair: bool) -> String {
     )
 }
 
+/// The second test binary, zc-trace/tests/trace_programs.rs (nginx and strace, unpacked by
+/// `trace_tools` and carried into the guest), run on the boots that get the NIC pair.
+const PROGRAMS_NAME: &str = "trace-programs";
+/// Where the guest finds the unpacked tools.
+const TOOLS_IN_GUEST: &str = "opt/trace-tools";
+
+fn programs_command() -> String {
+    format!(
+        "CI=true ZC_TRACE_BIN=/bin/zc-trace ZC_TRACE_TOOLS=/{TOOLS_IN_GUEST} RUST_BACKTRACE=0 \
+         /bin/{PROGRAMS_NAME} --test-threads=1"
+    )
+}
+
 /// Names the NIC pair for the tests; its test must have run (and passed) where it is set.
 const NICS_VAR: &str = "ZC_TRACE_NICS";
 const NIC_TEST: &str = "a_nic_pair_reads_every_byte_by_dma_with_and_without_sg";
@@ -97,6 +110,21 @@ fn check_vm(vm: &VmRun, options: &VmOptions) -> Vec<String> {
             "the NIC pair test ({NIC_TEST}) did not pass in the guest that has the pair"
         ));
     }
+    if let Some(programs) = vm.outputs.get(2) {
+        print!("  `{}`:\n{}", programs.command, indented(&programs.stdout));
+        if !programs.stderr.trim().is_empty() {
+            print!("  its stderr:\n{}", indented(&programs.stderr));
+        }
+        if programs.rc != 0
+            || !programs.stdout.contains("test result: ok.")
+            || programs.stdout.contains("ok. 0 passed")
+        {
+            failures.push(format!(
+                "the trace-programs tests (nginx, strace) failed in the guest (exit status {})",
+                programs.rc
+            ));
+        }
+    }
     let probes = &vm.outputs[1];
     print!("  `{}`:\n{}", probes.command, indented(&probes.stdout));
     if probes.rc != 0 {
@@ -131,6 +159,11 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
     options
         .binaries
         .push((initramfs::static_c_program("xfer")?, XFER_NAME));
+    options.binaries.push((
+        initramfs::guest_test_binary("trace_programs")?,
+        PROGRAMS_NAME,
+    ));
+    let tools = crate::trace_tools::ensure()?;
     let mut all_failures = Vec::new();
     let mut summary = Vec::new();
     for (k, fs) in kernels
@@ -145,12 +178,21 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
         );
         let started = std::time::Instant::now();
         let command = test_command(&k.name, fs.nic_pair());
-        let options = VmOptions {
+        let mut options = VmOptions {
             var_tmp: fs,
             ..options.clone()
         };
+        let programs = programs_command();
+        let mut commands = vec![command.as_str(), PROBES_COMMAND];
+        // One file system per kernel is enough for nginx and strace (they take 36 MB).
+        if fs.nic_pair() {
+            options.trees.push((tools.clone(), TOOLS_IN_GUEST));
+            commands.push(&programs);
+            // The NIC pair's runs and nginx under TCG: room for them.
+            options.timeout += std::time::Duration::from_secs(300);
+        }
         let secs = |s: Option<f64>| s.map_or("?".into(), |s| format!("{s:.1}"));
-        let (failures, mut row) = match boot(k, &[&command, PROBES_COMMAND], &options) {
+        let (failures, mut row) = match boot(k, &commands, &options) {
             Ok(vm) => {
                 println!(
                     "  {} (uname -r {}), /var/tmp on {}",

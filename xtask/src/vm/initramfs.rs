@@ -45,27 +45,32 @@ pub fn zc_trace_binary() -> Result<PathBuf> {
         .clone()
 }
 
-/// Builds the integration test `test` of zc-trace as a static executable (once per process)
-/// and returns its path, for running inside the guests.
+/// Builds the integration test `test` of zc-trace as a static executable (once per process and
+/// test) and returns its path, for running inside the guests.
 pub fn guest_test_binary(test: &'static str) -> Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let json = cargo_static(&[
-                "test",
-                "--no-run",
-                "-p",
-                "zc-trace",
-                "--test",
-                test,
-                "--message-format=json",
-            ])?;
-            let bin = test_executable(&json, test)
-                .ok_or_else(|| format!("cargo test --no-run named no executable for {test}"))?;
-            check_static(&bin)?;
-            Ok(bin)
-        })
-        .clone()
+    static BUILT: std::sync::Mutex<Vec<(&'static str, Result<PathBuf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = built.iter().find(|(t, _)| *t == test) {
+        return r.clone();
+    }
+    let result = (|| {
+        let json = cargo_static(&[
+            "test",
+            "--no-run",
+            "-p",
+            "zc-trace",
+            "--test",
+            test,
+            "--message-format=json",
+        ])?;
+        let bin = test_executable(&json, test)
+            .ok_or_else(|| format!("cargo test --no-run named no executable for {test}"))?;
+        check_static(&bin)?;
+        Ok(bin)
+    })();
+    built.push((test, result.clone()));
+    result
 }
 
 /// zc-trace/tests/programs/`name`.c, compiled static (with the C compiler Rust links with)
@@ -151,6 +156,7 @@ pub fn build(
     tools: &Tools,
     tag: &str,
     binaries: &[(&Path, &str)],
+    trees: &[(PathBuf, &str)],
     commands: &[&str],
     modules: &[Module],
     var_tmp: VarTmp,
@@ -170,6 +176,13 @@ pub fn build(
     copy_executable(&busybox, &staging.join("bin/busybox"))?;
     for (from, name) in binaries {
         copy_executable(from, &staging.join("bin").join(name))?;
+    }
+    for (from, to) in trees {
+        let dest = staging.join(to);
+        if let Some(parent) = dest.parent() {
+            mkdir(parent)?;
+        }
+        run(command("cp").arg("-a").arg(from).arg(&dest))?;
     }
     // Every applet as a symlink to /bin/busybox, where busybox would install it.
     let applets = output(std::process::Command::new(&busybox).arg("--list-full"))?;

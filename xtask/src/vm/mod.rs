@@ -114,6 +114,8 @@ pub struct VmOptions {
     pub binary: Option<PathBuf>,
     /// More static executables for the guest's /bin: (path on the host, name).
     pub binaries: Vec<(PathBuf, &'static str)>,
+    /// Folders copied whole into the guest: (path on the host, path in the guest, relative).
+    pub trees: Vec<(PathBuf, &'static str)>,
 }
 
 impl Default for VmOptions {
@@ -124,6 +126,7 @@ impl Default for VmOptions {
             var_tmp: VarTmp::Ext4,
             binary: None,
             binaries: Vec::new(),
+            trees: Vec::new(),
         }
     }
 }
@@ -158,6 +161,7 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
         &tools,
         &kernel.name,
         &binaries,
+        &options.trees,
         commands,
         &modules,
         options.var_tmp,
@@ -432,6 +436,7 @@ pub fn run(args: VmTestArgs) -> Result {
         var_tmp: args.var_tmp.unwrap_or(VarTmp::Ext4),
         binary: args.binary,
         binaries: Vec::new(),
+        trees: Vec::new(),
     };
     if args.exec.is_empty() {
         let filesystems = match args.var_tmp {
