@@ -18,9 +18,11 @@ Examples:
   zc-trace run --claims my-course.toml --no-fail # check your own textbook's numbers
   zc-trace run --sink veth --no-sg --strategies sendfile   # sendfile without SG-DMA
   zc-trace probes                                # which hooks attach on this kernel, and how
+  zc-trace doctor                                # what this host lets zc-trace observe, and fixes
   zc-trace strategies                            # the transfer strategies zc-trace knows
 
-zc-trace must run as root (or with CAP_BPF and CAP_PERFMON) to load its eBPF programs.
+zc-trace must run as root to load its eBPF programs (CAP_BPF and CAP_PERFMON do only where
+tracefs is readable: add CAP_DAC_READ_SEARCH where it is root-only; see `zc-trace doctor`).
 Exit status: 0 success (every claim HOLDS or is NOT OBSERVABLE HERE), 1 a claim DIFFERS
 (unless --no-fail), 2 bad input, 3 environment (privileges, tracefs, eBPF load), 4 a
 measurement failed, 130 interrupted.";
@@ -53,6 +55,9 @@ pub enum Command {
     Receive(ReceiveArgs),
     /// List the kernel hooks zc-trace uses and the attach method chosen on this kernel.
     Probes(ProbesArgs),
+    /// What this host lets zc-trace observe and what not, with the fix for each (exit 0 when
+    /// zc-trace can run here, 3 when it cannot).
+    Doctor(DoctorArgs),
     /// List the transfer strategies.
     Strategies,
     /// Remove what a zc-trace killed with SIGKILL left behind (network namespaces, temporary
@@ -261,6 +266,13 @@ pub struct CleanupArgs {
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
     /// Print the probe report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
 }

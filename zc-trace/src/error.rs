@@ -8,7 +8,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum EnvError {
     #[error(
-        "missing {missing}: zc-trace loads eBPF programs and needs root, or CAP_BPF and CAP_PERFMON; \
+        "missing {missing}: zc-trace loads eBPF programs and needs root, or CAP_BPF and CAP_PERFMON \
+         (with CAP_DAC_READ_SEARCH where tracefs is root-only: `zc-trace doctor` tells); \
          run it as root, e.g. `sudo zc-trace run`"
     )]
     Privileges { missing: String },
@@ -17,6 +18,12 @@ pub enum EnvError {
          mount it with `mount -t tracefs tracefs /sys/kernel/tracing` and run zc-trace again"
     )]
     Tracefs { reason: String },
+    #[error(
+        "tracefs is mounted at {path} with mode {mode}, and this process cannot read it \
+         (zc-trace reads tracepoint formats and ids there); run zc-trace as root, or give it \
+         CAP_DAC_READ_SEARCH as well"
+    )]
+    TracefsUnreadable { path: PathBuf, mode: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,

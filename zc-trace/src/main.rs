@@ -6,6 +6,7 @@ mod capabilities;
 mod claims;
 mod cleanup;
 mod cli;
+mod doctor;
 mod error;
 mod filesystems;
 mod leftovers;
@@ -111,6 +112,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Trace(args) => trace::main(args),
         Command::Receive(args) => receiver::receive(&args),
         Command::Probes(args) => probes::main(args),
+        Command::Doctor(args) => doctor::main(args),
         Command::Strategies => {
             for s in strategies::ALL {
                 println!("{:<12} {}", s.id(), s.summary());

@@ -14,6 +14,17 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
     if let Some(p) = find() {
         return Ok(p);
     }
+    // Mounted where zc-trace looks, but not readable by this process (mode 0700, root only):
+    // mounting it again would not help.
+    if let Some(m) = mounts()
+        .into_iter()
+        .find(|m| !m.readable && m.where_zc_trace_looks())
+    {
+        return Err(EnvError::TracefsUnreadable {
+            mode: m.mode_label(),
+            path: m.path,
+        });
+    }
     let target = Path::new(CANDIDATES[0]);
     // The source names this process: a mount left by a zc-trace killed with SIGKILL is then
     // provably its own (`zc-trace cleanup`).
@@ -32,6 +43,53 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
     find().ok_or_else(|| EnvError::Tracefs {
         reason: "mounted, but no events directory appeared".into(),
     })
+}
+
+/// A tracefs mount, whether or not this process may read it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Mount {
+    pub path: PathBuf,
+    /// Permission bits of its root directory, if it can be examined.
+    pub mode: Option<u32>,
+    /// Its root directory's owner.
+    pub uid: Option<u32>,
+    /// This process can read its events (formats and ids).
+    pub readable: bool,
+}
+
+impl Mount {
+    /// "0700", or "unknown".
+    pub fn mode_label(&self) -> String {
+        self.mode
+            .map_or_else(|| "unknown".into(), |m| format!("{m:04o}"))
+    }
+
+    /// It is mounted at one of the paths zc-trace uses.
+    pub fn where_zc_trace_looks(&self) -> bool {
+        CANDIDATES.iter().any(|c| self.path == Path::new(c))
+    }
+
+    /// Only its owner may enter it (tracefs's default mode 0700, owner root).
+    pub fn owner_only(&self) -> bool {
+        self.mode.is_some_and(|m| m & 0o077 == 0)
+    }
+}
+
+/// Every tracefs mount (from /proc/self/mountinfo, which anyone may read).
+pub fn mounts() -> Vec<Mount> {
+    use std::os::unix::fs::MetadataExt;
+    crate::capabilities::mount_points("tracefs")
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            Mount {
+                mode: meta.as_ref().map(|m| m.mode() & 0o7777),
+                uid: meta.as_ref().map(|m| m.uid()),
+                readable: std::fs::read_dir(path.join("events")).is_ok(),
+                path,
+            }
+        })
+        .collect()
 }
 
 pub fn find() -> Option<PathBuf> {

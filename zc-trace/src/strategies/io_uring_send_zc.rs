@@ -97,16 +97,14 @@ fn new_ring() -> io::Result<IoUring> {
 
 /// What the kernel.io_uring_disabled sysctl says, for error messages.
 fn io_uring_disabled() -> String {
-    match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
-        Ok(v) => match v.trim() {
-            "0" => "kernel.io_uring_disabled = 0: io_uring is allowed".into(),
-            "1" => "kernel.io_uring_disabled = 1: only for CAP_SYS_ADMIN and \
-                    kernel.io_uring_group"
-                .into(),
-            "2" => "kernel.io_uring_disabled = 2: io_uring is off for everyone".into(),
-            other => format!("kernel.io_uring_disabled = {other}"),
-        },
-        Err(_) => "no kernel.io_uring_disabled sysctl; seccomp or an old kernel?".into(),
+    match crate::capabilities::kernel_sysctl("io_uring_disabled") {
+        Some(0) => "kernel.io_uring_disabled = 0: io_uring is allowed".into(),
+        Some(1) => {
+            "kernel.io_uring_disabled = 1: only for CAP_SYS_ADMIN and kernel.io_uring_group".into()
+        }
+        Some(2) => "kernel.io_uring_disabled = 2: io_uring is off for everyone".into(),
+        Some(other) => format!("kernel.io_uring_disabled = {other}"),
+        None => "no kernel.io_uring_disabled sysctl; seccomp or an old kernel?".into(),
     }
 }
 
