@@ -18,7 +18,7 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
     let probes = v["probes"].as_array().unwrap();
     let hooks: Vec<&str> = probes.iter().map(|p| p["hook"].as_str().unwrap()).collect();
     // The plan's order: the order data flows (file side, pipes, socket side, device,
-    // receiver).
+    // receiver), then trace mode's task family.
     assert_eq!(
         hooks,
         [
@@ -43,6 +43,10 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "nic_linearize",
             "sock_recv",
             "device_io",
+            "nic_transmit",
+            "task_new",
+            "task_exit",
+            "io_uring_submit",
         ]
     );
     for p in probes {

@@ -253,16 +253,14 @@ fn how(syscall: &str, side: u32, kind: u32) -> &'static str {
         "write" | "pwrite64" | "writev" | "pwritev" | "sendto" | "sendmsg"
     );
     match (read_family, write_family, side, kind) {
-        (_, _, _, fd_kind::REGULAR_DIRECT) => "O_DIRECT: the device DMAs to or from user pages",
-        (_, _, _, fd_kind::CHAR_DEVICE) => {
-            "a device's driver decides (/dev/null copies nothing, a terminal copies)"
-        }
-        (true, _, fd_side::INPUT, _) => "copied into user memory by the CPU",
+        (_, _, _, fd_kind::REGULAR_DIRECT) => "DMA to/from user pages (O_DIRECT)",
+        (_, _, _, fd_kind::CHAR_DEVICE) => "the driver decides (/dev/null: nothing)",
+        (true, _, fd_side::INPUT, _) => "CPU copy into user memory",
         (_, true, fd_side::OUTPUT, fd_kind::TCP) => {
-            "from user memory: copied by the CPU (by reference with MSG_ZEROCOPY)"
+            "CPU copy from user memory (not with MSG_ZEROCOPY)"
         }
-        (_, true, fd_side::OUTPUT, _) => "copied from user memory by the CPU",
-        _ => "moved inside the kernel (see the copy sites: by reference or copied)",
+        (_, true, fd_side::OUTPUT, _) => "CPU copy from user memory",
+        _ => "in the kernel: see the copy sites",
     }
 }
 
@@ -615,6 +613,32 @@ fn title(r: &TraceReport) -> String {
 }
 
 fn text(r: &TraceReport, markdown: bool) -> String {
+    let raw = text_unwrapped(r, markdown);
+    if markdown {
+        return raw;
+    }
+    // Prose lines wrapped to the terminal (tables are laid out to it already).
+    let width = super::Layout::terminal_width();
+    let opts = || {
+        textwrap::Options::new(width)
+            .subsequent_indent("    ")
+            .break_words(false)
+    };
+    raw.lines()
+        .map(|l| {
+            let table = l.starts_with(['┌', '│', '╞', '└', '├']);
+            if table || l.chars().count() <= width {
+                l.to_string()
+            } else {
+                textwrap::fill(l, opts())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn text_unwrapped(r: &TraceReport, markdown: bool) -> String {
     use comfy_table::{presets, ContentArrangement, Table};
     let mut out = String::new();
     if markdown {
@@ -630,7 +654,8 @@ fn text(r: &TraceReport, markdown: bool) -> String {
             presets::UTF8_FULL_CONDENSED
         });
         if !markdown {
-            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(super::Layout::terminal_width() as u16);
         }
         t.set_header(header.to_vec());
         t
