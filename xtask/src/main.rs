@@ -10,10 +10,13 @@
 //!   `zc-trace/tests/data/kernel-matrix.toml`.
 //! - `trace-tools`: fetches nginx and strace for the `trace` tests (unpacked, not installed)
 //!   and prints the folder to pass them as `ZC_TRACE_TOOLS` (`test` does this itself).
+//! - `chromium`: fetches headless Chromium for the HTML report's test (unpacked, not
+//!   installed) and prints the folder to pass it as `ZC_TRACE_CHROMIUM` (`test` does this).
 //! - `bench [--quick]`: what zc-trace itself costs (probe overhead, the tax on other
 //!   processes, wall time, memory, scaling), written to `bench/`.
 
 mod bench;
+mod chromium;
 mod ebpf;
 mod setup;
 mod test;
@@ -60,6 +63,10 @@ enum Task {
     /// release into target/trace-tools/root (unpacked, nothing installed) and print that
     /// folder, the ZC_TRACE_TOOLS of `cargo test` (`test` passes it itself).
     TraceTools,
+    /// Fetch Chromium, which the HTML report's test runs headless, from this machine's Debian
+    /// release into target/chromium/root (unpacked, nothing installed) and print that folder,
+    /// the ZC_TRACE_CHROMIUM of `cargo test` (`test` passes it itself).
+    Chromium,
     /// Internal (bench): getppid() in a tight loop, printing ns per call per batch.
     #[command(name = "__getppid-loop", hide = true)]
     GetppidLoop(bench::LoopArgs),
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run_all(args),
         Task::VmTest(args) => vm::run(args),
         Task::TraceTools => trace_tools::ensure().map(|root| println!("{}", root.display())),
+        Task::Chromium => chromium::ensure().map(|root| println!("{}", root.display())),
         Task::Bench(args) => bench::run_bench(args),
         Task::GetppidLoop(args) => bench::getppid_loop(args),
     };

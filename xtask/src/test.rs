@@ -40,9 +40,12 @@ pub fn run_all(args: TestArgs) -> Result {
     }
     // The `trace` tests run nginx and strace from this folder (they are not installed).
     let trace_tools = crate::trace_tools::ensure()?;
+    // The HTML report's test renders the page in headless Chromium from this folder.
+    let chromium = crate::chromium::ensure()?;
     run(command("cargo")
         .args(["test", "--workspace"])
         .env("ZC_TRACE_TOOLS", &trace_tools)
+        .env("ZC_TRACE_CHROMIUM", &chromium)
         .current_dir(&root))?;
     if args.no_vm {
         // The last line says what was not checked, so a passing run is not read as "all".

@@ -2,6 +2,7 @@
 //! the raw per-run samples; and its renderings (table, markdown, CSV, JSON).
 
 mod csv;
+pub mod html;
 mod ledger;
 mod model;
 mod sample;
