@@ -58,6 +58,17 @@ pub struct Claim {
     pub quote: Option<String>,
 }
 
+impl Claim {
+    /// What the claim counts, with its condition ("CPU copies (without SG)").
+    pub fn figure_label(&self) -> String {
+        match self.when {
+            Some(Condition::Sg) => format!("{} (with SG)", self.figure.label()),
+            Some(Condition::NoSg) => format!("{} (without SG)", self.figure.label()),
+            None => self.figure.label().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClaimsFile {
@@ -70,6 +81,11 @@ struct ClaimsFile {
 pub struct Claims {
     pub source: String,
     pub claims: Vec<Claim>,
+}
+
+/// The seed article's claims file, as shipped (`zc-trace claims`).
+pub fn seed_text() -> &'static str {
+    DEFAULT_CLAIMS
 }
 
 impl Claims {
@@ -148,8 +164,10 @@ pub struct Verdict {
     pub strategy: String,
     pub figure: ClaimFigure,
     pub when: Option<Condition>,
+    #[serde(serialize_with = "crate::report::stat::serialize_number")]
     pub claimed: f64,
     /// Absent when not observable.
+    #[serde(serialize_with = "crate::report::stat::serialize_opt_number")]
     pub observed: Option<f64>,
     pub verdict: Outcome,
     /// What the observed value is made of, or why it cannot be observed.

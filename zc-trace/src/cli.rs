@@ -11,7 +11,7 @@ use crate::strategies::{self, Strategy};
 
 const EXAMPLES: &str = "\
 Examples:
-  zc-trace run                                   # 64 MiB generated payload, four strategies, table
+  zc-trace run                                   # 64 MiB generated payload, every strategy, table
   zc-trace run --size 16M --chunk 64K --iterations 5
   zc-trace run --strategies sendfile,splice --format json > result.json
   zc-trace run --file /var/log/syslog --cold --format markdown
@@ -53,6 +53,12 @@ pub enum Command {
     /// The far end of `run --sink tcp:HOST:PORT`, on the other machine: reads each connection
     /// to its end, tells the sender how many bytes arrived, and prints it.
     Receive(ReceiveArgs),
+    /// Print the seed article's claims (the default of --claims), in the TOML format --claims
+    /// reads: a starting point for a course's own.
+    Claims,
+    /// How each figure of a strategy is obtained on this kernel, and the claims about it
+    /// (attaches the probes, transfers nothing).
+    Explain(ExplainArgs),
     /// List the kernel hooks zc-trace uses and the attach method chosen on this kernel.
     Probes(ProbesArgs),
     /// What this host lets zc-trace observe and what not, with the fix for each (exit 0 when
@@ -60,6 +66,11 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// List the transfer strategies.
     Strategies,
+    /// Print a shell completion script, e.g. `zc-trace completions bash >
+    /// /etc/bash_completion.d/zc-trace`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `zc-trace man | man -l -`.
+    Man,
     /// Remove what a zc-trace killed with SIGKILL left behind (network namespaces, temporary
     /// directories, a tracefs mount): only what is provably zc-trace's and whose zc-trace
     /// process is gone. `run` does the same before it starts, except for tracefs.
@@ -67,6 +78,28 @@ pub enum Command {
     /// Internal: the receiving end of the socket, run as a separate process.
     #[command(name = "__receiver", hide = true)]
     Receiver(ReceiverArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to color stdout: auto means a terminal and no NO_COLOR (no-color.org).
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,8 +136,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "/var/tmp")]
     pub tmpdir: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_enum, default_value_t = Format::Table, default_value_if("json", "true", "json"))]
     pub format: Format,
+    /// Short for --format json.
+    #[arg(short = 'j', long)]
+    pub json: bool,
     /// Where the payload goes: tcp (loopback), unix, pipe, file, null, veth, or
     /// tcp:HOST:PORT (a receiver elsewhere, through the device the kernel routes it to: run
     /// `zc-trace receive --listen ADDR:PORT` there). Strategies that need another kind of sink
@@ -122,12 +158,36 @@ pub struct RunArgs {
     /// How the receiver of a socket or pipe sink consumes the data.
     #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
     pub receiver: ReceiverMode,
-    /// Claims to check instead of the seed article's (TOML; see claims/seed-article.toml).
+    /// Claims to check instead of the seed article's (TOML; `zc-trace claims` prints the
+    /// article's, in that format, to start from).
     #[arg(long, value_name = "FILE")]
     pub claims: Option<PathBuf>,
     /// Exit 0 even when a claim DIFFERS (by default the exit status is 1 then).
     #[arg(long)]
     pub no_fail: bool,
+    /// Every column in the table (by default it keeps to what fits the terminal).
+    #[arg(long)]
+    pub wide: bool,
+    /// Also how each figure was obtained, the syscalls, copy sites and byte ledger, and the
+    /// evidence of each verdict.
+    #[arg(long)]
+    pub explain: bool,
+    /// Verdicts in color: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// No progress lines on stderr (they are shown only on a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also write the report as JSON to FILE (the terminal still gets --format's).
+    #[arg(long, value_name = "FILE")]
+    pub export_json: Option<PathBuf>,
+    /// Also write the report as markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub export_markdown: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE: per strategy a data-path diagram with
+    /// the measured bytes, charts, the claims, and how each figure was obtained.
+    #[arg(long, value_name = "FILE")]
+    pub export_html: Option<PathBuf>,
     /// Hidden, for `cargo xtask bench`: the same transfers with no eBPF program loaded or
     /// attached, timed from user space. It is the baseline that the probes' cost on the
     /// transfer is measured against; figures only a probe can give say "not observable".
@@ -183,8 +243,11 @@ pub struct TraceArgs {
     #[arg(long, value_name = "STRATEGY", value_parser = parse_one_strategy)]
     pub strategy: Option<StrategyList>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_enum, default_value_t = Format::Table, default_value_if("json", "true", "json"))]
     pub format: Format,
+    /// Short for --format json.
+    #[arg(short = 'j', long)]
+    pub json: bool,
     /// Run the command as root even when zc-trace was started through sudo.
     #[arg(long)]
     pub as_root: bool,
@@ -199,6 +262,7 @@ pub struct TraceArgs {
 impl TraceArgs {
     /// Combinations clap cannot express; a usage error (exit 2) each.
     pub fn check(&self) -> Result<(), String> {
+        json_conflict(self.json, self.format)?;
         match (self.pid.is_empty(), self.command.is_empty()) {
             (true, true) => Err("give a command to trace after `--` (zc-trace trace -- CMD \
                                  ARGS), or --pid PID"
@@ -208,6 +272,22 @@ impl TraceArgs {
             _ => Ok(()),
         }
     }
+}
+
+/// -j is --format json: with an explicit --format that is not json it is a contradiction.
+/// (clap's `conflicts_with` would also refuse `-j --format json`, which says the same twice;
+/// `default_value_if` makes -j alone select json, so any other format here was given.)
+fn json_conflict(json: bool, format: Format) -> Result<(), String> {
+    if json && format != Format::Json {
+        return Err(format!(
+            "-j (--format json) contradicts --format {}",
+            format
+                .to_possible_value()
+                .expect("no format is skipped")
+                .get_name()
+        ));
+    }
+    Ok(())
 }
 
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
@@ -254,6 +334,15 @@ pub struct ReceiveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A strategy id or name (default: every strategy).
+    pub strategy: Option<String>,
+    /// One figure's JSON key, e.g. cpu_copied_bytes (default: every figure, the copy sites and
+    /// the claims).
+    pub figure: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The --tmpdir the killed runs used.
     #[arg(long, default_value = "/var/tmp")]
@@ -261,6 +350,13 @@ pub struct CleanupArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +424,7 @@ impl RunArgs {
 
     /// Combinations clap cannot express; a usage error (exit 2) each.
     pub fn check(&self) -> Result<(), String> {
+        json_conflict(self.json, self.format)?;
         if self.no_sg && !matches!(self.sink(), SinkKind::Veth | SinkKind::Remote) {
             return Err(
                 "--no-sg needs --sink veth or tcp:HOST:PORT (loopback's scatter-gather \
@@ -632,6 +729,48 @@ mod tests {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn j_is_format_json_and_contradicts_another_format() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["zc-trace", "run"][..], args].concat()).unwrap();
+            let Command::Run(a) = cli.command else {
+                panic!("not run")
+            };
+            (a.format, a.check())
+        };
+        assert_eq!(run(&["-j"]), (Format::Json, Ok(())));
+        assert_eq!(run(&["--json"]), (Format::Json, Ok(())));
+        assert_eq!(run(&["-j", "--format", "json"]), (Format::Json, Ok(())));
+        assert_eq!(run(&[]), (Format::Table, Ok(())));
+        assert_eq!(run(&["--format", "csv"]), (Format::Csv, Ok(())));
+        let (_, e) = run(&["-j", "--format", "csv"]);
+        assert_eq!(e, Err("-j (--format json) contradicts --format csv".into()));
+        let (_, e) = run(&["--format", "table", "-j"]);
+        assert!(e.unwrap_err().contains("--format table"));
+        let trace = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["zc-trace", "trace"][..], args].concat()).unwrap();
+            let Command::Trace(a) = cli.command else {
+                panic!("not trace")
+            };
+            (a.format, a.check())
+        };
+        assert_eq!(trace(&["-j", "--", "true"]), (Format::Json, Ok(())));
+        assert!(trace(&["-j", "--format", "markdown", "--", "true"])
+            .1
+            .is_err());
+    }
+
+    #[test]
+    fn completions_and_man_are_subcommands() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let cli = Cli::try_parse_from(["zc-trace", "completions", shell]).unwrap();
+            assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+        }
+        assert!(Cli::try_parse_from(["zc-trace", "completions", "tcsh"]).is_err());
+        let cli = Cli::try_parse_from(["zc-trace", "man"]).unwrap();
+        assert!(matches!(cli.command, Command::Man));
     }
 
     #[test]

@@ -166,16 +166,16 @@ pub fn main(args: &crate::cli::CleanupArgs) -> Result<std::process::ExitCode, cr
     crate::capabilities::check_privileges()?;
     let found = find(&args.tmpdir, true);
     if found.is_empty() {
-        println!("nothing to remove: no leftover of a killed zc-trace");
+        say("nothing to remove: no leftover of a killed zc-trace")?;
     }
     let mut failed = 0;
     for l in &found {
         if args.dry_run {
-            println!("would remove {l}");
+            say(&format!("would remove {l}"))?;
             continue;
         }
         match remove(l) {
-            Ok(()) => println!("removed {l}"),
+            Ok(()) => say(&format!("removed {l}"))?,
             Err(e) => {
                 failed += 1;
                 eprintln!("zc-trace: cannot remove {l}: {e}");
@@ -183,6 +183,11 @@ pub fn main(args: &crate::cli::CleanupArgs) -> Result<std::process::ExitCode, cr
         }
     }
     Ok(std::process::ExitCode::from(if failed > 0 { 4 } else { 0 }))
+}
+
+/// A line on stdout (`output`: a closed pipe ends the listing, not the cleanup).
+fn say(line: &str) -> Result<(), crate::error::Error> {
+    crate::output::println(line).map_err(crate::error::Error::Output)
 }
 
 /// Before a run: removes dead runs' namespaces and temporary entries, saying so on stderr.

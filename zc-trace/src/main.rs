@@ -8,12 +8,16 @@ mod cleanup;
 mod cli;
 mod doctor;
 mod error;
+mod explain;
 mod filesystems;
 mod leftovers;
+mod manpage;
 mod measure;
 mod nic;
+mod output;
 mod payload;
 mod probes;
+mod progress;
 mod receiver;
 mod report;
 mod runner;
@@ -110,13 +114,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(args) if args.untraced => untraced::main(args),
         Command::Run(args) => runner::main(args),
         Command::Trace(args) => trace::main(args),
+        Command::Explain(args) => explain::main(args),
+        Command::Claims => {
+            output::print(claims::seed_text()).map_err(Error::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Receive(args) => receiver::receive(&args),
         Command::Probes(args) => probes::main(args),
         Command::Doctor(args) => doctor::main(args),
         Command::Strategies => {
-            for s in strategies::ALL {
-                println!("{:<12} {}", s.id(), s.summary());
-            }
+            let list: String = strategies::ALL
+                .iter()
+                .map(|s| format!("{:<12} {}\n", s.id(), s.summary()))
+                .collect();
+            output::print(&list).map_err(Error::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            output::write_with(|out| manpage::completions(args.shell, out))
+                .map_err(Error::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            output::write_with(manpage::man).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup(args) => leftovers::main(&args),

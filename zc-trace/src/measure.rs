@@ -105,12 +105,25 @@ pub fn measure<M: Meter>(
     // A strategy the host cannot run (O_DIRECT on tmpfs...) says so when it prepares; it is
     // left out with its reason rather than failing the whole run.
     let mut unsupported: Vec<Option<String>> = strategies.iter().map(|_| None).collect();
-    for _ in 0..args.iterations {
+    let progress = crate::progress::Progress::steps(
+        args.quiet,
+        strategies.len() as u64 * u64::from(args.iterations),
+    );
+    for iteration in 0..args.iterations {
         for (i, s) in strategies.iter().enumerate() {
             if unsupported[i].is_some() {
                 continue;
             }
             log::info!("running {}", s.name());
+            // Drawn here, before the transfer's window opens.
+            progress.step(format!(
+                "[{}/{}] {}, iteration {}/{}",
+                i + 1,
+                strategies.len(),
+                s.name(),
+                iteration + 1,
+                args.iterations
+            ));
             let kind = sink_of(*s, args);
             let sink = sinks
                 .iter_mut()
@@ -127,6 +140,7 @@ pub fn measure<M: Meter>(
             }
         }
     }
+    progress.finish();
     for (s, why) in strategies.iter().zip(&unsupported) {
         if let Some(reason) = why {
             skipped.push(SkippedStrategy {

@@ -1150,14 +1150,12 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
             "probes": report.hooks,
             "functions": functions,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("serialisable")
-        );
+        crate::output::println(&serde_json::to_string_pretty(&doc).expect("serialisable"))
+            .map_err(Error::Output)?;
     } else {
-        println!("kernel {} ({})", host.kernel, host.arch);
+        let mut text = format!("kernel {} ({})\n", host.kernel, host.arch);
         if let Some(note) = &host.btf_note {
-            println!("note: {note}");
+            text.push_str(&format!("note: {note}\n"));
         }
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -1174,7 +1172,8 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
                 h.why_not(),
             ]);
         }
-        println!("{table}");
+        text.push_str(&format!("{table}\n"));
+        crate::output::print(&text).map_err(Error::Output)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -91,7 +91,7 @@ pub fn parse_report(text: &str) -> Option<u64> {
 pub fn receive(
     args: &crate::cli::ReceiveArgs,
 ) -> Result<std::process::ExitCode, crate::error::Error> {
-    use crate::error::{EnvError, InputError};
+    use crate::error::{EnvError, Error, InputError};
     let addr: SocketAddr = args.listen.parse().map_err(|e| {
         InputError::Usage(format!(
             "--listen {}: {e} (expected ADDR:PORT, e.g. 0.0.0.0:9000)",
@@ -109,10 +109,11 @@ pub fn receive(
         let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
         crate::nic::isolate(dev, ip, prefix)
             .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
-        println!(
+        crate::output::println(&format!(
             "zc-trace receive: {dev} is in a network namespace of its own, as {address} (it \
              returns when zc-trace receive exits)"
-        );
+        ))
+        .map_err(Error::Output)?;
     }
     let listener = TcpListener::bind(addr)
         .map_err(|e| EnvError::Netns(format!("cannot listen on {addr}: {e}")))?;
@@ -121,10 +122,11 @@ pub fn receive(
         move |e: std::io::Error| RunError::Receiver(format!("{what}: {e}"))
     };
     let local = listener.local_addr().map_err(io("listening"))?;
-    println!(
+    crate::output::println(&format!(
         "zc-trace receive: listening on {local} ({})",
         args.mode.describe(args.buffer)
-    );
+    ))
+    .map_err(Error::Output)?;
     let mut consumer = Consumer::new(args.mode, args.buffer).map_err(io("setting up"))?;
     let mut served = 0u32;
     while args.count.map_or(true, |c| served < c) {
@@ -137,11 +139,12 @@ pub fn receive(
         // The sender shut its side down for writing: the answer still goes through.
         let _ = (&conn).write_all(report_line(n).as_bytes());
         drop(conn);
-        println!(
+        // Flushed line by line (`output`): the lines are watched as they come.
+        crate::output::println(&format!(
             "received {n} bytes from {peer} in {secs:.3} s ({})",
             crate::report::human_rate(n as f64 / secs.max(1e-9))
-        );
-        let _ = std::io::stdout().flush();
+        ))
+        .map_err(Error::Output)?;
         served += 1;
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -3,7 +3,6 @@
 //! SIGHUP) at any moment stops the receiver, removes temporary files and exits; the probes are
 //! detached by the kernel when the process's descriptors close.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
@@ -29,6 +28,19 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         None => Claims::seed(),
     };
     let args_claims = args.claims.clone();
+    let layout_args = (args.wide, args.explain, args.color.enabled());
+    // (file, format: None for HTML)
+    let exports: Vec<(std::path::PathBuf, Option<crate::cli::Format>)> = [
+        (args.export_json.clone(), Some(crate::cli::Format::Json)),
+        (
+            args.export_markdown.clone(),
+            Some(crate::cli::Format::Markdown),
+        ),
+        (args.export_html.clone(), None),
+    ]
+    .into_iter()
+    .filter_map(|(p, f)| p.map(|p| (p, f)))
+    .collect();
     capabilities::check_privileges()?;
     // What runs killed with SIGKILL left (their namespace names could collide with ours).
     crate::leftovers::sweep_before_run(&args.tmpdir);
@@ -72,8 +84,17 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                 // Off the runtime's thread, so that a signal is acted on while it writes.
                 None => {
                     let (dir, size) = (args.tmpdir.clone(), args.size);
+                    let progress = crate::progress::Progress::spinner(
+                        args.quiet,
+                        format!(
+                            "generating the {} payload",
+                            report::human_bytes(size as f64)
+                        ),
+                    );
                     tokio::task::spawn_blocking(move || {
-                        SourceFile::generate(&dir, size, DEFAULT_SEED)
+                        let generated = SourceFile::generate(&dir, size, DEFAULT_SEED);
+                        progress.finish();
+                        generated
                     })
                     .await
                     .map_err(|e| RunError::Receiver(format!("generating the payload: {e}")))??
@@ -128,23 +149,40 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     let differs = verdicts.any_differs();
     report.claims = Some(verdicts);
+    // The exports first: a report that cannot be saved is an error before the terminal's.
+    for (path, format) in &exports {
+        let text = match format {
+            Some(f) => report::render(&report, *f),
+            None => report::html::render(&report),
+        };
+        std::fs::write(path, text).map_err(|e| {
+            Error::Output(std::io::Error::new(
+                e.kind(),
+                format!("--export to {}: {e}", path.display()),
+            ))
+        })?;
+    }
+    let layout = report::Layout {
+        wide: layout_args.0,
+        explain: layout_args.1,
+        color: layout_args.2,
+        width: report::Layout::terminal_width(),
+        no_fail,
+    };
     // On a thread of its own, so that a signal still ends zc-trace while the write blocks on
     // a reader that does not read (it used to be ignored until the reader drained the pipe).
     let written = runtime.block_on(async {
         let write = tokio::task::spawn_blocking(move || {
-            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            report::write(&report, format, &mut stdout).and_then(|()| stdout.flush())
+            crate::output::write_with(|out| report::write_laid_out(&report, format, &layout, out))
         });
         tokio::select! {
             r = write => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             sig = signals.recv() => interrupted(sig),
         }
     });
-    match written {
-        // A reader that stopped reading (`| head`) is not an error: the status stays the run's.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        r => r.map_err(Error::Output)?,
-    }
+    // A reader that stopped reading (`| head`) is not an error (`output`): the status stays
+    // the run's.
+    written.map_err(Error::Output)?;
     Ok(if differs && !no_fail {
         ExitCode::from(1)
     } else {

@@ -712,7 +712,24 @@ fn attach(
         btf.as_ref()
             .map_err(|e| AttachError::new(BtfMissing, format!("needs kernel BTF: {e}")))
     };
-    let e = |e: aya::programs::ProgramError| AttachError::new(failure_kind(&e), error_chain(&e));
+    let e = |e: aya::programs::ProgramError| {
+        let kind = failure_kind(&e);
+        // "the BPF_PROG_LOAD syscall failed. Verifier output: : Operation not permitted" says
+        // nothing a user can act on: say what the kernel refused.
+        let message = match (kind, method) {
+            (AttachFailure::NotPermitted, Method::Fexit | Method::Fentry) => format!(
+                "this kernel refuses {} programs (EPERM at load: lockdown, a security \
+                 module, or no ftrace direct calls; `zc-trace doctor` says which)",
+                method.label()
+            ),
+            (AttachFailure::NotPermitted, _) => format!(
+                "the kernel refused the {} program (EPERM: lockdown or a security module?)",
+                method.label()
+            ),
+            _ => error_chain(&e),
+        };
+        AttachError::new(kind, message)
+    };
     match method {
         Method::Tracepoint => {
             let format = formats

@@ -78,17 +78,9 @@ fn interrupted(sig: &str) -> ! {
     std::process::exit(130);
 }
 
-/// Writes the report; a reader that stopped reading (`| head`) is not an error.
+/// Writes the report; a reader that stopped reading (`| head`) is not an error (`output`).
 fn print(text: &str) -> Result<(), Error> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(Error::Output),
-    }
+    crate::output::print(text).map_err(Error::Output)
 }
 
 /// On the sender thread, as in a traced run (`measure::measure`, with the clock for a meter).

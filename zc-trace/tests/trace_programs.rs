@@ -652,7 +652,11 @@ fn nginx_sendfile_on_passes_the_file_by_reference() {
     assert_eq!(tcp_bytes(r, "user_to_kernel"), served.headers, "{ctx}");
     assert_eq!(tcp_bytes(r, "kernel_to_kernel"), 0, "{ctx}");
     // No file byte went through nginx's memory.
-    assert_eq!(site_bytes(r, &["file_read", "shmem_read"], "kernel_to_user"), 0, "{ctx}");
+    assert_eq!(
+        site_bytes(r, &["file_read", "shmem_read"], "kernel_to_user"),
+        0,
+        "{ctx}"
+    );
     assert_eq!(
         fd_kind_bytes(r, &["sendfile", "sendfile64"], "in", "regular"),
         served.bodies,

@@ -8,7 +8,6 @@
 //! against the JSON report. Every string from the report is HTML-escaped.
 
 // Until `run --export-html FILE` calls `render`, only the tests do.
-#![allow(dead_code)]
 
 use std::fmt::Write;
 

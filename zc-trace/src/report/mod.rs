@@ -6,14 +6,14 @@ pub mod html;
 mod ledger;
 mod model;
 mod sample;
-mod stat;
+pub(crate) mod stat;
 mod text;
 pub mod trace;
 mod untraced;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
-pub use text::{human_bytes, human_rate};
+pub use text::{human_bytes, human_rate, Layout};
 pub use untraced::{untraced, UntracedSample};
 
 use crate::cli::Format;
@@ -28,9 +28,23 @@ pub fn render(report: &Report, format: Format) -> String {
 /// Writes the report to `out`. JSON is streamed: with every sample of every figure in it, a
 /// long run's JSON is tens of MB, which need not be held in memory as one string first.
 pub fn write(report: &Report, format: Format, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write_laid_out(report, format, &Layout::PLAIN, out)
+}
+
+/// `write`, with the terminal rendering laid out as `layout` says.
+pub fn write_laid_out(
+    report: &Report,
+    format: Format,
+    layout: &Layout,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     match format {
-        Format::Table => out.write_all(text::render(report, text::Style::Terminal).as_bytes()),
-        Format::Markdown => out.write_all(text::render(report, text::Style::Markdown).as_bytes()),
+        Format::Table => {
+            out.write_all(text::render_with(report, text::Style::Terminal, layout).as_bytes())
+        }
+        Format::Markdown => {
+            out.write_all(text::render_with(report, text::Style::Markdown, layout).as_bytes())
+        }
         Format::Csv => out.write_all(csv::render(report).as_bytes()),
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
@@ -283,11 +297,27 @@ mod tests {
     }
 
     #[test]
-    fn table_and_markdown_explain_every_column() {
-        for (format, marker) in [(Format::Table, "┆"), (Format::Markdown, "| read+write")] {
-            let text = render(&report(&[HookId::FaultUserMode]), format);
-            assert!(text.contains(marker), "{format:?}:\n{text}");
-            assert!(text.contains("How each column was obtained:"), "{text}");
+    fn markdown_and_the_explained_table_say_how_every_figure_was_obtained() {
+        let r = report(&[HookId::FaultUserMode]);
+        let explained = {
+            let mut out = Vec::new();
+            let layout = Layout {
+                explain: true,
+                ..Layout::PLAIN
+            };
+            write_laid_out(&r, Format::Table, &layout, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for (text, marker, how) in [
+            (
+                render(&r, Format::Markdown),
+                "| read+write",
+                "How each column was obtained:",
+            ),
+            (explained, "┆", "How each figure was obtained:"),
+        ] {
+            assert!(text.contains(marker), "{text}");
+            assert!(text.contains(how), "{text}");
             assert!(
                 text.contains("observed at raw_syscalls:sys_enter (tracepoint)"),
                 "{text}"
@@ -297,8 +327,35 @@ mod tests {
                 "{text}"
             );
             assert!(text.contains("read+write: read 3, write 2"), "{text}");
-            // Runs differ in time: the spread is shown.
-            assert!(text.contains("(2.0 us..4.0 us)"), "{text}");
+        }
+        // Runs differ in time: the spread is shown.
+        assert!(render(&r, Format::Markdown).contains("(2.0 us..4.0 us)"));
+    }
+
+    /// The default table keeps to the figures a student compares; the rest is behind
+    /// --explain and --wide, and the run ends with one summary line.
+    #[test]
+    fn the_default_table_is_narrow_and_ends_with_the_summary() {
+        let mut r = report(&[]);
+        r.claims = Some(crate::claims::judge(
+            &crate::claims::Claims::seed(),
+            &r,
+            &crate::claims::RunFacts {
+                sink_has_sg: Some(true),
+                sink: "loopback".into(),
+                cold: false,
+            },
+        ));
+        let text = render(&r, Format::Table);
+        assert!(!text.contains("How each"), "{text}");
+        assert!(text.contains("User/kernel"), "{text}");
+        let summary = text
+            .lines()
+            .find(|l| l.contains("not observable: exit"))
+            .unwrap_or_else(|| panic!("no summary line: {text}"));
+        assert!(summary.contains(" hold"), "{summary}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 100, "wider than 100: {line}");
         }
     }
 }

@@ -119,12 +119,12 @@ impl Figures {
             ),
             (
                 "context_switches_voluntary",
-                "Context switches (voluntary)",
+                "Scheduler context switches (voluntary)",
                 &self.context_switches_voluntary,
             ),
             (
                 "context_switches_involuntary",
-                "Context switches (involuntary)",
+                "Scheduler context switches (involuntary)",
                 &self.context_switches_involuntary,
             ),
             ("payload_bytes", "Payload", &self.payload_bytes),

@@ -45,6 +45,16 @@ pub fn number(v: f64) -> serde_json::Value {
     }
 }
 
+/// `number` as a serde `serialize_with`, for plain f64 fields (a claim's 2 is 2, not 2.0).
+pub fn serialize_number<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    number(*v).serialize(s)
+}
+
+/// `serialize_number` for an optional field.
+pub fn serialize_opt_number<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    v.map(number).serialize(s)
+}
+
 impl Serialize for Stat {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Stat", 4)?;

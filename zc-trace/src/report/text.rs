@@ -1,12 +1,15 @@
-//! Human-readable renderings: a terminal table, or markdown for lab reports. Both show the
-//! median (with min..max when iterations differ) and, under the table, how each column was
-//! obtained.
+//! Human-readable renderings: for the terminal a narrow table that fits its width (one line per
+//! strategy below 100 columns) with the verdicts and one summary line, `--explain` adding how
+//! each figure was obtained and the evidence of each verdict, `--wide` every column; and
+//! markdown for lab reports, with everything. Figures show the median (with min..max when
+//! iterations differ).
 
 use std::fmt::Write;
 
 use comfy_table::{presets, ContentArrangement, Table};
 
 use super::model::{Figure, Provenance, Report};
+use super::stat::Stat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -14,27 +17,379 @@ pub enum Style {
     Markdown,
 }
 
-pub fn render(report: &Report, style: Style) -> String {
-    let mut out = String::new();
+/// How the terminal rendering is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Every column, as wide as it takes.
+    pub wide: bool,
+    /// How each figure was obtained, the syscalls, copy sites, ledger and each verdict's
+    /// evidence.
+    pub explain: bool,
+    /// Verdicts in color.
+    pub color: bool,
+    /// Columns to fit.
+    pub width: usize,
+    /// The exit status ignores verdicts (--no-fail): the summary line says which it is.
+    pub no_fail: bool,
+}
+
+impl Layout {
+    /// When the output is not a terminal: 100 columns, no color.
+    pub const PLAIN: Layout = Layout {
+        wide: false,
+        explain: false,
+        color: false,
+        width: 100,
+        no_fail: false,
+    };
+
+    /// The terminal's width where stdout is one, else 100 columns.
+    pub fn terminal_width() -> usize {
+        terminal_size::terminal_size_of(std::io::stdout())
+            .map_or(100, |(w, _)| w.0 as usize)
+            .max(40)
+    }
+}
+
+pub fn render_with(report: &Report, style: Style, layout: &Layout) -> String {
+    if style == Style::Terminal && !layout.wide {
+        return render_narrow(report, layout);
+    }
+    let mut out = render_full(report, style);
+    out.push('\n');
+    out.push_str(&summary_line(report, layout));
+    out.push('\n');
+    out
+}
+
+/// The heading, without nested parentheses: fields apart, as a student reads them.
+fn heading(report: &Report) -> String {
     let c = &report.config;
-    let heading = format!(
-        "zc-trace {}: kernel {} ({}), payload {} ({}, {}{}), chunk {}, {} iteration{}, sink {}",
+    format!(
+        "zc-trace {}: kernel {} ({}); payload {}, {} on {}, {}; chunk {}; {} iteration{}; sink: {}",
         report.tool.version,
         report.host.kernel,
         report.host.arch,
         human_bytes(c.payload_bytes as f64),
-        c.source,
+        c.source.split(" (").next().unwrap_or(&c.source),
         c.source_fs,
         if c.cold {
-            ", evicted from page cache before each run"
+            "evicted from the page cache before each run"
         } else {
-            ", warm page cache"
+            "warm page cache"
         },
         human_bytes(c.chunk_bytes as f64),
         c.iterations,
         if c.iterations == 1 { "" } else { "s" },
         c.sink_description,
+    )
+}
+
+/// Prose wrapped to the layout's width, each line after the first indented by `indent`.
+fn wrapped(text: &str, width: usize, indent: &str) -> String {
+    let opts = textwrap::Options::new(width.max(20))
+        .subsequent_indent(indent)
+        .break_words(false);
+    textwrap::fill(text, opts)
+}
+
+/// The verdict's word, in color where the layout has it.
+fn verdict_word(outcome: crate::claims::Outcome, color: bool) -> String {
+    use anstyle::{AnsiColor, Style as Ansi};
+    let label = outcome.label();
+    if !color {
+        return label.to_string();
+    }
+    let style = match outcome {
+        crate::claims::Outcome::Holds => Ansi::new().fg_color(Some(AnsiColor::Green.into())),
+        crate::claims::Outcome::Differs => Ansi::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        crate::claims::Outcome::NotObservable => {
+            Ansi::new().fg_color(Some(AnsiColor::Yellow.into()))
+        }
+    };
+    format!("{}{label}{}", style.render(), style.render_reset())
+}
+
+/// Per strategy: how many of its claims hold, differ, cannot be observed ("2 ok 1 x 3 ?").
+fn verdict_marks(report: &Report, strategy: &str) -> String {
+    use crate::claims::Outcome;
+    let Some(c) = &report.claims else {
+        return "-".into();
+    };
+    let count = |o: Outcome| {
+        c.verdicts
+            .iter()
+            .filter(|v| v.strategy == strategy && v.verdict == o)
+            .count()
+    };
+    let (h, d, n) = (
+        count(Outcome::Holds),
+        count(Outcome::Differs),
+        count(Outcome::NotObservable),
     );
+    if h + d + n == 0 {
+        return "-".into();
+    }
+    // The legend is under the table: these stay narrow enough for any terminal.
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}✓"));
+    }
+    if d > 0 {
+        parts.push(format!("{d}✗"));
+    }
+    if n > 0 {
+        parts.push(format!("{n}?"));
+    }
+    parts.join(" ")
+}
+
+/// "6 hold, 1 differs, 9 not observable: exit 1 (--no-fail to ignore)".
+pub fn summary_line(report: &Report, layout: &Layout) -> String {
+    use crate::claims::Outcome;
+    let Some(c) = &report.claims else {
+        return "No claims were judged: exit 0".into();
+    };
+    let count = |o: Outcome| c.verdicts.iter().filter(|v| v.verdict == o).count();
+    let (h, d, n) = (
+        count(Outcome::Holds),
+        count(Outcome::Differs),
+        count(Outcome::NotObservable),
+    );
+    let status = match (d > 0, layout.no_fail) {
+        (true, false) => "exit 1 (--no-fail to ignore)",
+        (true, true) => "exit 0 (--no-fail)",
+        (false, _) => "exit 0",
+    };
+    format!(
+        "{h} hold{}, {d} differ{}, {n} not observable: {status}",
+        if h == 1 { "s" } else { "" },
+        if d == 1 { "s" } else { "" },
+    )
+}
+
+/// The default terminal rendering: fits `layout.width`.
+fn render_narrow(report: &Report, layout: &Layout) -> String {
+    let mut out = String::new();
+    let w = layout.width;
+    writeln!(out, "{}", wrapped(&heading(report), w, "  ")).unwrap();
+    let header = [
+        "Strategy",
+        "Syscalls",
+        "User/kernel transitions",
+        "CPU copied",
+        "By reference",
+        "Throughput",
+        "Claims",
+    ];
+    let rows: Vec<[String; 7]> = report
+        .strategies
+        .iter()
+        .map(|s| {
+            let f = &s.figures;
+            [
+                s.name.to_string(),
+                narrow_cell(&f.syscalls),
+                narrow_cell(&f.transitions),
+                narrow_cell(&f.cpu_copied_bytes),
+                narrow_cell(&f.by_reference_bytes),
+                narrow_cell(&f.throughput_bytes_per_sec),
+                verdict_marks(report, s.id),
+            ]
+        })
+        .collect();
+    if w >= 100 {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(w as u16)
+            .set_header(header);
+        for r in &rows {
+            table.add_row(r.iter());
+        }
+        // No word is broken: each column is at least as wide as its longest word (cells wrap
+        // at spaces only).
+        let longest_word = |i: usize| {
+            std::iter::once(header[i])
+                .chain(rows.iter().map(|r| r[i].as_str()))
+                .flat_map(str::split_whitespace)
+                .map(|w| w.chars().count())
+                .max()
+                .unwrap_or(1)
+        };
+        for i in 0..header.len() {
+            // The constraint's width includes the cell's padding, one space on each side.
+            let min = longest_word(i) + 2;
+            if let Some(c) = table.column_mut(i) {
+                c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+                    comfy_table::Width::Fixed(min as u16),
+                ));
+            }
+        }
+        writeln!(out, "{table}").unwrap();
+    } else {
+        // Too narrow for seven columns without breaking words: one line per strategy.
+        for r in &rows {
+            // A figure and its unit stay together on a line.
+            let r: Vec<String> = r.iter().map(|c| c.replace(' ', "\u{a0}")).collect();
+            let line = format!(
+                "{}: {} syscalls, {} user/kernel transitions, CPU copied {}, by reference {}, \
+                 throughput {}; claims: {}",
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6]
+            );
+            writeln!(out, "{}", wrapped(&line, w, "    ")).unwrap();
+        }
+    }
+    if report.config.iterations > 1 {
+        writeln!(
+            out,
+            "{}",
+            wrapped(
+                "Medians of the iterations; * where they differ (--wide and --format json \
+                 show the spread).",
+                w,
+                ""
+            )
+        )
+        .unwrap();
+    }
+    if report.claims.is_some() {
+        writeln!(
+            out,
+            "{}",
+            wrapped(
+                "Claims: ✓ hold, ✗ differ, ? not observable here (the list below says which \
+                 and why).",
+                w,
+                ""
+            )
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "{}",
+        wrapped(
+            "User/kernel transitions are the article's \"context switches\": mode switches \
+             between user and kernel mode (syscall entry and return, page-fault round trips), \
+             not the scheduler's context switches (--wide shows those).",
+            w,
+            ""
+        )
+    )
+    .unwrap();
+    for skipped in &report.config.skipped {
+        writeln!(
+            out,
+            "{}",
+            wrapped(
+                &format!("Skipped {}: {}", skipped.strategy, skipped.reason),
+                w,
+                "  "
+            )
+        )
+        .unwrap();
+    }
+    if layout.explain {
+        render_explanations(&mut out, report, w);
+    }
+    if let Some(claims) = &report.claims {
+        writeln!(
+            out,
+            "\n{}",
+            wrapped(&format!("Claims ({}):", claims.source), w, "  ")
+        )
+        .unwrap();
+        for v in &claims.verdicts {
+            let claim = match v.when {
+                Some(crate::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
+                Some(crate::claims::Condition::NoSg) => format!("{} (without SG)", v.figure),
+                None => v.figure.to_string(),
+            };
+            let observed = v
+                .observed
+                .map_or(String::new(), |o| format!(", observed {o}"));
+            let mut line = format!(
+                "{} {}: claimed {}{observed}: {}",
+                v.strategy,
+                claim,
+                plain(v.claimed),
+                verdict_word(v.verdict, layout.color)
+            );
+            if layout.explain {
+                line.push_str(&format!(" ({})", v.reason));
+            }
+            writeln!(out, "{}", wrapped(&line, w, "    ")).unwrap();
+        }
+    }
+    writeln!(out, "\n{}", summary_line(report, layout)).unwrap();
+    if !layout.explain {
+        writeln!(
+            out,
+            "{}",
+            wrapped(
+                "More: --explain (how each figure was obtained, each verdict's evidence), \
+                 --wide (every column), --format json|markdown, zc-trace explain STRATEGY",
+                w,
+                "  "
+            )
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// --explain: the syscalls, copy sites and ledger per strategy, and how each figure was
+/// obtained, wrapped.
+fn render_explanations(out: &mut String, report: &Report, w: usize) {
+    let Some(first) = report.strategies.first() else {
+        return;
+    };
+    let mut full = String::new();
+    writeln!(full, "\nSyscalls by name (sender):").unwrap();
+    for s in &report.strategies {
+        let list: Vec<String> = s
+            .syscalls_by_name
+            .iter()
+            .map(|(name, f)| format!("{name} {}", plain(f.count.median)))
+            .collect();
+        writeln!(
+            full,
+            "{}",
+            wrapped(&format!("  {}: {}", s.name, list.join(", ")), w, "    ")
+        )
+        .unwrap();
+    }
+    out.push_str(&full);
+    let mut sites = String::new();
+    render_sites(&mut sites, report, "  ");
+    for line in sites.lines() {
+        writeln!(out, "{}", wrapped(line, w, "    ")).unwrap();
+    }
+    let mut ledger = String::new();
+    render_ledger(&mut ledger, report, "  ");
+    for line in ledger.lines() {
+        writeln!(out, "{}", wrapped(line, w, "    ")).unwrap();
+    }
+    writeln!(out, "\nHow each figure was obtained:").unwrap();
+    for (_, label, f) in first.figures.columns() {
+        writeln!(
+            out,
+            "{}",
+            wrapped(
+                &format!("  {label}: {}", f.provenance.describe()),
+                w,
+                "    "
+            )
+        )
+        .unwrap();
+    }
+}
+
+fn render_full(report: &Report, style: Style) -> String {
+    let mut out = String::new();
+    let heading = heading(report);
     match style {
         Style::Terminal => writeln!(out, "{heading}").unwrap(),
         Style::Markdown => writeln!(out, "## zc-trace report\n\n{heading}\n").unwrap(),
@@ -56,7 +411,7 @@ pub fn render(report: &Report, style: Style) -> String {
         "Syscalls",
         "User<->kernel\ntransitions",
         "Page faults\nuser-mode / in-kernel",
-        "Context switches\nvoluntary / involuntary",
+        "Scheduler context switches\nvoluntary / involuntary",
         "CPU copied, sender\nu->k / k->u / k->k",
         "By reference\ninto socket",
         "Receiver\ncopied",
@@ -110,6 +465,49 @@ pub fn render(report: &Report, style: Style) -> String {
         writeln!(out, "{bullet}{}: {}", s.name, list.join(", ")).unwrap();
     }
 
+    render_sites(&mut out, report, bullet);
+    for skipped in &report.config.skipped {
+        writeln!(
+            out,
+            "{bullet}skipped {}: {}",
+            skipped.strategy, skipped.reason
+        )
+        .unwrap();
+    }
+    render_ledger(&mut out, report, bullet);
+
+    if let Some(claims) = &report.claims {
+        render_claims(&mut out, claims, style);
+    }
+
+    writeln!(out, "\nHow each column was obtained:").unwrap();
+    let mut previous = None;
+    for (_, label, f) in first.figures.columns() {
+        let how = f.provenance.describe();
+        if previous.as_ref() == Some(&how) {
+            writeln!(out, "{bullet}{label}: as above").unwrap();
+        } else {
+            writeln!(out, "{bullet}{label}: {how}").unwrap();
+        }
+        previous = Some(how);
+    }
+    for c in &first.copy_sites {
+        writeln!(
+            out,
+            "{bullet}copy site {}: {}",
+            c.site,
+            c.provenance.describe()
+        )
+        .unwrap();
+    }
+    if let Some(note) = &report.host.btf_note {
+        writeln!(out, "\nNote: {note}").unwrap();
+    }
+    out
+}
+
+/// Per strategy, the bytes of each copy site by class.
+fn render_sites(out: &mut String, report: &Report, bullet: &str) {
     writeln!(
         out,
         "\nCopy sites (sender; bytes by class, zero classes omitted):"
@@ -141,37 +539,6 @@ pub fn render(report: &Report, style: Style) -> String {
         };
         writeln!(out, "{bullet}{}: {sites}", s.name).unwrap();
     }
-
-    render_ledger(&mut out, report, bullet);
-
-    if let Some(claims) = &report.claims {
-        render_claims(&mut out, claims, style);
-    }
-
-    writeln!(out, "\nHow each column was obtained:").unwrap();
-    let mut previous = None;
-    for (_, label, f) in first.figures.columns() {
-        let how = f.provenance.describe();
-        if previous.as_ref() == Some(&how) {
-            writeln!(out, "{bullet}{label}: as above").unwrap();
-        } else {
-            writeln!(out, "{bullet}{label}: {how}").unwrap();
-        }
-        previous = Some(how);
-    }
-    for c in &first.copy_sites {
-        writeln!(
-            out,
-            "{bullet}copy site {}: {}",
-            c.site,
-            c.provenance.describe()
-        )
-        .unwrap();
-    }
-    if let Some(note) = &report.host.btf_note {
-        writeln!(out, "\nNote: {note}").unwrap();
-    }
-    out
 }
 
 /// The byte ledger: per strategy and leg, bytes the syscalls moved against bytes the leg's
@@ -254,6 +621,20 @@ fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: 
         table.add_row(row);
     }
     writeln!(out, "{table}").unwrap();
+}
+
+/// `cell` for the narrow table: the median alone, marked * where runs differ.
+fn narrow_cell(f: &Figure) -> String {
+    match &f.value {
+        Some(v) if !v.is_exact() => {
+            let median = Figure {
+                value: Stat::of(vec![v.median]),
+                ..f.clone()
+            };
+            format!("{}*", cell(&median))
+        }
+        _ => cell(f),
+    }
 }
 
 /// The median, with the spread when runs differ; "n/a" when not observable.
@@ -389,8 +770,8 @@ mod tests {
         assert_eq!(human_rate(512.4), "512 B/s");
         let mut report = super::super::tests::report(&[]);
         report.config.chunk_bytes = 65537;
-        let text = render(&report, Style::Terminal);
-        assert!(text.contains(", chunk 65537 B (~64.00 KiB), "), "{text}");
+        let text = render_with(&report, Style::Terminal, &Layout::PLAIN);
+        assert!(text.contains("chunk 65537 B (~64.00 KiB);"), "{text}");
     }
 
     #[test]

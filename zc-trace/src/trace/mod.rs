@@ -7,7 +7,6 @@
 mod command;
 mod processes;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -171,12 +170,9 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         expectation,
         claims: claims_report,
     };
-    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    match model::write(&report, args.format, &mut stdout).and_then(|()| stdout.flush()) {
-        // A reader that stopped reading (`| head`) is not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        r => r.map_err(Error::Output)?,
-    }
+    // A reader that stopped reading (`| head`) is not an error (`output`).
+    crate::output::write_with(|out| model::write(&report, args.format, out))
+        .map_err(Error::Output)?;
     Ok(if differs && !args.no_fail {
         ExitCode::from(1)
     } else {
@@ -291,7 +287,10 @@ async fn follow(
                 );
                 let text = model::interval_line(&line);
                 if args.format == Format::Table {
-                    println!("{text}");
+                    // Tracing goes on whatever became of stdout; the report says the rest.
+                    if let Err(e) = crate::output::println(&text) {
+                        log::warn!("cannot write the interval line: {e}");
+                    }
                 } else {
                     eprintln!("zc-trace: {text}");
                 }
