@@ -17,7 +17,9 @@ use common::{bin, bpf_available, zc_trace};
 /// The pipe is one page so that output longer than that is still being written when the
 /// reader goes away. Returns the status and stderr.
 fn with_stdout_closed_early(args: &[&str], read: usize) -> (ExitStatus, String) {
-    let (reader, writer) = nix::unistd::pipe().unwrap();
+    // Close-on-exec: a zc-trace holding a read end (its own, or that of a test beside it)
+    // would never see the pipe closed, and would block on it instead.
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     // SAFETY: F_SETPIPE_SZ takes an int; the kernel rounds it up to a page.
     let r = unsafe { nix::libc::fcntl(writer.as_raw_fd(), nix::libc::F_SETPIPE_SZ, 4096) };
     assert!(r > 0, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
