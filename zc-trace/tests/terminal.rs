@@ -10,9 +10,19 @@ use std::process::{Command, Stdio};
 
 use unicode_width::UnicodeWidthStr;
 
-/// Runs zc-trace with stdout and stderr on a new pty of `cols` columns; its output, with the
-/// color codes (and whether there were any).
+/// Runs zc-trace with stdout on a new pty of `cols` columns (stderr too with `with_stderr`:
+/// then the progress lines, which redraw themselves, are in the output); its output without
+/// the escape codes, and whether there were any.
 fn on_pty(cols: u16, args: &[&str], env: &[(&str, &str)]) -> (String, bool) {
+    on_pty_with(cols, args, env, false)
+}
+
+fn on_pty_with(
+    cols: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+    with_stderr: bool,
+) -> (String, bool) {
     let size = nix::pty::Winsize {
         ws_row: 50,
         ws_col: cols,
@@ -26,7 +36,11 @@ fn on_pty(cols: u16, args: &[&str], env: &[(&str, &str)]) -> (String, bool) {
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap())
+        .stderr(if with_stderr {
+            Stdio::from(slave.try_clone().unwrap())
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("zc-trace runs");
     drop(slave);
@@ -155,11 +169,11 @@ fn progress_is_shown_on_a_terminal_and_not_with_quiet() {
         "sendfile,splice",
         "--no-fail",
     ];
-    let (text, _) = on_pty(100, &args, &[]);
+    let (text, _) = on_pty_with(100, &args, &[], true);
     assert!(text.contains("[1/2] sendfile, iteration 1/1"), "{text}");
     let mut quiet = args.to_vec();
     quiet.push("--quiet");
-    let (text, _) = on_pty(100, &quiet, &[]);
+    let (text, _) = on_pty_with(100, &quiet, &[], true);
     assert!(!text.contains("iteration 1/1"), "{text}");
     // Not a terminal: nothing on stderr but what matters.
     let out = common::zc_trace(&args);

@@ -46,25 +46,31 @@ fn a_running_process_is_traced_by_pid_until_it_exits() {
         .spawn()
         .unwrap();
     let pid = prog.id().to_string();
-    let tracer = Command::new(common::bin())
+    let mut tracer = Command::new(common::bin())
         .args(["trace", "--format", "json", "--pid", &pid])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Attached once the probes are loaded; a generous wait, then the program goes on.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // zc-trace says on stderr when it has attached; then the program goes on.
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        said.push_str(&line);
+        if n == 0 || line.contains("tracing") {
+            break;
+        }
+    }
+    assert!(said.contains("zc-trace: tracing"), "not attached: {said}");
     prog.stdin.take().unwrap().write_all(b"x").unwrap();
     assert!(prog.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
     std::fs::remove_file(&file).unwrap();
     assert_eq!(received.join().unwrap(), N);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{said}\n{stdout}");
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["ending"]["reason"], "every traced task exited");
     assert!(r["ending"]["exit_status"].is_null(), "not zc-trace's child");
