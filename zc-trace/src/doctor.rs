@@ -1031,15 +1031,7 @@ pub fn render(f: &Facts, checks: &[Check], s: &PlanSummary) -> Vec<String> {
 /// `text` and a newline on stdout, in one write; a reader gone (`zc-trace doctor | head`) is
 /// not an error.
 fn print(text: &str) -> Result<(), Error> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out
-        .write_all(format!("{text}\n").as_bytes())
-        .and_then(|()| out.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(Error::Output),
-    }
+    crate::output::println(text).map_err(Error::Output)
 }
 
 /// `zc-trace doctor`: exit 0 when zc-trace can run here, 3 when it cannot.

@@ -45,6 +45,11 @@ fn with_stdout_closed_early(args: &[&str], read: usize) -> (ExitStatus, String) 
 /// Exit status 0 and not a word about the pipe, whether the reader left at once or after
 /// a few bytes.
 fn assert_quiet_exit(args: &[&str]) {
+    assert_quiet_exit_with(args, 0);
+}
+
+/// As `assert_quiet_exit`, for a subcommand whose own status is `code`.
+fn assert_quiet_exit_with(args: &[&str], code: i32) {
     for read in [0, 10] {
         let (status, stderr) = with_stdout_closed_early(args, read);
         assert!(!stderr.contains("panicked"), "zc-trace {args:?}: {stderr}");
@@ -54,15 +59,16 @@ fn assert_quiet_exit(args: &[&str]) {
         );
         assert_eq!(
             status.code(),
-            Some(0),
+            Some(code),
             "zc-trace {args:?}, reader gone after {read} bytes: {status:?}: {stderr}"
         );
     }
 }
 
 #[test]
-fn strategies_into_a_closed_pipe_exits_0() {
+fn strategies_and_claims_into_a_closed_pipe_exit_0() {
     assert_quiet_exit(&["strategies"]);
+    assert_quiet_exit(&["claims"]);
 }
 
 #[test]
@@ -72,12 +78,17 @@ fn completions_and_man_into_a_closed_pipe_exit_0() {
 }
 
 #[test]
-fn probes_into_a_closed_pipe_exits_0() {
-    if !bpf_available("probes_into_a_closed_pipe_exits_0") {
+fn probes_explain_cleanup_doctor_into_a_closed_pipe_exit_0() {
+    if !bpf_available("probes_explain_cleanup_doctor_into_a_closed_pipe_exit_0") {
         return;
     }
     assert_quiet_exit(&["probes", "--json"]);
     assert_quiet_exit(&["probes"]);
+    assert_quiet_exit(&["explain"]);
+    assert_quiet_exit(&["cleanup", "--dry-run"]);
+    // doctor's status says whether zc-trace can run here: the same with stdout closed.
+    let own = zc_trace(&["doctor"]).status.code().unwrap();
+    assert_quiet_exit_with(&["doctor"], own);
 }
 
 /// The run's own status: sendfile's claims hold (or are not observable) on loopback.
@@ -96,6 +107,9 @@ fn run_into_a_closed_pipe_exits_with_the_run_s_status() {
         "json",
     ]);
     assert_quiet_exit(&["run", "--size", "64K", "--strategies", "sendfile"]);
+    // trace's is the command's.
+    assert_quiet_exit(&["trace", "--", "true"]);
+    assert_quiet_exit_with(&["trace", "--", "sh", "-c", "exit 3"], 3);
 }
 
 #[test]
