@@ -585,13 +585,25 @@ fn figures(
                 Side::Receiver,
                 sink,
             )
-        } else {
+        } else if sink == SinkKind::Remote {
             figure(
                 "bytes",
                 Provenance::NotObservable {
-                    reason: "this sink has no receiver process (a file or /dev/null)".into(),
+                    reason: "the receiver runs on the other machine (zc-trace receive there \
+                             counts what it received, not its copies)"
+                        .into(),
                 },
                 None,
+            )
+        } else {
+            // Nothing reads a file or /dev/null: no receiver, so no receive copy (a student
+            // read "not observable" as "happened but unseen").
+            figure(
+                "bytes",
+                Provenance::Derived {
+                    from: "0: this sink has no receiver (a file or /dev/null is not read)".into(),
+                },
+                stat(samples, |_| 0.0),
             )
         },
         cpu_copied_bytes: copy_total(

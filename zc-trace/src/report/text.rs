@@ -291,6 +291,9 @@ fn render_narrow(report: &Report, layout: &Layout) -> String {
         )
         .unwrap();
     }
+    for note in zerocopy_notes(report) {
+        writeln!(out, "{}", wrapped(&note, w, "  ")).unwrap();
+    }
     if layout.explain {
         render_explanations(&mut out, report, w);
     }
@@ -338,6 +341,31 @@ fn render_narrow(report: &Report, layout: &Layout) -> String {
         .unwrap();
     }
     out
+}
+
+/// Why a zero-copy send shows bytes both by reference and copied: the kernel's completion
+/// reports say it copied them after all (delivery to a local socket copies pinned pages).
+fn zerocopy_notes(report: &Report) -> Vec<String> {
+    report
+        .strategies
+        .iter()
+        .filter_map(|s| {
+            let c = s
+                .copy_sites
+                .iter()
+                .find(|c| c.site == "zerocopy_completion")?;
+            let copied = c.bytes.as_ref()?.kernel_to_kernel.median;
+            (copied > 0.0).then(|| {
+                format!(
+                    "{}: by reference and copied both count {} of its bytes: the kernel's \
+                     completion reports say it copied them after all (delivery to a socket on \
+                     this host, as over loopback or veth, copies the pinned pages).",
+                    s.name,
+                    human_bytes(copied)
+                )
+            })
+        })
+        .collect()
 }
 
 /// --explain: the syscalls, copy sites and ledger per strategy, and how each figure was
