@@ -136,7 +136,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "/var/tmp")]
     pub tmpdir: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, default_value_if("json", "true", "json"))]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Format::Table,
+        default_value_if("json", "true", "json")
+    )]
     pub format: Format,
     /// Short for --format json.
     #[arg(short = 'j', long)]
@@ -243,7 +248,12 @@ pub struct TraceArgs {
     #[arg(long, value_name = "STRATEGY", value_parser = parse_one_strategy)]
     pub strategy: Option<StrategyList>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, default_value_if("json", "true", "json"))]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Format::Table,
+        default_value_if("json", "true", "json")
+    )]
     pub format: Format,
     /// Short for --format json.
     #[arg(short = 'j', long)]
