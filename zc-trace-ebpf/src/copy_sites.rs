@@ -598,42 +598,87 @@ pub fn zc_nic_tx_btf(ctx: BtfTracePointContext) -> u32 {
 fn on_nic_tx_btf(skb: *const u8, dev: *const u8) -> Option<()> {
     let cfg = state::config();
     let wanted = *crate::state::DMA_DEV.get(0)?;
-    if wanted == 0
-        || cfg.netdev_ifindex_off == UNKNOWN
-        || cfg.skb_len_off == UNKNOWN
-        || cfg.skb_data_len_off == UNKNOWN
+    if wanted == 0 || cfg.netdev_ifindex_off == UNKNOWN {
+        return None;
+    }
+    let ifindex: u32 =
+        unsafe { bpf_probe_read_kernel(dev.add(cfg.netdev_ifindex_off as usize) as *const u32) }
+            .ok()?;
+    if ifindex != wanted {
+        return None;
+    }
+    let role = skb_role(cfg, skb)?;
+    let frags = skb_frags(cfg, skb);
+    if frags < 0 {
+        return None;
+    }
+    count_nic_tx(role, skb_linear_payload(cfg, skb), frags as u32)
+}
+
+/// sk_buff.data_len: the bytes in page fragments; -1 when unknown.
+#[inline(always)]
+fn skb_frags(cfg: &Config, skb: *const u8) -> i64 {
+    if cfg.skb_data_len_off == UNKNOWN {
+        return -1;
+    }
+    unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_len_off as usize) as *const u32) }
+        .map_or(-1, |v| v as i64)
+}
+
+/// `linear_payload` from the skb itself (tp_btf has no tracefs fields): its length less the
+/// fragments, less the headers up to the end of the TCP header; -1 when unknown.
+#[inline(always)]
+fn skb_linear_payload(cfg: &Config, skb: *const u8) -> i64 {
+    if cfg.skb_len_off == UNKNOWN
         || cfg.skb_head_off == UNKNOWN
         || cfg.skb_transport_header_off == UNKNOWN
         || cfg.skb_data_off == UNKNOWN
     {
-        return None;
+        return -1;
     }
-    let read_u32 = |base: *const u8, off: u32| -> Option<u32> {
-        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const u32) }.ok()
+    let frags = skb_frags(cfg, skb);
+    let Ok(len) =
+        (unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_len_off as usize) as *const u32) })
+    else {
+        return -1;
     };
-    if read_u32(dev, cfg.netdev_ifindex_off)? != wanted {
-        return None;
-    }
-    let role = skb_role(cfg, skb)?;
-    let len = read_u32(skb, cfg.skb_len_off)?;
-    let frags = read_u32(skb, cfg.skb_data_len_off)?;
-    let read_ptr = |off: u32| -> Option<*const u8> {
-        unsafe { bpf_probe_read_kernel(skb.add(off as usize) as *const *const u8) }.ok()
+    let read_ptr = |off: u32| -> *const u8 {
+        unsafe { bpf_probe_read_kernel(skb.add(off as usize) as *const *const u8) }
+            .unwrap_or(core::ptr::null())
     };
-    let head = read_ptr(cfg.skb_head_off)?;
-    let data = read_ptr(cfg.skb_data_off)?;
-    let th: u16 = unsafe {
+    let head = read_ptr(cfg.skb_head_off);
+    let data = read_ptr(cfg.skb_data_off);
+    let Ok(th) = (unsafe {
         bpf_probe_read_kernel(skb.add(cfg.skb_transport_header_off as usize) as *const u16)
-    }
-    .ok()?;
+    }) else {
+        return -1;
+    };
     // (u16)~0: no transport header set.
-    if th == u16::MAX {
-        return None;
+    if head.is_null() || data.is_null() || frags < 0 || th == u16::MAX {
+        return -1;
     }
     let tcp = unsafe { head.add(th as usize) };
-    let doff: u8 = unsafe { bpf_probe_read_kernel(tcp.add(12)) }.ok()?;
+    let Ok(doff) = (unsafe { bpf_probe_read_kernel::<u8>(tcp.add(12)) }) else {
+        return -1;
+    };
     let headers = (tcp as i64 - data as i64) + ((doff >> 4) as i64) * 4;
-    count_nic_tx(role, (len as i64 - frags as i64) - headers, frags)
+    (len as i64 - frags) - headers
+}
+
+/// nic_linearize at the raw tracepoint: the linear payload of each frame of the sender's
+/// sockets leaving any device (see `zc_net_xmit`).
+#[btf_tracepoint(function = "net_dev_start_xmit")]
+pub fn zc_net_xmit_btf(ctx: BtfTracePointContext) -> u32 {
+    let skb: *const u8 = unsafe { ctx.arg(0) };
+    let cfg = state::config();
+    let Some(role) = skb_role(cfg, skb) else {
+        return 0;
+    };
+    let linear = skb_linear_payload(cfg, skb);
+    if linear > 0 {
+        let _ = add_linearized(role, linear as u64);
+    }
+    0
 }
 
 /// The classic tracepoint, where tp_btf cannot attach.
