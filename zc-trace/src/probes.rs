@@ -422,6 +422,14 @@ const fn tp(program: &'static str, target: &'static str) -> Candidate {
     }
 }
 
+/// A BTF tracepoint (raw tracepoint with typed arguments): `target` is the event's name.
+const fn tp_btf(program: &'static str, target: &'static str) -> Candidate {
+    Candidate {
+        method: Method::TpBtf,
+        ..tp(program, target)
+    }
+}
+
 const fn fexit(program: &'static str, function: &'static str, proto: &'static Proto) -> Candidate {
     Candidate {
         method: Method::Fexit,
@@ -513,15 +521,7 @@ pub const PLAN: &[Hook] = &[
         required: false,
         copy: None,
         candidates: &[
-            Candidate {
-                method: Method::TpBtf,
-                program: "zc_sched_switch_btf",
-                target: "sched_switch",
-                also: None,
-                proto: None,
-                        detail: None,
-                needs: &[],
-            },
+            tp_btf("zc_sched_switch_btf", "sched_switch"),
             tp("zc_sched_switch_tp", "sched:sched_switch"),
         ],
     },
@@ -874,17 +874,13 @@ pub const PLAN: &[Hook] = &[
             // first, whose program also runs in a softirq that interrupted another eBPF
             // program (the classic tracepoint's is skipped then: 2-5% of frames were lost).
             Candidate {
-                method: Method::TpBtf,
-                program: "zc_net_xmit_btf",
-                target: "net_dev_start_xmit",
-                also: None,
-                proto: None,
                 detail: Some(
                     "payload in the linear part of each frame of the sender's sockets leaving \
                      the device (attributed by socket, in any context): what segmentation or \
                      linearization copied there",
                 ),
                 needs: &[Need::SkbSk, Need::SkbData, Need::SkbLen, Need::SkbHeaders],
+                ..tp_btf("zc_net_xmit_btf", "net_dev_start_xmit")
             },
             Candidate {
                 detail: Some(
@@ -944,13 +940,8 @@ pub const PLAN: &[Hook] = &[
             // A raw tracepoint runs even inside a softirq that interrupted another eBPF
             // program on the CPU; a classic tracepoint's program is skipped then.
             Candidate {
-                method: Method::TpBtf,
-                program: "zc_nic_tx_btf",
-                target: "net_dev_start_xmit",
-                also: None,
-                proto: None,
-                detail: None,
                 needs: &[Need::SkbSk, Need::SkbData, Need::SkbLen, Need::SkbHeaders],
+                ..tp_btf("zc_nic_tx_btf", "net_dev_start_xmit")
             },
             Candidate {
                 detail: Some(
