@@ -247,8 +247,14 @@ impl Sink {
         }
         let features = crate::nic::Features::read(&dev.name).ok();
         self.sg = features.map(|f| f.sg);
+        // The address once, when HOST is one; a name with the address it resolved to.
+        let to = if spec == addr.to_string() {
+            spec.to_string()
+        } else {
+            format!("{spec} ({addr})")
+        };
         self.description = format!(
-            "TCP to {spec} ({addr}) through {} ({}{})",
+            "TCP to {to} through {} ({}{})",
             dev.name,
             match &dev.driver {
                 Some(d) => format!("driver {d}, reads frames by DMA"),
