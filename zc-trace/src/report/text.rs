@@ -110,23 +110,32 @@ fn verdict_word(outcome: crate::claims::Outcome, color: bool) -> String {
     format!("{}{label}{}", style.render(), style.render_reset())
 }
 
-/// Per strategy: how many of its claims hold, differ, cannot be observed ("2 ok 1 x 3 ?").
-fn verdict_marks(report: &Report, strategy: &str) -> String {
+/// How many of the verdicts `keep` selects hold, differ, cannot be observed.
+fn tally(
+    claims: &crate::claims::ClaimsReport,
+    keep: impl Fn(&crate::claims::Verdict) -> bool,
+) -> (usize, usize, usize) {
     use crate::claims::Outcome;
-    let Some(c) = &report.claims else {
-        return "-".into();
-    };
     let count = |o: Outcome| {
-        c.verdicts
+        claims
+            .verdicts
             .iter()
-            .filter(|v| v.strategy == strategy && v.verdict == o)
+            .filter(|v| keep(v) && v.verdict == o)
             .count()
     };
-    let (h, d, n) = (
+    (
         count(Outcome::Holds),
         count(Outcome::Differs),
         count(Outcome::NotObservable),
-    );
+    )
+}
+
+/// Per strategy: how many of its claims hold, differ, cannot be observed ("2 ok 1 x 3 ?").
+fn verdict_marks(report: &Report, strategy: &str) -> String {
+    let Some(c) = &report.claims else {
+        return "-".into();
+    };
+    let (h, d, n) = tally(c, |v| v.strategy == strategy);
     if h + d + n == 0 {
         return "-".into();
     }
@@ -146,16 +155,10 @@ fn verdict_marks(report: &Report, strategy: &str) -> String {
 
 /// "6 hold, 1 differs, 9 not observable: exit 1 (--no-fail to ignore)".
 pub fn summary_line(report: &Report, layout: &Layout) -> String {
-    use crate::claims::Outcome;
     let Some(c) = &report.claims else {
         return "No claims were judged: exit 0".into();
     };
-    let count = |o: Outcome| c.verdicts.iter().filter(|v| v.verdict == o).count();
-    let (h, d, n) = (
-        count(Outcome::Holds),
-        count(Outcome::Differs),
-        count(Outcome::NotObservable),
-    );
+    let (h, d, n) = tally(c, |_| true);
     let status = match (d > 0, layout.no_fail) {
         (true, false) => "exit 1 (--no-fail to ignore)",
         (true, true) => "exit 0 (--no-fail)",

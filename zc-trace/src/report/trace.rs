@@ -119,32 +119,28 @@ pub struct Collected {
 /// would count the same bytes twice where they are derived from syscall bytes). A pipe a
 /// program splices through on its way to a socket is not its sink.
 pub fn dominant_sink(fds: &BTreeMap<FdKey, FdStat>) -> SinkKind {
-    let out = |kind: u32| -> u64 {
-        fds.iter()
-            .filter(|(k, _)| k.side == fd_side::OUTPUT && k.kind == kind)
-            .map(|(_, v)| v.bytes)
-            .sum()
-    };
-    let candidates = [
-        (SinkKind::Tcp, out(fd_kind::TCP)),
-        (SinkKind::Unix, out(fd_kind::UNIX)),
-        (SinkKind::Pipe, out(fd_kind::PIPE)),
-        (SinkKind::File, out(fd_kind::REGULAR)),
-    ];
-    candidates
+    SINKS
         .iter()
-        .find(|(_, b)| *b > 0)
-        .map_or(SinkKind::Tcp, |(k, _)| *k)
+        .map(|&(sink, _)| sink)
+        .find(|&sink| sink_bytes(fds, sink) > 0)
+        .map_or(SinkKind::Tcp, |sink| sink)
 }
 
-/// Bytes the program wrote into descriptors of the dominant sink's kind.
+/// The sink kinds a traced program's bytes can go to, in the order `dominant_sink` prefers
+/// them, with the descriptor kind each one is.
+const SINKS: [(SinkKind, u32); 4] = [
+    (SinkKind::Tcp, fd_kind::TCP),
+    (SinkKind::Unix, fd_kind::UNIX),
+    (SinkKind::Pipe, fd_kind::PIPE),
+    (SinkKind::File, fd_kind::REGULAR),
+];
+
+/// Bytes the program wrote into descriptors of `sink`'s kind (TCP's for any other sink).
 fn sink_bytes(fds: &BTreeMap<FdKey, FdStat>, sink: SinkKind) -> u64 {
-    let kind = match sink {
-        SinkKind::Unix => fd_kind::UNIX,
-        SinkKind::Pipe => fd_kind::PIPE,
-        SinkKind::File => fd_kind::REGULAR,
-        _ => fd_kind::TCP,
-    };
+    let kind = SINKS
+        .iter()
+        .find(|&&(s, _)| s == sink)
+        .map_or(fd_kind::TCP, |&(_, k)| k);
     fds.iter()
         .filter(|(k, _)| k.side == fd_side::OUTPUT && k.kind == kind)
         .map(|(_, v)| v.bytes)
