@@ -10,7 +10,8 @@ use std::sync::Mutex;
 enum Item {
     Process(nix::unistd::Pid),
     File(PathBuf),
-    Dir(PathBuf),
+    /// A private directory in --tmpdir, removed through its descriptors (`private_dir`).
+    PrivateDir(std::sync::Arc<crate::private_dir::Inner>),
     Unmount(PathBuf),
     Netns(String),
     /// A device whose scatter-gather zc-trace turned off (`--no-sg` on a real NIC).
@@ -87,14 +88,14 @@ pub fn register_file(path: PathBuf) {
     registry().items.push(Item::File(path));
 }
 
-pub fn register_dir(path: PathBuf) {
-    registry().items.push(Item::Dir(path));
+pub fn register_private_dir(dir: std::sync::Arc<crate::private_dir::Inner>) {
+    registry().items.push(Item::PrivateDir(dir));
 }
 
-pub fn forget_dir(path: &std::path::Path) {
+pub fn forget_private_dir(dir: &std::sync::Arc<crate::private_dir::Inner>) {
     registry()
         .items
-        .retain(|i| !matches!(i, Item::Dir(p) if p == path));
+        .retain(|i| !matches!(i, Item::PrivateDir(d) if std::sync::Arc::ptr_eq(d, dir)));
 }
 
 pub fn register_unmount(path: PathBuf) {
@@ -127,9 +128,7 @@ fn undo(items: Vec<Item>) {
             Item::File(path) => {
                 let _ = std::fs::remove_file(&path);
             }
-            Item::Dir(path) => {
-                let _ = std::fs::remove_dir_all(&path);
-            }
+            Item::PrivateDir(dir) => dir.remove(),
             Item::Netns(name) => {
                 let path = std::path::Path::new(crate::leftovers::NETNS_DIR).join(&name);
                 if let Err(e) = crate::sink::delete_netns(&path) {

@@ -327,8 +327,8 @@ pub struct ReceiveArgs {
     /// How to consume the data.
     #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
     pub mode: ReceiverMode,
-    /// Size of the receive buffer passed to read().
-    #[arg(long, default_value_t = 256 * 1024)]
+    /// Size of the receive buffer passed to read(), e.g. 256K (at most 1G).
+    #[arg(long, default_value = "256K", value_parser = parse_buffer)]
     pub buffer: usize,
     /// Exit after this many connections (default: serve until interrupted).
     #[arg(long, value_name = "N")]
@@ -391,7 +391,7 @@ pub struct ReceiverArgs {
     #[arg(long, value_enum, default_value_t = ReceiverMode::Copy)]
     pub mode: ReceiverMode,
     /// Size of the receive buffer passed to read().
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value = "256K", value_parser = parse_buffer)]
     pub buffer: usize,
     /// Network namespace to enter first (a /run/netns path).
     #[arg(long)]
@@ -568,6 +568,16 @@ fn parse_chunk(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A receive buffer is allocated (and touched) whole before the first byte arrives: bounded
+/// like a chunk, so that `--buffer 1P` is an error, not an abort.
+fn parse_buffer(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Err("the buffer must be at least 1 byte".into()),
+        n if n > MAX_CHUNK => Err(format!("the buffer must be at most {MAX_CHUNK} bytes (1G)")),
+        n => Ok(n as usize),
+    }
+}
+
 /// A comma-separated list of ids or names; `all`, anywhere in it, is every strategy in the
 /// standard order (the other names are still checked, and add nothing).
 fn parse_strategies(text: &str) -> Result<StrategyList, String> {
@@ -669,6 +679,27 @@ mod tests {
             .contains("at least 1 byte"));
         assert!(parse_chunk("0K").unwrap_err().contains("at least 1 byte"));
         assert!(parse_chunk("2G").unwrap_err().contains("at most"));
+    }
+
+    /// `receive --buffer 1P` aborted (exit 134) and u64::MAX panicked (exit 101): the buffer
+    /// is allocated whole, so it is bounded like a chunk.
+    #[test]
+    fn receive_buffers_are_bounded() {
+        assert_eq!(parse_buffer("64K"), Ok(65536));
+        assert_eq!(parse_buffer("1G"), Ok(1 << 30));
+        for bad in ["1048576G", "18446744073709551615", "1025M"] {
+            assert!(parse_buffer(bad).unwrap_err().contains("at most"), "{bad}");
+        }
+        assert!(parse_buffer("0").unwrap_err().contains("at least 1 byte"));
+        let cli = Cli::try_parse_from([
+            "zc-trace",
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--buffer",
+            "1P",
+        ]);
+        assert!(cli.is_err());
     }
 
     #[test]

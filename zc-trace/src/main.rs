@@ -16,6 +16,7 @@ mod measure;
 mod nic;
 mod output;
 mod payload;
+mod private_dir;
 mod probes;
 mod progress;
 mod receiver;

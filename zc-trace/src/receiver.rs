@@ -195,7 +195,7 @@ pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
                 // before saying done: a writer opening for the next run must block until this
                 // loop opens it again, not find the old reader and then lose it (EPIPE).
                 let n = {
-                    let f = File::open(&path)?;
+                    let f = open_fifo(&path)?;
                     sink.consume(f.as_fd(), false)?
                 };
                 writeln!(out, "done {n}")?;
@@ -203,6 +203,23 @@ pub fn serve(args: &ReceiverArgs) -> std::io::Result<()> {
             }
         }
     }
+}
+
+/// Opens the sink's FIFO for reading: the path goes through zc-trace's descriptor of its
+/// private directory (`private_dir`); the last step must be no symlink and the file a FIFO.
+fn open_fifo(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_fifo() {
+        return Err(std::io::Error::other(format!(
+            "{} is not the FIFO zc-trace made",
+            path.display()
+        )));
+    }
+    Ok(f)
 }
 
 /// Consumes one stream to EOF the way the mode says.

@@ -71,7 +71,16 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                     .iter()
                     .any(|s| s.fixed_sink() == Some(crate::sink::SinkKind::File));
             let len = user_file.as_ref().map_or(args.size, |f| f.len);
-            let needed = u64::from(user_file.is_none()) * len + u64::from(writes_file) * len;
+            // Checked: --size 8589934592G twice is 2^64, which used to wrap to 0 and skip the
+            // check (then the run filled the filesystem).
+            let needed = (u64::from(user_file.is_none()) + u64::from(writes_file))
+                .checked_mul(len)
+                .ok_or_else(|| InputError::TmpDir {
+                    path: args.tmpdir.clone(),
+                    reason: format!(
+                        "the payload and the file a strategy writes need twice {len} bytes,                          more than any filesystem holds: pick a smaller --size"
+                    ),
+                })?;
             if needed > 0 {
                 SourceFile::ensure_free_space(
                     &args.tmpdir,

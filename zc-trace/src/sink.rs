@@ -14,7 +14,8 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::cleanup;
-use crate::error::{EnvError, RunError};
+use crate::error::{EnvError, InputError, RunError};
+use crate::private_dir::PrivateDir;
 use crate::receiver::{Listen, Receiver, ReceiverMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
@@ -86,7 +87,7 @@ pub struct Sink {
     /// Its offloads, read once the sink is set up (after --no-sg).
     features: Option<crate::nic::Features>,
     _netns: Option<Netns>,
-    _dir: Option<TempDir>,
+    _dir: Option<PrivateDir>,
     /// Scatter-gather turned off on a remote sink's device, until this is dropped.
     _sg_off: Option<crate::nic::SgOff>,
 }
@@ -107,8 +108,13 @@ enum Target {
     Tcp(SocketAddr),
     /// A remote sink: any server there; zc-trace receive answers with what it received.
     Remote(SocketAddr),
-    Unix(PathBuf),
-    Fifo(PathBuf),
+    /// The socket's path through the private directory's descriptor, and the receiver that
+    /// must be at its other end.
+    Unix {
+        path: PathBuf,
+        receiver: u32,
+    },
+    Fifo(crate::private_dir::Entry),
     File(PathBuf),
     Null,
 }
@@ -152,26 +158,30 @@ impl Sink {
                 sink.sg = Some(true);
                 sink.description = "TCP over loopback (127.0.0.1; scatter-gather always on)".into();
             }
+            // The socket and the FIFO live in a private directory of --tmpdir, reached only
+            // through its descriptor (`private_dir`): whoever can write --tmpdir must not be
+            // able to swap them for a path of their choosing.
             SinkKind::Unix => {
-                let dir = TempDir::new(&opts.tmpdir)?;
-                let path = dir.path.join("sink.sock");
+                let dir = private_dir(&opts.tmpdir)?;
+                let path = dir.proc_path("sink.sock");
                 let r = receiver_mode(&mut sink, &Listen::Unix(path.clone()), None)?;
+                dir.entry("sink.sock", nix::sys::stat::SFlag::S_IFSOCK)
+                    .map_err(RunError::Receiver)?;
+                sink.target = Target::Unix {
+                    path,
+                    receiver: r.pid(),
+                };
                 sink.receiver = Some(r);
-                sink.target = Target::Unix(path);
                 sink.description = "UNIX stream socket".into();
                 sink._dir = Some(dir);
             }
             SinkKind::Pipe => {
-                let dir = TempDir::new(&opts.tmpdir)?;
-                let path = dir.path.join("sink.fifo");
-                nix::unistd::mkfifo(
-                    &path,
-                    nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-                )
-                .map_err(|e| RunError::Receiver(format!("mkfifo {}: {e}", path.display())))?;
-                let r = receiver_mode(&mut sink, &Listen::Fifo(path.clone()), None)?;
+                let dir = private_dir(&opts.tmpdir)?;
+                let fifo = dir.make_fifo("sink.fifo").map_err(RunError::Receiver)?;
+                let listen = Listen::Fifo(dir.proc_path("sink.fifo"));
+                let r = receiver_mode(&mut sink, &listen, None)?;
                 sink.receiver = Some(r);
-                sink.target = Target::Fifo(path);
+                sink.target = Target::Fifo(fifo);
                 sink.description = "pipe (FIFO) read by a separate process".into();
                 sink._dir = Some(dir);
             }
@@ -214,7 +224,6 @@ impl Sink {
         no_sg: bool,
         force: bool,
     ) -> Result<(), crate::error::Error> {
-        use crate::error::InputError;
         use std::net::ToSocketAddrs;
         let addr = spec
             .to_socket_addrs()
@@ -278,6 +287,12 @@ impl Sink {
         })
     }
 
+    fn private(&self) -> &PrivateDir {
+        self._dir
+            .as_ref()
+            .expect("a unix or pipe sink has a private directory")
+    }
+
     pub fn receiver_pid(&self) -> Option<u32> {
         self.receiver.as_ref().map(Receiver::pid)
     }
@@ -285,8 +300,15 @@ impl Sink {
     pub fn open(&self) -> std::io::Result<SinkFd> {
         let fd: OwnedFd = match &self.target {
             Target::Tcp(a) | Target::Remote(a) => TcpStream::connect(a)?.into(),
-            Target::Unix(p) => UnixStream::connect(p)?.into(),
-            Target::Fifo(p) => std::fs::OpenOptions::new().write(true).open(p)?.into(),
+            Target::Unix { path, receiver } => {
+                self.private()
+                    .check_in_place()
+                    .map_err(std::io::Error::other)?;
+                let stream = UnixStream::connect(path)?;
+                check_peer(&stream, *receiver)?;
+                stream.into()
+            }
+            Target::Fifo(entry) => self.private().open_fifo_for_writing(entry)?,
             Target::File(dir) => std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -394,26 +416,26 @@ fn parse_addr(ready: &str) -> Result<SocketAddr, RunError> {
         .map_err(|e| RunError::Receiver(format!("bad address {ready:?}: {e}")))
 }
 
-/// A private directory for a socket or FIFO path, removed on drop or at interrupt.
-struct TempDir {
-    path: PathBuf,
+/// A private directory in `tmpdir` (`private_dir`), its errors as --tmpdir's.
+fn private_dir(tmpdir: &Path) -> Result<PrivateDir, InputError> {
+    PrivateDir::create(tmpdir, "sink").map_err(|reason| InputError::TmpDir {
+        path: tmpdir.to_path_buf(),
+        reason,
+    })
 }
 
-impl TempDir {
-    fn new(parent: &Path) -> Result<Self, RunError> {
-        let template = crate::leftovers::temp_template(parent, "sink");
-        let path = nix::unistd::mkdtemp(&template)
-            .map_err(|e| RunError::Receiver(format!("mkdtemp in {}: {e}", parent.display())))?;
-        cleanup::register_dir(path.clone());
-        Ok(TempDir { path })
+/// The process at the other end of a UNIX socket must be the receiver zc-trace started: a
+/// path is only a name, and a listener of someone else's must get nothing.
+fn check_peer(stream: &UnixStream, receiver: u32) -> std::io::Result<()> {
+    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
+    if cred.pid() != receiver as i32 {
+        return Err(std::io::Error::other(format!(
+            "the UNIX socket's listener is process {} (uid {}), not zc-trace's receiver              (process {receiver}); nothing was sent",
+            cred.pid(),
+            cred.uid()
+        )));
     }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        cleanup::forget_dir(&self.path);
-    }
+    Ok(())
 }
 
 /// Two network namespaces joined by a veth pair, on addresses that exist only inside them.

@@ -341,3 +341,55 @@ fn a_payload_larger_than_the_free_space_is_refused_up_front() {
         "not a block of the tmpfs was written"
     );
 }
+
+/// `--size 8589934592G` is 2^63 bytes; the payload and a copy-file-range copy of it are 2^64,
+/// which wrapped to 0 in release builds and skipped the free-space check, so the run filled
+/// the filesystem. Now the sum is checked and the run refused before it writes.
+#[test]
+fn a_size_whose_room_overflows_is_refused_up_front() {
+    if !common::bpf_available("a_size_whose_room_overflows_is_refused_up_front") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("zc-trace-overflow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = zc_trace(&[
+        "run",
+        "--size",
+        "8589934592G",
+        "--strategies",
+        "copy-file-range",
+        "--tmpdir",
+        dir.to_str().unwrap(),
+    ]);
+    let left = std::fs::read_dir(&dir).unwrap().count();
+    let _ = std::fs::remove_dir(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("more than any filesystem holds"),
+        "{stderr}"
+    );
+    assert_eq!(left, 0, "nothing written");
+}
+
+/// `receive --buffer 1P` aborted with exit 134 and `--buffer 18446744073709551615` panicked
+/// (101): a usage error now.
+#[test]
+fn a_receive_buffer_too_large_to_allocate_is_a_usage_error() {
+    assert_fails(
+        &["receive", "--listen", "127.0.0.1:0", "--buffer", "1048576G"],
+        2,
+        "at most",
+    );
+    assert_fails(
+        &[
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--buffer",
+            "18446744073709551615",
+        ],
+        2,
+        "at most",
+    );
+}
