@@ -141,7 +141,7 @@ fn undo(items: Vec<Item>) {
                 }
             }
             Item::Unmount(path) => {
-                if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+                if let Err(e) = crate::leftovers::unmount_own_tracefs(&path) {
                     log::warn!("could not unmount {}: {e}", path.display());
                 }
             }

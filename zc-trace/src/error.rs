@@ -33,6 +33,12 @@ pub enum EnvError {
     Load(String),
     #[error("veth sink: {0}")]
     Netns(String),
+    #[error(
+        "zc-trace runs in a PID namespace of its own (a container): the pids it sees are not \
+         the kernel's, so it can neither tell the kernel which tasks to trace nor tell a live \
+         run's leftovers from a dead one's; run it in the host's PID namespace"
+    )]
+    PidNamespace,
     #[error("required hook {hook} could not be attached by any method: {tried}")]
     RequiredHook { hook: String, tried: String },
 }

@@ -72,7 +72,8 @@ fn random_suffix() -> String {
 }
 
 impl PrivateDir {
-    /// Makes `zc-trace-KIND.PID.XXXXXX` in `parent` (the leftover sweep knows the name).
+    /// Makes `zc-trace-KIND.PID-START.XXXXXX` in `parent` (the leftover sweep knows the
+    /// name).
     pub fn create(parent: &Path, kind: &str) -> Result<Self, String> {
         let parent_fd = openat(
             None,
@@ -85,7 +86,7 @@ impl PrivateDir {
         let parent_fd = unsafe { OwnedFd::from_raw_fd(parent_fd) };
         let mut tries = 0;
         let name = loop {
-            let name = format!("zc-trace-{kind}.{}.{}", std::process::id(), random_suffix());
+            let name = crate::leftovers::temp_name(kind, &random_suffix());
             match mkdirat(Some(parent_fd.as_raw_fd()), name.as_str(), Mode::S_IRWXU) {
                 Ok(()) => break name,
                 Err(nix::errno::Errno::EEXIST) if tries < 100 => tries += 1,
@@ -175,6 +176,48 @@ impl PrivateDir {
     /// redirected; but root's files are being tampered with, and the run says so.
     pub fn check_in_place(&self) -> Result<(), String> {
         self.inner.check_in_place()
+    }
+}
+
+/// Removes a dead run's private directory `name` in `parent` (`zc-trace cleanup`), checked as
+/// one just made is (a directory of this user, mode 0700) and emptied through its descriptor.
+pub fn remove_leftover(parent: &Path, name: &std::ffi::OsStr) -> Result<(), String> {
+    let name = name
+        .to_str()
+        .ok_or("not a name zc-trace makes")?
+        .to_string();
+    let parent_fd = openat(
+        None,
+        parent,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening {}: {e}", parent.display()))?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    let parent_fd = unsafe { OwnedFd::from_raw_fd(parent_fd) };
+    let st = fstatat(
+        Some(parent_fd.as_raw_fd()),
+        name.as_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| e.to_string())?;
+    if kind_of(&st) == SFlag::S_IFREG {
+        // A named payload (mkstemp's fallback where O_TMPFILE is not supported).
+        if st.st_uid != nix::unistd::geteuid().as_raw() {
+            return Err(format!("owned by uid {}", st.st_uid));
+        }
+        return unlinkat(
+            Some(parent_fd.as_raw_fd()),
+            name.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(|e| e.to_string());
+    }
+    let inner = Inner::open(parent.to_path_buf(), parent_fd, name).map_err(|(_, _, why)| why)?;
+    inner.remove();
+    match inner.check_in_place() {
+        Err(_) => Ok(()),
+        Ok(()) => Err("it holds something zc-trace does not make (a directory); left".into()),
     }
 }
 

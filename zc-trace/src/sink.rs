@@ -454,7 +454,8 @@ use crate::leftovers::NETNS_DIR;
 /// the file (its veth end goes with the namespace). No `ip` needed. A file that is not a
 /// mount (a namespace whose making was cut short) is removed all the same.
 pub fn delete_netns(path: &Path) -> Result<(), String> {
-    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    // Not through a symlink: only the namespace's own bind mount at this very path.
+    let _ = crate::leftovers::unmount(path);
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(format!("removing {}: {e}", path.display()))
@@ -481,7 +482,7 @@ const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 impl Netns {
     fn create(sg: bool) -> Result<Self, crate::error::Error> {
         let id = std::process::id();
-        let [sender, receiver] = crate::leftovers::netns_names(id);
+        let [sender, receiver] = crate::leftovers::netns_names();
         let n = Netns {
             sender,
             receiver,

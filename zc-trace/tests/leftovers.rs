@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,17 +100,21 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
     // 2. `zc-trace cleanup`: leftovers of a dead zc-trace go, those of a running one and
     //    things that only look alike stay.
     let d = tmpdir("cleanup");
-    // A running zc-trace (generating a large payload for a few seconds): its entries stay.
+    // A running zc-trace (generating a large payload for a few seconds), started from a copy
+    // of the binary under another name: liveness is its start time, not its name (a copy
+    // named zct-copy had its sink swept while it ran).
     let live_tmp = tmpdir("live");
-    let mut live = Command::new(bin())
+    let copy = live_tmp.join("zct-copy");
+    std::fs::copy(bin(), &copy).unwrap();
+    let mut live = Command::new(&copy)
         .args(["run", "--size", "2G", "--tmpdir"])
         .arg(&live_tmp)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let live_dir = d.join(format!("zc-trace-sink.{}.aB3xYz", live.id()));
-    std::fs::create_dir(&live_dir).unwrap();
+    let live_dir = d.join(format!("zc-trace-sink.{}.aB3xYz", tag(live.id())));
+    private_dir(&live_dir, 0);
     // Once it writes its payload it has made its own sweep (which would otherwise take the
     // dead run's namespace below before `cleanup` could).
     wait_for("the live zc-trace's payload", || {
@@ -124,14 +129,18 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
         std::fs::read_to_string(format!("/proc/{}/comm", live.id()))
             .unwrap()
             .trim(),
-        "zc-trace"
+        "zct-copy"
     );
 
     let dead = dead_pid();
-    let dead_dir = d.join(format!("zc-trace-sink.{dead}.aB3xYz"));
-    std::fs::create_dir(&dead_dir).unwrap();
+    let dead_tag = format!("{dead}-1");
+    let dead_dir = d.join(format!("zc-trace-sink.{dead_tag}.aB3xYz"));
+    private_dir(&dead_dir, 0);
     std::fs::write(dead_dir.join("sink.fifo"), "").unwrap();
-    let dead_ns = format!("zc-trace-{dead}-tx");
+    // A pid that runs (this test), named with another start time: the pid was reused.
+    let reused_dir = d.join(format!("zc-trace-sink.{}-1.aB3xYz", std::process::id()));
+    private_dir(&reused_dir, 0);
+    let dead_ns = format!("zc-trace-{dead_tag}-tx");
     assert!(Command::new("ip")
         .args(["netns", "add", &dead_ns])
         .status()
@@ -140,21 +149,42 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
     let dead_tracefs = d.join("tracing");
     std::fs::create_dir(&dead_tracefs).unwrap();
     nix::mount::mount(
-        Some(format!("zc-trace-{dead}").as_str()),
+        Some(format!("zc-trace-{dead_tag}").as_str()),
         &dead_tracefs,
         Some("tracefs"),
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
     .unwrap();
+    // Look-alikes: wrong names, a right name owned by another user or with another mode, and
+    // a symlink under /run/netns with a dead maker's name to a directory with a tmpfs on it
+    // (umount2 followed it and unmounted that tmpfs).
     let lookalikes = [
         d.join("zc-trace-sink.notapid.aB3xYz"),
         d.join("zc-trace-sink-aB3xYz"),
+        d.join(format!("zc-trace-sink.+{dead_tag}.aB3xYz")),
+        d.join(format!("zc-trace-sink.0{dead_tag}.aB3xYz")),
         d.join("other"),
     ];
     for l in &lookalikes {
         std::fs::create_dir(l).unwrap();
     }
+    let not_roots = d.join(format!("zc-trace-sink.{dead_tag}.nobody"));
+    private_dir(&not_roots, 65534);
+    let wrong_mode = d.join(format!("zc-trace-payload.{dead_tag}.mode77"));
+    std::fs::write(&wrong_mode, "").unwrap();
+    std::fs::set_permissions(&wrong_mode, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let unrelated = d.join("unrelated-tmpfs");
+    std::fs::create_dir(&unrelated).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "unrelated"])
+        .arg(&unrelated)
+        .status()
+        .unwrap()
+        .success());
+    let ns_link = Path::new("/run/netns").join(format!("zc-trace-{dead_tag}-rx"));
+    std::os::unix::fs::symlink(&unrelated, &ns_link).unwrap();
+
     let dry = zc_trace(&["cleanup", "--dry-run", "--tmpdir", d.to_str().unwrap()]);
     let dry_out = String::from_utf8_lossy(&dry.stdout);
     assert!(
@@ -175,9 +205,18 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
     if tracefs_left {
         let _ = nix::mount::umount2(&dead_tracefs, nix::mount::MntFlags::MNT_DETACH);
     }
-    let kept: Vec<bool> = lookalikes.iter().map(|l| l.exists()).collect();
+    let unrelated_kept = mounted_at(&unrelated);
+    let _ = nix::mount::umount2(&unrelated, nix::mount::MntFlags::MNT_DETACH);
+    let ns_link_kept = std::fs::symlink_metadata(&ns_link).is_ok();
+    let _ = std::fs::remove_file(&ns_link);
+    let kept: Vec<bool> = lookalikes
+        .iter()
+        .chain([&not_roots, &wrong_mode])
+        .map(|l| l.exists())
+        .collect();
     let live_kept = live_dir.exists();
     let dead_dir_left = dead_dir.exists();
+    let reused_left = reused_dir.exists();
     std::fs::remove_dir_all(&d).unwrap();
     std::fs::remove_dir_all(&live_tmp).unwrap();
 
@@ -186,6 +225,10 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
         !dead_dir_left,
         "a dead run's sink directory stayed: {stdout}"
     );
+    assert!(
+        !reused_left,
+        "a run whose pid was reused stayed, as if alive: {stdout}"
+    );
     assert!(!dead_ns_left, "a dead run's namespace stayed: {stdout}");
     assert!(
         !tracefs_left,
@@ -193,7 +236,11 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
     );
     assert!(
         kept.iter().all(|&k| k),
-        "a look-alike was removed: {stdout}"
+        "a look-alike was removed ({kept:?}): {stdout}"
+    );
+    assert!(
+        unrelated_kept && ns_link_kept,
+        "cleanup unmounted a tmpfs through a symlink under /run/netns: {stdout}"
     );
     assert!(
         live_kept,
@@ -202,4 +249,20 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
     for what in ["temporary file", "network namespace", "tracefs mount"] {
         assert!(stdout.contains(&format!("removed {what}")), "{stdout}");
     }
+}
+
+/// `PID-START` of a running process, as zc-trace names its leftovers.
+fn tag(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    // Field 22 (starttime) is the 20th after the comm's closing parenthesis.
+    let start = after_comm.split(' ').nth(19).unwrap();
+    format!("{pid}-{start}")
+}
+
+/// A directory as zc-trace makes one (mode 0700), owned by `uid`.
+fn private_dir(path: &Path, uid: u32) {
+    std::fs::create_dir(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
 }

@@ -236,3 +236,26 @@ fn the_owner_of_tmpdir_cannot_redirect_the_pipe_or_unix_sink() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// From another PID namespace a live host run's maker cannot be seen, so `cleanup --dry-run`
+/// listed a live run's namespaces as dead. Cleanup now refuses there (exit 3, saying why).
+#[test]
+fn cleanup_refuses_to_judge_from_another_pid_namespace() {
+    if !bpf_available("cleanup_refuses_to_judge_from_another_pid_namespace") {
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(bin())
+        .args(["cleanup", "--dry-run"])
+        .output()
+        .expect("unshare (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("PID namespace of its own"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -5,7 +5,7 @@
 //! per --interval).
 
 mod command;
-mod processes;
+pub(crate) mod processes;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

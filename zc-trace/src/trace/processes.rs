@@ -25,13 +25,15 @@ pub fn check_own_namespace() -> Result<(), EnvError> {
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
         .map_or(1, |l| l.split_whitespace().count());
-    if levels > 1 {
-        return Err(EnvError::Load(
-            "zc-trace runs in a PID namespace of its own (a container): the pids it sees are \
-             not the kernel's, so it cannot tell the kernel which tasks to trace; run it in the \
-             host's PID namespace"
-                .into(),
-        ));
+    // NSpid lists the levels from the PID namespace of the /proc mount down, so a namespace
+    // with a /proc of its own (`unshare --pid --mount-proc`) shows one level: its namespace
+    // file's inode tells, the initial namespace's being a constant (PROC_PID_INIT_INO).
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    let initial = std::fs::metadata("/proc/self/ns/pid").map_or(true, |m| {
+        std::os::unix::fs::MetadataExt::ino(&m) == PROC_PID_INIT_INO
+    });
+    if levels > 1 || !initial {
+        return Err(EnvError::PidNamespace);
     }
     Ok(())
 }
