@@ -38,6 +38,8 @@ use crate::cli::{Cli, Command};
 use crate::error::Error;
 
 fn main() -> ExitCode {
+    // Before anything ignores or blocks a signal: the traced command gets these back.
+    trace::command::record_inherited_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print as clap prints them; a usage error is one line (exit 2).

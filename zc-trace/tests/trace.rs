@@ -257,3 +257,102 @@ fn a_process_that_is_gone_by_the_attach_is_a_measurement_error() {
         "{stderr}"
     );
 }
+
+/// The traced command starts with the signal dispositions and mask zc-trace was given: it
+/// found signals 32 and 33 ignored (SigIgn 0000000180000000), which a plain start does not.
+/// SIGHUP ignored by the caller (as `nohup` does) stays ignored.
+#[test]
+fn the_command_starts_with_the_callers_signal_dispositions() {
+    if !common::bpf_available("the_command_starts_with_the_callers_signal_dispositions") {
+        return;
+    }
+    let masks = |ignore_hup: bool, traced: bool| {
+        let mut c = Command::new("sh");
+        // Every signal at its default first: the test harness here may ignore some (32 and
+        // 33 were), and a baseline that has them would hide the finding.
+        // SAFETY: only rt_sigaction between fork and exec, on a struct of the kernel's layout
+        // (handler, flags, restorer, mask), raw: libc refuses the signals it reserves.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                let dfl = [0u64; 4];
+                for sig in 1..=64i64 {
+                    nix::libc::syscall(
+                        nix::libc::SYS_rt_sigaction,
+                        sig,
+                        dfl.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8usize,
+                    );
+                }
+                Ok(())
+            });
+        }
+        let trap = if ignore_hup { "trap '' HUP; " } else { "" };
+        let zc_trace = if traced {
+            format!("{} trace --format json --", common::bin())
+        } else {
+            String::new()
+        };
+        c.arg("-c").arg(format!(
+            "{trap}exec {zc_trace} grep -E '^Sig(Ign|Blk):' /proc/self/status"
+        ));
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |k: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {stdout}"))
+                .trim()
+                .to_string()
+        };
+        (field("SigIgn:"), field("SigBlk:"))
+    };
+    // What a plain start gives here (the test harness may itself ignore some signals).
+    assert_eq!(
+        masks(false, false).0,
+        "0000000000000000",
+        "the baseline is clean"
+    );
+    for hup in [false, true] {
+        assert_eq!(masks(hup, true), masks(hup, false), "SIGHUP ignored: {hup}");
+    }
+    let (ignored, _) = masks(true, true);
+    let ignored = u64::from_str_radix(&ignored, 16).unwrap();
+    assert_ne!(ignored & 1, 0, "SIGHUP stays ignored");
+}
+
+/// --duration sends SIGTERM; a command that ignores it used to keep running while zc-trace
+/// exited 0 without a word. After the grace it is killed with SIGKILL, the exit status is 137
+/// and the report says so.
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace_and_says_so() {
+    if !common::bpf_available(
+        "a_command_that_ignores_sigterm_is_killed_after_the_grace_and_says_so",
+    ) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let (r, status) = trace_json(&[
+        "trace",
+        "--format",
+        "json",
+        "--duration",
+        "0.5",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(status, 137, "{}", r["ending"]);
+    assert_eq!(r["ending"]["reason"], "--duration");
+    let killed = r["ending"]["killed"].as_str().unwrap_or_default();
+    assert!(killed.contains("killed with SIGKILL"), "{}", r["ending"]);
+    assert!(started.elapsed().as_secs() < 60, "it ended");
+}

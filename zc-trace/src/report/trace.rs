@@ -38,6 +38,10 @@ pub struct Ending {
     /// The command's exit status (128 + signal when a signal ended it); null with --pid or
     /// while it still runs.
     pub exit_status: Option<i32>,
+    /// Set when the command did not end within the grace after SIGTERM (--duration, or a
+    /// signal zc-trace passed on) and zc-trace killed it with SIGKILL: it did not end by
+    /// itself, and its exit status (137) says so.
+    pub killed: Option<String>,
 }
 
 /// One row of the breakdown by descriptor kind.
@@ -590,7 +594,7 @@ fn title(r: &TraceReport) -> String {
         ),
     };
     format!(
-        "zc-trace {} trace: {what}{}, kernel {} ({}), {}; ended: {}{}",
+        "zc-trace {} trace: {what}{}, kernel {} ({}), {}; ended: {}{}{}",
         r.tool.version,
         r.target
             .user
@@ -604,6 +608,11 @@ fn title(r: &TraceReport) -> String {
         r.ending
             .exit_status
             .map(|s| format!(", exit status {s}"))
+            .unwrap_or_default(),
+        r.ending
+            .killed
+            .as_ref()
+            .map(|k| format!(" ({k})"))
             .unwrap_or_default()
     )
 }
@@ -916,6 +925,7 @@ mod tests {
             ending: Ending {
                 reason: "every traced task exited".into(),
                 exit_status: Some(0),
+                killed: None,
             },
             probes: probes.hooks.clone(),
             by_fd_kind: by_fd_kind(&collected.fds),

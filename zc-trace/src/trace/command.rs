@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{Error, InputError};
 
@@ -91,25 +92,105 @@ fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// A std Command for `path` with `argv` (argv[0] as given), as `user`.
+/// The signals ignored and blocked when zc-trace started (bit N-1 for signal N), before any
+/// library it uses ignored or blocked one of its own.
+static INHERITED_SIGNALS: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Reads them from /proc/self/status; called first thing in `main`.
+pub fn record_inherited_signals() {
+    INHERITED_SIGNALS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mask = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+                .unwrap_or(0)
+        };
+        // Rust's runtime ignores SIGPIPE before main, so whether the caller did is lost; the
+        // command gets the default, as std's Command gives it too (and a shell would).
+        let sigpipe = 1u64 << (nix::libc::SIGPIPE - 1);
+        (mask("SigIgn:") & !sigpipe, mask("SigBlk:"))
+    });
+}
+
+/// The kernel's struct sigaction, as rt_sigaction takes it on x86_64 and arm64 (handler,
+/// flags, restorer, mask). The raw call, not libc's: glibc and musl refuse the signals they
+/// reserve (32, 33), and those are the ones a process started by zc-trace found ignored.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// In the child before exec: every signal's disposition and the mask back to what zc-trace
+/// inherited (exec keeps ignored signals and the mask; it resets only handlers). Only
+/// async-signal-safe syscalls.
+fn restore_inherited_signals(ignored: u64, blocked: u64) {
+    use nix::libc;
+    for sig in 1..=64i64 {
+        if sig == libc::SIGKILL as i64 || sig == libc::SIGSTOP as i64 {
+            continue;
+        }
+        let act = KernelSigaction {
+            handler: if ignored & (1 << (sig - 1)) != 0 {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            },
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a valid struct of the kernel's layout, no old action asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    // SAFETY: a valid 8-byte signal set, no old set asked for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &blocked as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
+/// A std Command for `path` with `argv` (argv[0] as given), as `user`, with the signal
+/// dispositions and mask it would have had without zc-trace.
 pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::process::Command {
     let mut c = std::process::Command::new(path);
     c.arg0(&argv[0]).args(&argv[1..]);
-    if let Some(u) = user.cloned() {
-        // SAFETY: only async-signal-safe syscalls between fork and exec; groups first, then
-        // the gid, then the uid (after which the others could not be changed any more).
-        unsafe {
-            c.pre_exec(move || {
-                use nix::libc;
+    let user = user.cloned();
+    let (ignored, blocked) = *INHERITED_SIGNALS.get_or_init(|| (0, 0));
+    // SAFETY: only async-signal-safe syscalls between fork and exec; groups first, then the
+    // gid, then the uid (after which the others could not be changed any more); the signals
+    // last, so that nothing before runs with zc-trace's own handlers gone.
+    unsafe {
+        c.pre_exec(move || {
+            use nix::libc;
+            if let Some(u) = &user {
                 if libc::setgroups(u.groups.len(), u.groups.as_ptr()) != 0
                     || libc::setgid(u.gid) != 0
                     || libc::setuid(u.uid) != 0
                 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
-            });
-        }
+            }
+            restore_inherited_signals(ignored, blocked);
+            Ok(())
+        });
     }
     c
 }

@@ -4,7 +4,7 @@
 //! finds the processes' threads, waits for the end, and reads the aggregates once (and once
 //! per --interval).
 
-mod command;
+pub(crate) mod command;
 pub(crate) mod processes;
 
 use std::process::ExitCode;
@@ -244,6 +244,7 @@ async fn follow(
     let mut told_left = false;
     let mut reason: Option<String> = None;
     let mut stop_at: Option<Instant> = None;
+    let mut killed: Option<String> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -312,6 +313,23 @@ async fn follow(
             );
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
+            // The command ignored the signal: it must not outlive the trace unnoticed (it
+            // used to keep running while zc-trace exited 0 without a word).
+            if let (Some(c), None) = (child.as_mut(), status) {
+                let what = format!(
+                    "the command (pid {}) did not end within {} s of the signal: killed with \
+                     SIGKILL",
+                    c.id(),
+                    GRACE.as_secs()
+                );
+                eprintln!("zc-trace: {what}");
+                let _ = c.kill();
+                if let Ok(s) = c.wait() {
+                    use std::os::unix::process::ExitStatusExt;
+                    status = Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+                }
+                killed = Some(what);
+            }
             break;
         }
         if reason.is_none() && args.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -328,6 +346,7 @@ async fn follow(
         Ending {
             reason: reason.unwrap_or_default(),
             exit_status: status,
+            killed,
         },
         intervals,
     ))
