@@ -151,6 +151,8 @@ fn bad_commands_and_pids_are_refused_with_their_status() {
         (&["trace", "--pid", "1", "--", "true"], 2, "not both"),
         (&["trace", "--pid", "0"], 2, "0 is not a process"),
         (&["trace", "--pid", "4000000000"], 2, "no such process"),
+        (&["trace", "--pid", "2"], 2, "kernel thread"),
+        (&["trace", "--", "/tmp"], 126, "is a directory"),
         (&["trace", "--duration", "0", "--", "true"], 2, "above 0"),
         (
             &["trace", "--claims", "x.toml", "--", "true"],
@@ -245,17 +247,25 @@ fn a_process_that_is_gone_by_the_attach_is_a_measurement_error() {
     if !common::bpf_available("a_process_that_is_gone_by_the_attach_is_a_measurement_error") {
         return;
     }
-    // A child that has exited but is not reaped: its /proc entry stays, as a zombie.
+    // A child that has exited but is not reaped: its /proc entry stays, as a zombie. That
+    // is bad input (exit 2), known before anything is attached (it was exit 4).
     let mut child = Command::new("true").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let out = common::zc_trace(&["trace", "--pid", &child.id().to_string()]);
     child.wait().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains("exited while zc-trace attached"),
-        "{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("a zombie"), "{stderr}");
+    // zc-trace itself: it would count its own polling and never end (sh's pid becomes
+    // zc-trace's by exec).
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {} trace --pid $$", common::bin()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this zc-trace itself"), "{stderr}");
 }
 
 /// The traced command starts with the signal dispositions and mask zc-trace was given: it

@@ -71,6 +71,15 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, Error> {
             .map(|d| d.join(program))
             .collect()
     };
+    // A directory given by path exists but cannot be executed: 126, as a shell says.
+    if let [only] = &candidates[..] {
+        if program.as_bytes().contains(&b'/') && only.is_dir() {
+            return Err(Error::Command {
+                message: format!("cannot start `{shown}`: it is a directory"),
+                code: 126,
+            });
+        }
+    }
     let found: Vec<&PathBuf> = candidates.iter().filter(|p| p.is_file()).collect();
     match found.iter().find(|p| executable(p)) {
         Some(p) => Ok(p.to_path_buf()),

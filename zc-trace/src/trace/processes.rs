@@ -4,11 +4,37 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{EnvError, InputError};
 
-/// Fails unless every pid is a running process zc-trace can see.
+/// The kernel's flag for its own threads (include/linux/sched.h).
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Fails unless every pid is a running process zc-trace can trace: not zc-trace itself (it
+/// would count its own polling and never end), not a kernel thread (no system calls of a
+/// program to count), not a zombie (it has exited). A process whose main thread has exited
+/// while others run is traced: its threads are what runs.
 pub fn check(pids: &[u32]) -> Result<(), InputError> {
     for &pid in pids {
+        let refuse = |why: &str| Err(InputError::Usage(format!("--pid {pid}: {why}")));
         if !std::path::Path::new(&format!("/proc/{pid}/task")).is_dir() {
-            return Err(InputError::Usage(format!("--pid {pid}: no such process")));
+            return refuse("no such process");
+        }
+        if pid == std::process::id() {
+            return refuse("that is this zc-trace itself, which would count its own work");
+        }
+        let stat = procfs::process::Process::new(pid as i32).and_then(|p| p.stat());
+        if let Ok(st) = &stat {
+            if st.flags & PF_KTHREAD != 0 {
+                return refuse(&format!(
+                    "that is a kernel thread ({}): it runs no program whose system calls \
+                     could be counted",
+                    st.comm
+                ));
+            }
+        }
+        if !any_alive(&[pid]) {
+            return refuse(
+                "that process has exited (a zombie, not yet reaped by its parent): nothing to \
+                 trace",
+            );
         }
     }
     Ok(())
@@ -77,13 +103,18 @@ fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether any of `pids` still runs (not a zombie).
+/// Whether any thread of `pids` still runs (not a zombie): a main thread that called
+/// pthread_exit is a zombie while the others run.
 pub fn any_alive(pids: &[u32]) -> bool {
     pids.iter().any(|p| {
-        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-            s.rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
-                .unwrap_or(false)
+        std::fs::read_dir(format!("/proc/{p}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                    s.rfind(')')
+                        .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
+                        .unwrap_or(false)
+                })
+            })
         })
     })
 }
