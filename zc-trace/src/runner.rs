@@ -41,6 +41,22 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     .into_iter()
     .filter_map(|(p, f)| p.map(|p| (p, f)))
     .collect();
+    // An export that cannot be written is bad input, found before the measurement (a missing
+    // directory used to fail only after it).
+    for (path, _) in &exports {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(InputError::Usage(format!(
+                "--export-*: {}: the directory {} does not exist",
+                path.display(),
+                dir.display()
+            ))
+            .into());
+        }
+    }
     capabilities::check_privileges()?;
     // What runs killed with SIGKILL left (their namespace names could collide with ours).
     crate::leftovers::sweep_before_run(&args.tmpdir);

@@ -235,7 +235,9 @@ impl Sink {
         if no_sg {
             if !dev.dma() {
                 return Err(InputError::Usage(format!(
-                    "--no-sg: {spec} is reached through {}, which no device reads by DMA                      (loopback or a virtual device); for the no-SG case without a NIC use                      --sink veth --no-sg",
+                    "--no-sg: {spec} is reached through {}, which no device reads by DMA \
+                     (loopback or a virtual device); for the no-SG case without a NIC use \
+                     --sink veth --no-sg",
                     dev.name
                 ))
                 .into());
@@ -244,7 +246,9 @@ impl Sink {
                 .map_err(|e| EnvError::Netns(format!("the default route: {e}")))?;
             if defaults.contains(&dev.name) && !force {
                 return Err(InputError::Usage(format!(
-                    "--no-sg would turn scatter-gather off on {}, the device of the default                      route, which carries this host's other traffic too; add --force to do it                      anyway (zc-trace turns it on again when it exits, Ctrl-C included)",
+                    "--no-sg would turn scatter-gather off on {}, the device of the default \
+                     route, which carries this host's other traffic too; add --force to do it \
+                     anyway (zc-trace turns it on again when it exits, Ctrl-C included)",
                     dev.name
                 ))
                 .into());

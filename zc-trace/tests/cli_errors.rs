@@ -393,3 +393,18 @@ fn a_receive_buffer_too_large_to_allocate_is_a_usage_error() {
         "at most",
     );
 }
+
+/// `--export-json` into a missing directory failed only after the whole measurement; now it
+/// is bad input before anything runs (no root needed to see it).
+#[test]
+fn an_export_into_a_missing_directory_is_refused_before_the_measurement() {
+    assert_fails(
+        &[
+            "run",
+            "--export-json",
+            "/nonexistent-zc-trace-dir/report.json",
+        ],
+        2,
+        "does not exist",
+    );
+}
