@@ -110,8 +110,9 @@ pub fn receive(
         crate::nic::isolate(dev, ip, prefix)
             .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
         crate::output::println(&format!(
-            "zc-trace receive: {dev} is in a network namespace of its own, as {address} (it \
-             returns when zc-trace receive exits)"
+            "zc-trace receive: {dev} is in a network namespace of its own, as {address}; when \
+             zc-trace receive exits, a physical device returns to the host's namespace down \
+             and without addresses, and a virtual one (veth) is destroyed with the namespace"
         ))
         .map_err(Error::Output)?;
     }
@@ -127,27 +128,74 @@ pub fn receive(
         args.mode.describe(args.buffer)
     ))
     .map_err(Error::Output)?;
-    let mut consumer = Consumer::new(args.mode, args.buffer).map_err(io("setting up"))?;
+    // Checked once here, so that a thread's own set-up cannot fail for a reason it could
+    // have had up front.
+    Consumer::new(args.mode, args.buffer).map_err(io("setting up"))?;
+    // One thread per connection: an idle or slow client must not hold the others up (one
+    // idle connection used to stall every run sent here), and one connection's error (a
+    // client's RST) is that connection's, logged, not the end of the receiver.
+    let (done, finished) = std::sync::mpsc::channel::<Result<String, String>>();
     let mut served = 0u32;
+    let mut started_threads = 0u32;
     while args.count.map_or(true, |c| served < c) {
-        let (conn, peer) = listener.accept().map_err(io("accept"))?;
-        let started = std::time::Instant::now();
-        let n = consumer
-            .consume(conn.as_fd(), true)
-            .map_err(io("receiving"))?;
-        let secs = started.elapsed().as_secs_f64();
-        // The sender shut its side down for writing: the answer still goes through.
-        let _ = (&conn).write_all(report_line(n).as_bytes());
-        drop(conn);
-        // Flushed line by line (`output`): the lines are watched as they come.
-        crate::output::println(&format!(
-            "received {n} bytes from {peer} in {secs:.3} s ({})",
-            crate::report::human_rate(n as f64 / secs.max(1e-9))
-        ))
-        .map_err(Error::Output)?;
-        served += 1;
+        // Results of finished connections first, so that --count is reached as they end.
+        while let Ok(r) = finished.try_recv() {
+            served += report_connection(r)?;
+        }
+        if args.count.is_some_and(|c| started_threads >= c) {
+            // Every connection --count allows has started: wait for them to end.
+            let r = finished
+                .recv()
+                .map_err(|e| RunError::Receiver(e.to_string()))?;
+            served += report_connection(r)?;
+            continue;
+        }
+        let (conn, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("zc-trace receive: accept: {e}");
+                continue;
+            }
+        };
+        started_threads += 1;
+        let (mode, buffer, done) = (args.mode, args.buffer, done.clone());
+        std::thread::spawn(move || {
+            let _ = done.send(serve_connection(conn, peer, mode, buffer));
+        });
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// One connection of `zc-trace receive`: read to its end, answer the count, and say what
+/// arrived (Ok: the line to print), or what went wrong with it (Err).
+fn serve_connection(
+    conn: std::net::TcpStream,
+    peer: SocketAddr,
+    mode: ReceiverMode,
+    buffer: usize,
+) -> Result<String, String> {
+    let mut consumer = Consumer::new(mode, buffer).map_err(|e| format!("{peer}: {e}"))?;
+    let started = std::time::Instant::now();
+    let n = consumer
+        .consume(conn.as_fd(), true)
+        .map_err(|e| format!("receiving from {peer}: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    // The sender shut its side down for writing: the answer still goes through.
+    let _ = (&conn).write_all(report_line(n).as_bytes());
+    Ok(format!(
+        "received {n} bytes from {peer} in {secs:.3} s ({})",
+        crate::report::human_rate(n as f64 / secs.max(1e-9))
+    ))
+}
+
+/// Prints one connection's outcome: 1 when it counts as served (it ended, well or not).
+fn report_connection(r: Result<String, String>) -> Result<u32, crate::error::Error> {
+    match r {
+        // Flushed line by line (`output`): the lines are watched as they come.
+        Ok(line) => crate::output::println(&line).map_err(crate::error::Error::Output)?,
+        Err(e) => eprintln!("zc-trace receive: {e} (the connection is dropped; serving on)"),
+    }
+    Ok(1)
 }
 
 /// Child side: runs until killed (by zc-trace, or by the kernel when zc-trace dies).

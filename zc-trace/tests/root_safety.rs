@@ -259,3 +259,55 @@ fn cleanup_refuses_to_judge_from_another_pid_namespace() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `zc-trace receive` served one connection at a time: an idle client stalled every sender
+/// after it, and a client's RST ended the receiver with exit 4. Now each connection is its
+/// own: the good one is answered while the idle one waits, the reset one is logged and
+/// survived, and the receiver exits 0 after --count connections.
+#[test]
+fn receive_survives_a_reset_and_is_not_stalled_by_an_idle_client() {
+    use std::net::TcpStream;
+    let mut recv = Command::new(bin())
+        .args(["receive", "--listen", "127.0.0.1:0", "--count", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(recv.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let idle = TcpStream::connect(&addr).unwrap();
+    // A client that resets its connection mid-stream (SO_LINGER 0, then close).
+    let reset = TcpStream::connect(&addr).unwrap();
+    (&reset).write_all(&[7u8; 1000]).unwrap();
+    nix::sys::socket::setsockopt(
+        &reset,
+        nix::sys::socket::sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .unwrap();
+    drop(reset);
+    let mut good = TcpStream::connect(&addr).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    good.write_all(&[1u8; 4096]).unwrap();
+    good.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    good.read_to_string(&mut answer)
+        .expect("answered while another client is idle");
+    assert_eq!(answer, "zc-trace received 4096\n");
+    idle.shutdown(std::net::Shutdown::Write).unwrap();
+    let (status, stderr) = wait_at_most(recv, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{stderr}");
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    assert!(rest.contains("received 4096 bytes"), "{rest}");
+}
