@@ -202,6 +202,25 @@ impl Tracer {
         Ok(added)
     }
 
+    /// Takes out of TASKS those of `tids` that have exited: a thread that ended between the
+    /// /proc scan and its insert had its exit hook run before it was followed, and its entry
+    /// would stay for good (the trace never ended by itself, and a later task given the same
+    /// tid was counted). The ones that exit after this check are removed by their exit hook.
+    /// Returns how many were taken out.
+    pub fn unfollow_exited(&mut self, tids: &[u32]) -> Result<usize, RunError> {
+        let mut tasks = self.tasks_map()?;
+        let mut removed = 0;
+        for &tid in tids {
+            if crate::trace::processes::task_alive(tid) {
+                continue;
+            }
+            if tasks.get(&tid, 0).is_ok() && tasks.remove(&tid).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Trace mode: `tid` (a thread of zc-trace) is about to start the command, which is to
     /// be counted from its execve on; `false` takes the mark away again.
     pub fn spawner(&mut self, tid: u32, on: bool) -> Result<(), RunError> {

@@ -366,3 +366,52 @@ fn a_command_that_ignores_sigterm_is_killed_after_the_grace_and_says_so() {
     assert!(killed.contains("killed with SIGKILL"), "{}", r["ending"]);
     assert!(started.elapsed().as_secs() < 60, "it ended");
 }
+
+/// `trace --pid` of a process that starts short-lived children all the time: a child that
+/// exited between the /proc scan and its insert into TASKS stayed there for good (2 of 8
+/// tries), so the trace never ended by itself. Now every attach ends when the process does.
+#[test]
+fn a_task_that_exits_during_the_attach_is_not_kept() {
+    if !common::bpf_available("a_task_that_exits_during_the_attach_is_not_kept") {
+        return;
+    }
+    for attempt in 0..3 {
+        let mut busy = Command::new("sh")
+            .arg("-c")
+            .arg("end=$(($(date +%s) + 8)); while [ $(date +%s) -lt $end ]; do true & done; wait")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut trace = Command::new(common::bin())
+            .args(["trace", "--format", "json", "--pid", &busy.id().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        busy.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = trace.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = trace.kill();
+                let _ = trace.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let out = trace.wait_with_output().unwrap();
+        let status = status.unwrap_or_else(|| {
+            panic!("attempt {attempt}: the trace did not end within 30 s of the process")
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success(),
+            "attempt {attempt}: {status}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["ending"]["reason"], "every traced task exited");
+    }
+}

@@ -207,13 +207,18 @@ fn spawn(
 /// nothing new appears.
 fn attach(tracer: &mut Tracer, pids: &[u32]) -> Result<usize, Error> {
     let mut threads = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for _ in 0..100 {
         let tids = processes::threads_and_descendants(pids);
         threads = tids.len();
+        seen.extend(tids.iter().copied());
         if tracer.follow(&tids)? == 0 {
             break;
         }
     }
+    // Never keep a thread that exited during the attach (2 of 8 tries left one).
+    let seen: Vec<u32> = seen.into_iter().collect();
+    threads -= tracer.unfollow_exited(&seen)?.min(threads);
     if !processes::any_alive(pids) {
         return Err(RunError::Check {
             strategy: "trace".into(),

@@ -103,6 +103,16 @@ fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether the task `tid` (any thread, by its tid) still runs: its /proc entry is there and
+/// it is neither a zombie nor dead.
+pub fn task_alive(tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X")
+    })
+}
+
 /// Whether any thread of `pids` still runs (not a zombie): a main thread that called
 /// pthread_exit is a zombie while the others run.
 pub fn any_alive(pids: &[u32]) -> bool {
