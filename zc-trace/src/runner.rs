@@ -349,6 +349,7 @@ impl crate::measure::Meter for Probes {
             bytes: moved,
             zerocopy,
             retransmitted: finished.retransmitted,
+            received: finished.received,
         })
     }
 }

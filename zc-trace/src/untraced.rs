@@ -127,12 +127,13 @@ impl crate::measure::Meter for Clock {
         _strategy: &str,
         window_ns: u64,
         moved: u64,
-        _finished: Finished,
+        finished: Finished,
         _zerocopy: Option<ZerocopyReport>,
     ) -> Result<UntracedSample, RunError> {
         Ok(UntracedSample {
             window_ns,
             bytes: moved,
+            received: finished.received,
         })
     }
 }

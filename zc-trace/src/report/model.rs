@@ -567,11 +567,10 @@ fn figures(
         ),
         payload_bytes: figure(
             "bytes",
-            Provenance::Input {
-                from: "source file length; checked equal to the bytes the strategy moved and \
-                       the bytes the receiver read"
-                    .into(),
-            },
+            payload_provenance(
+                samples.iter().filter(|s| s.received.is_some()).count(),
+                samples.len(),
+            ),
             stat(samples, |s| s.bytes as f64),
         ),
         time_ns,
@@ -1020,10 +1019,45 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
     out
 }
 
+/// The payload's provenance: what it was checked against in each of `runs` runs, of which
+/// `with_count` had a count of the bytes that arrived (a remote server that does not answer
+/// with one, as `zc-trace receive` does, gives none: then that check was not made).
+pub fn payload_provenance(with_count: usize, runs: usize) -> Provenance {
+    let from = if with_count == runs {
+        "source file length; checked equal to the bytes the strategy moved and the bytes the \
+         receiver read"
+            .to_string()
+    } else if with_count == 0 {
+        "source file length; checked equal to the bytes the strategy moved; NOT checked against \
+         the bytes that arrived: the receiver did not say how many (a server other than zc-trace \
+         receive)"
+            .to_string()
+    } else {
+        format!(
+            "source file length; checked equal to the bytes the strategy moved, and to the bytes \
+             the receiver read in {with_count} of {runs} runs (in the others it did not say)"
+        )
+    };
+    Provenance::Input { from }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::probes::PLAN;
+
+    /// A remote server that answered no count (or a wrong one, which fails the run) used to
+    /// leave the provenance saying the receiver's count was checked.
+    #[test]
+    fn the_payload_says_whether_the_receivers_count_was_checked() {
+        let from = |with, runs| match payload_provenance(with, runs) {
+            Provenance::Input { from } => from,
+            other => panic!("{other:?}"),
+        };
+        assert!(from(3, 3).contains("the bytes the receiver read"));
+        assert!(from(0, 3).contains("NOT checked against the bytes that arrived"));
+        assert!(from(1, 3).contains("in 1 of 3 runs"));
+    }
     use zc_trace_common::RoleStats;
 
     /// An attach report where every hook attached with its last (most portable) candidate,
@@ -1089,6 +1123,7 @@ pub(crate) mod tests {
             bytes: 1000,
             zerocopy: None,
             retransmitted: None,
+            received: None,
         }
     }
 

@@ -171,6 +171,7 @@ pub fn program(
         bytes,
         zerocopy: None,
         retransmitted: None,
+        received: None,
     };
     let label = match strategy {
         Some(s) => Label {

@@ -15,6 +15,8 @@ use crate::strategies::Strategy;
 pub struct UntracedSample {
     pub window_ns: u64,
     pub bytes: u64,
+    /// As `Sample::received`.
+    pub received: Option<u64>,
 }
 
 const WHY: &str =
@@ -61,11 +63,10 @@ pub fn untraced(
                     nic_transmit_frag_bytes: not_observable("bytes"),
                     payload_bytes: figure(
                         "bytes",
-                        Provenance::Input {
-                            from: "source file length; checked equal to the bytes the strategy \
-                                   moved and the bytes the receiver read"
-                                .into(),
-                        },
+                        crate::report::model::payload_provenance(
+                            samples.iter().filter(|s| s.received.is_some()).count(),
+                            samples.len(),
+                        ),
                         of(|s| s.bytes as f64),
                     ),
                     time_ns: figure(
@@ -136,10 +137,12 @@ mod tests {
             UntracedSample {
                 window_ns: 2000,
                 bytes: 1000,
+                received: Some(1000),
             },
             UntracedSample {
                 window_ns: 4000,
                 bytes: 1000,
+                received: Some(1000),
             },
         ];
         let report = untraced(
