@@ -28,6 +28,27 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         None => Claims::seed(),
     };
     let args_claims = args.claims.clone();
+    // A claims file about none of the selected strategies is bad input, known now: it used
+    // to fail only after the whole measurement (the check after it stays, for strategies this
+    // host skips).
+    if let Some(path) = &args.claims {
+        let selected: Vec<&str> = args.strategies.0.iter().map(|s| s.id()).collect();
+        let grades_one = claims.claims.iter().any(|c| {
+            crate::strategies::by_name(&c.strategy).is_some_and(|s| selected.contains(&s.id()))
+        });
+        if !grades_one {
+            return Err(InputError::Claims {
+                path: path.clone(),
+                reason: format!(
+                    "none of its {} claims is about a selected strategy ({}); select their \
+                     strategies with --strategies",
+                    claims.claims.len(),
+                    selected.join(", ")
+                ),
+            }
+            .into());
+        }
+    }
     let layout_args = (args.wide, args.explain, args.color.enabled());
     // (file, format: None for HTML)
     let exports: Vec<(std::path::PathBuf, Option<crate::cli::Format>)> = [

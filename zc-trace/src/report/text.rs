@@ -613,8 +613,30 @@ fn render_ledger(out: &mut String, report: &Report, bullet: &str) {
     }
 }
 
+/// A claims file's own text (its source, a quote) in markdown: the characters markdown and its
+/// tables give a meaning are escaped (a `|` in a quote broke the row; `<`, `*`, `[` rendered),
+/// and line breaks become spaces. The HTML export escapes the same text for HTML.
+fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: Style) {
-    writeln!(out, "\nClaims ({}):", claims.source).unwrap();
+    let source = match style {
+        Style::Markdown => markdown_text(&claims.source),
+        Style::Terminal => claims.source.clone(),
+    };
+    writeln!(out, "\nClaims ({source}):").unwrap();
     let mut table = Table::new();
     match style {
         Style::Terminal => {
@@ -647,7 +669,7 @@ fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: 
             v.reason.clone(),
         ];
         if style == Style::Markdown {
-            row.push(v.quote.clone().unwrap_or_default());
+            row.push(markdown_text(v.quote.as_deref().unwrap_or_default()));
         }
         table.add_row(row);
     }
@@ -770,6 +792,23 @@ pub fn human_duration(ns: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// `--export-markdown` wrote a claims file's source and quotes as they were (the HTML
+    /// export escapes them): a `|` split the row and `<script>` went through.
+    #[test]
+    fn claims_text_is_escaped_in_markdown() {
+        assert_eq!(markdown_text("a|b"), "a\\|b");
+        assert_eq!(
+            markdown_text("<script>x</script>"),
+            "\\<script\\>x\\</script\\>"
+        );
+        assert_eq!(markdown_text("two\nlines *bold*"), "two lines \\*bold\\*");
+        assert_eq!(
+            markdown_text("plain words, 2 copies."),
+            "plain words, 2 copies."
+        );
+    }
+
     use super::*;
 
     #[test]
