@@ -415,3 +415,32 @@ fn a_task_that_exits_during_the_attach_is_not_kept() {
         assert_eq!(r["ending"]["reason"], "every traced task exited");
     }
 }
+
+/// The command run as the sudo user inherited root's environment (HOME=/root, LD_PRELOAD);
+/// it gets the user's HOME, USER, LOGNAME and SHELL, and no LD_* variable.
+#[test]
+fn the_dropped_privilege_command_gets_the_users_environment() {
+    if !common::bpf_available("the_dropped_privilege_command_gets_the_users_environment") {
+        return;
+    }
+    let out = Command::new(common::bin())
+        .args(["trace", "--format", "json", "--", "sh", "-c"])
+        .arg("echo \"ENV $(id -u) $HOME $USER $LOGNAME ${LD_PRELOAD-unset} ${LD_LIBRARY_PATH-unset}\"")
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .env("SUDO_USER", "nobody")
+        .env("HOME", "/root")
+        .env("LD_PRELOAD", "")
+        .env("LD_LIBRARY_PATH", "/root/lib")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("ENV "))
+        .unwrap_or_else(|| panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(65534))
+        .unwrap()
+        .map_or("/nonexistent".into(), |u| u.dir.display().to_string());
+    assert_eq!(line, format!("ENV 65534 {home} nobody nobody unset unset"));
+}

@@ -18,6 +18,9 @@ pub struct RunAs {
     uid: u32,
     gid: u32,
     groups: Vec<nix::libc::gid_t>,
+    /// From the user's passwd entry, for HOME and SHELL.
+    home: Option<PathBuf>,
+    shell: Option<PathBuf>,
 }
 
 /// The user who called sudo (SUDO_UID, SUDO_GID, SUDO_USER and that user's groups), or None:
@@ -42,11 +45,16 @@ pub fn run_as(as_root: bool) -> Result<Option<RunAs>, InputError> {
         .and_then(|n| nix::unistd::getgrouplist(&n, nix::unistd::Gid::from_raw(gid)).ok())
         .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
         .unwrap_or_else(|| vec![gid]);
+    let entry = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
     Ok(Some(RunAs {
         name,
         uid,
         gid,
         groups,
+        home: entry.as_ref().map(|u| u.dir.clone()),
+        shell: entry.map(|u| u.shell),
     }))
 }
 
@@ -181,6 +189,23 @@ fn restore_inherited_signals(ignored: u64, blocked: u64) {
 pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::process::Command {
     let mut c = std::process::Command::new(path);
     c.arg0(&argv[0]).args(&argv[1..]);
+    if let Some(u) = user {
+        // The environment sudo gives the user's own commands, not root's: the user's HOME,
+        // USER, LOGNAME and SHELL, and none of the loader's variables that would make the
+        // user's program load code root chose (sudo drops them too).
+        c.env("USER", &u.name).env("LOGNAME", &u.name);
+        if let Some(home) = &u.home {
+            c.env("HOME", home);
+        }
+        if let Some(shell) = &u.shell {
+            c.env("SHELL", shell);
+        }
+        for (key, _) in std::env::vars_os() {
+            if key.as_bytes().starts_with(b"LD_") {
+                c.env_remove(&key);
+            }
+        }
+    }
     let user = user.cloned();
     let (ignored, blocked) = *INHERITED_SIGNALS.get_or_init(|| (0, 0));
     // SAFETY: only async-signal-safe syscalls between fork and exec; groups first, then the
