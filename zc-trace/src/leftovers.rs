@@ -267,7 +267,8 @@ fn made_as_zc_trace_makes_it(l: &Leftover, all_mounts: &[Mount]) -> Result<(), S
             meta.uid()
         ));
     }
-    let mode = meta.mode() & 0o7777;
+    // Permission bits only (a setgid --tmpdir gives its new directories S_ISGID).
+    let mode = meta.mode() & 0o777;
     let t = meta.file_type();
     let ok = match l.kind {
         // A sink directory (0700), or a named payload (mkstemp's 0600).

@@ -257,14 +257,16 @@ impl Inner {
             Err(e) => return Err((parent, name, e.to_string())),
         };
         let euid = nix::unistd::geteuid().as_raw();
-        if kind_of(&st) != SFlag::S_IFDIR || st.st_uid != euid || st.st_mode & 0o7777 != 0o700 {
+        // The permission bits only: a directory made in a setgid --tmpdir inherits S_ISGID,
+        // which gives no one access.
+        if kind_of(&st) != SFlag::S_IFDIR || st.st_uid != euid || st.st_mode & 0o777 != 0o700 {
             return Err((
                 parent,
                 name,
                 format!(
                     "it is owned by uid {} with mode {:o}, not zc-trace's 0700",
                     st.st_uid,
-                    st.st_mode & 0o7777
+                    st.st_mode & 0o777
                 ),
             ));
         }
@@ -386,6 +388,19 @@ mod tests {
             .open(&path)
             .unwrap();
         dir.open_fifo_for_writing(&fifo).unwrap();
+        drop(dir);
+        assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0, "left behind");
+        std::fs::remove_dir(&p).unwrap();
+    }
+
+    /// A --tmpdir with the setgid bit (a shared group directory) gives the new directory
+    /// S_ISGID too; that is still zc-trace's own private directory.
+    #[test]
+    fn a_setgid_tmpdir_is_accepted() {
+        let p = parent("setgid");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        let dir = PrivateDir::create(&p, "sink").unwrap();
+        dir.make_fifo("sink.fifo").unwrap();
         drop(dir);
         assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0, "left behind");
         std::fs::remove_dir(&p).unwrap();
