@@ -134,20 +134,24 @@ pub fn receive(
     // One thread per connection: an idle or slow client must not hold the others up (one
     // idle connection used to stall every run sent here), and one connection's error (a
     // client's RST) is that connection's, logged, not the end of the receiver.
-    let (done, finished) = std::sync::mpsc::channel::<Result<String, String>>();
+    // Each thread says what arrived itself, at once (the main thread waits in accept); the
+    // channel carries only whether stdout still takes lines, for --count and for the exit.
+    let (done, finished) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut served = 0u32;
     let mut started_threads = 0u32;
     while args.count.map_or(true, |c| served < c) {
         // Results of finished connections first, so that --count is reached as they end.
         while let Ok(r) = finished.try_recv() {
-            served += report_connection(r)?;
+            r.map_err(Error::Output)?;
+            served += 1;
         }
         if args.count.is_some_and(|c| started_threads >= c) {
             // Every connection --count allows has started: wait for them to end.
             let r = finished
                 .recv()
                 .map_err(|e| RunError::Receiver(e.to_string()))?;
-            served += report_connection(r)?;
+            r.map_err(Error::Output)?;
+            served += 1;
             continue;
         }
         let (conn, peer) = match listener.accept() {
@@ -160,7 +164,8 @@ pub fn receive(
         started_threads += 1;
         let (mode, buffer, done) = (args.mode, args.buffer, done.clone());
         std::thread::spawn(move || {
-            let _ = done.send(serve_connection(conn, peer, mode, buffer));
+            let said = report_connection(serve_connection(conn, peer, mode, buffer));
+            let _ = done.send(said);
         });
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -188,14 +193,17 @@ fn serve_connection(
     ))
 }
 
-/// Prints one connection's outcome: 1 when it counts as served (it ended, well or not).
-fn report_connection(r: Result<String, String>) -> Result<u32, crate::error::Error> {
+/// Prints one connection's outcome (it ended, well or not); an error only when stdout no
+/// longer takes lines.
+fn report_connection(r: Result<String, String>) -> std::io::Result<()> {
     match r {
         // Flushed line by line (`output`): the lines are watched as they come.
-        Ok(line) => crate::output::println(&line).map_err(crate::error::Error::Output)?,
-        Err(e) => eprintln!("zc-trace receive: {e} (the connection is dropped; serving on)"),
+        Ok(line) => crate::output::println(&line),
+        Err(e) => {
+            eprintln!("zc-trace receive: {e} (the connection is dropped; serving on)");
+            Ok(())
+        }
     }
-    Ok(1)
 }
 
 /// Child side: runs until killed (by zc-trace, or by the kernel when zc-trace dies).

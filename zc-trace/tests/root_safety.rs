@@ -262,13 +262,13 @@ fn cleanup_refuses_to_judge_from_another_pid_namespace() {
 
 /// `zc-trace receive` served one connection at a time: an idle client stalled every sender
 /// after it, and a client's RST ended the receiver with exit 4. Now each connection is its
-/// own: the good one is answered while the idle one waits, the reset one is logged and
-/// survived, and the receiver exits 0 after --count connections.
+/// own: the good one is answered while the idle one waits, and the reset one is logged while
+/// the receiver serves on.
 #[test]
 fn receive_survives_a_reset_and_is_not_stalled_by_an_idle_client() {
     use std::net::TcpStream;
     let mut recv = Command::new(bin())
-        .args(["receive", "--listen", "127.0.0.1:0", "--count", "3"])
+        .args(["receive", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -281,7 +281,7 @@ fn receive_survives_a_reset_and_is_not_stalled_by_an_idle_client() {
         .find(|w| w.starts_with("127.0.0.1:"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
-    let idle = TcpStream::connect(&addr).unwrap();
+    let _idle = TcpStream::connect(&addr).unwrap();
     // A client that resets its connection mid-stream (SO_LINGER 0, then close).
     let reset = TcpStream::connect(&addr).unwrap();
     (&reset).write_all(&[7u8; 1000]).unwrap();
@@ -295,6 +295,7 @@ fn receive_survives_a_reset_and_is_not_stalled_by_an_idle_client() {
     )
     .unwrap();
     drop(reset);
+    std::thread::sleep(Duration::from_millis(200));
     let mut good = TcpStream::connect(&addr).unwrap();
     good.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -304,10 +305,12 @@ fn receive_survives_a_reset_and_is_not_stalled_by_an_idle_client() {
     good.read_to_string(&mut answer)
         .expect("answered while another client is idle");
     assert_eq!(answer, "zc-trace received 4096\n");
-    idle.shutdown(std::net::Shutdown::Write).unwrap();
-    let (status, stderr) = wait_at_most(recv, Duration::from_secs(30));
-    assert_eq!(status, Some(0), "{stderr}");
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = recv.try_wait().unwrap().is_none();
+    let _ = recv.kill();
+    let _ = recv.wait();
     let mut rest = String::new();
     let _ = out.read_to_string(&mut rest);
+    assert!(alive, "the receiver ended after a client's reset");
     assert!(rest.contains("received 4096 bytes"), "{rest}");
 }
