@@ -119,11 +119,10 @@ pub fn any_alive(pids: &[u32]) -> bool {
     pids.iter().any(|p| {
         std::fs::read_dir(format!("/proc/{p}/task")).is_ok_and(|tasks| {
             tasks.flatten().any(|t| {
-                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
-                    s.rfind(')')
-                        .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
-                        .unwrap_or(false)
-                })
+                t.file_name()
+                    .to_str()
+                    .and_then(|tid| tid.parse().ok())
+                    .is_some_and(task_alive)
             })
         })
     })
