@@ -63,6 +63,13 @@ pub mod counter {
     pub const NIC_TX_LINEAR_BYTES: usize = 18;
     /// ...and in its page fragments (with scatter-gather: pages the device reads in place).
     pub const NIC_TX_FRAG_BYTES: usize = 19;
+    /// Trace mode: tasks a traced task started that TASKS had no room for (task:task_newtask's
+    /// insert failed), so they went uncounted: the report says it is incomplete by this many.
+    pub const TASKS_NOT_FOLLOWED: usize = 20;
+    /// Trace mode: a new task's first return to user space (its sys_exit from the fork or
+    /// clone that made it, in ret_from_fork): a kernel-to-user transition with no entry of
+    /// its own, kept apart so that the per-syscall table still counts each call once.
+    pub const FIRST_RETURNS: usize = 21;
     /// A power of two above the last counter: the eBPF side masks indices with COUNT - 1, so
     /// that older verifiers see the bound on the very register that indexes the array.
     pub const COUNT: usize = 32;
@@ -191,6 +198,9 @@ pub mod task_flag {
     /// Counted from its first execve on: what the command itself does, not the fork's
     /// set-up in zc-trace's code before it.
     pub const ARM_ON_EXEC: u32 = 2;
+    /// Started by a counted task and not yet back in user space: its first sys_exit is the
+    /// return from its parent's fork or clone ([`counter::FIRST_RETURNS`](super::counter)).
+    pub const FIRST_RETURN: u32 = 4;
 }
 
 /// Receiver processes the kernel side can recognise by tgid at once: a run has one (only its
@@ -480,7 +490,13 @@ pub struct Config {
     /// tp_btf net_dev_start_xmit, which has no tracefs fields.
     pub skb_head_off: u32,
     pub skb_transport_header_off: u32,
-    pub _pad1: u32,
+    /// rt_sigreturn's number: its sys_exit carries id -1 (the kernel forgets the syscall so
+    /// that the restored registers are not restarted as one), matched to the pending entry.
+    pub rt_sigreturn_nr: u32,
+    /// sched:sched_process_exec's `pid` and `old_pid` (tracefs): a thread other than the
+    /// leader that calls execve takes the leader's pid, and its TASKS entry moves with it.
+    pub exec_pid_off: u32,
+    pub exec_old_pid_off: u32,
     /// Filesystems whose regular files do not go through the page cache sites (procfs,
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
     /// ends the list. Their bytes stay out of the regular-file counters (and the ledger).
@@ -573,7 +589,9 @@ impl Config {
             netdev_ifindex_off: UNKNOWN,
             skb_head_off: UNKNOWN,
             skb_transport_header_off: UNKNOWN,
-            _pad1: 0,
+            rt_sigreturn_nr: UNKNOWN,
+            exec_pid_off: 0,
+            exec_old_pid_off: 0,
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
         }
     }
@@ -595,7 +613,7 @@ mod pod {
 // Config has no implicit padding: its size is the sum of its fields, 78 u32 (two of them the
 // explicit padding) and 3 u64. A field added without minding alignment fails the build.
 const _: () = assert!(
-    core::mem::size_of::<Config>() == (78 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
+    core::mem::size_of::<Config>() == (80 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
         && PSEUDO_FS_SLOTS & 1 == 0
 );
 const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);

@@ -68,6 +68,11 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(stats) = state::stats(task.role) else {
         return Ok(());
     };
+    // A task entering the kernel is past its first return (a task that never made one, say
+    // one started by a fork whose exit was not traced, must not count its next exit as one).
+    if task.flags & task_flag::FIRST_RETURN != 0 {
+        task.flags &= !task_flag::FIRST_RETURN;
+    }
     stats.counters[counter::SYSCALL_ENTERS] += 1;
     match slot(nr) {
         Some(i) => {
@@ -437,17 +442,28 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let task = unsafe { &mut *task };
-    let nr: i64 = unsafe { ctx.read_at(cfg.sys_exit_id_off as usize)? };
+    let mut nr: i64 = unsafe { ctx.read_at(cfg.sys_exit_id_off as usize)? };
+    // rt_sigreturn returns with the syscall forgotten (id -1): it is still the return of the
+    // call whose entry was counted.
+    if nr == -1 && task.pending_nr == cfg.rt_sigreturn_nr as i64 {
+        nr = task.pending_nr;
+    }
     // Only count the exit of a syscall whose entry was counted: the start marker's own exit,
     // and exits of calls that began before the window, are not ours.
     if task.pending_nr != nr {
         return Ok(());
     }
     task.pending_nr = NO_SYSCALL;
-    let ret: i64 = unsafe { ctx.read_at(cfg.sys_exit_ret_off as usize)? };
     let Some(stats) = state::stats(task.role) else {
         return Ok(());
     };
+    if task.flags & task_flag::FIRST_RETURN != 0 {
+        // A new task's first return to user space: a transition, not a call of its own.
+        task.flags &= !task_flag::FIRST_RETURN;
+        stats.counters[counter::FIRST_RETURNS] += 1;
+        return Ok(());
+    }
+    let ret: i64 = unsafe { ctx.read_at(cfg.sys_exit_ret_off as usize)? };
     stats.counters[counter::SYSCALL_EXITS] += 1;
     // Masked index: older verifiers (6.1, 6.12) reject a map-value index whose bound was
     // checked on a copy of the register; the mask bounds the very register (COUNT is 32).

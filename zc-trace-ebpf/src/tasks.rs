@@ -1,12 +1,13 @@
 //! Trace mode's task family: the tasks a traced task starts are traced from their creation
 //! (task:task_newtask fires in copy_process for every fork, clone and io_uring worker, in the
 //! parent's context, before the child first runs), exiting tasks leave TASKS
-//! (sched:sched_process_exit), and io_uring requests are counted by opcode at submission
+//! (sched:sched_process_exit), a thread that execs takes its entry to the leader's pid it
+//! inherits (sched:sched_process_exec), and io_uring requests are counted by opcode at submission
 //! (io_uring:io_uring_submit_req, in the submitting task: the program's thread or its SQPOLL
 //! thread, both traced). Nothing here runs in `zc-trace run` (`follow` is 0 there).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use zc_trace_common::{task_flag, TaskState, NO_SYSCALL, URING_OP_SLOTS};
+use zc_trace_common::{counter, task_flag, TaskState, NO_SYSCALL, URING_OP_SLOTS};
 
 use crate::state::{self, TASKS, URING_OPS};
 
@@ -31,22 +32,57 @@ pub fn zc_task_newtask(ctx: TracePointContext) -> u32 {
     let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg.newtask_pid_off as usize) }) else {
         return 0;
     };
+    // A counted child's first sys_exit is its return from the parent's fork or clone, which
+    // is the parent's pending syscall (the child's registers are a copy of the parent's).
+    let (flags, pending_nr) = if flags == 0 {
+        (task_flag::FIRST_RETURN, parent.pending_nr)
+    } else {
+        (flags, NO_SYSCALL)
+    };
     let state = TaskState {
         role: parent.role,
-        active: u32::from(flags == 0),
-        pending_nr: NO_SYSCALL,
+        active: u32::from(flags != task_flag::ARM_ON_EXEC),
+        pending_nr,
         flags,
         ..TaskState::default()
     };
-    if let Err(e) = TASKS.insert(&(child as u32), &state, 0) {
-        // The child goes uncounted: say so (user space also checks the map's fill).
-        aya_log_ebpf::warn!(
-            &ctx,
-            "zc-trace: cannot follow new task {}: TASKS insert failed ({})",
-            child,
-            e
-        );
+    let role = parent.role;
+    if TASKS.insert(&(child as u32), &state, 0).is_err() {
+        // The map is full: the child goes uncounted, and the report says by how many tasks
+        // it is incomplete (one warning per task flooded the log on large programs).
+        state::add(role, counter::TASKS_NOT_FOLLOWED, 1);
     }
+    0
+}
+
+/// A thread other than the leader that calls execve ends every other thread and takes the
+/// leader's pid (de_thread): the leader's entry left with its exit, so the exec'ing thread's
+/// entry moves from its old tid to that pid. Without this, the new program went uncounted
+/// and its old tid stayed in TASKS for good.
+#[tracepoint]
+pub fn zc_process_exec(ctx: TracePointContext) -> u32 {
+    let cfg = state::config();
+    if cfg.follow == 0 {
+        return 0;
+    }
+    let Ok(pid) = (unsafe { ctx.read_at::<i32>(cfg.exec_pid_off as usize) }) else {
+        return 0;
+    };
+    let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(cfg.exec_old_pid_off as usize) }) else {
+        return 0;
+    };
+    if pid == old_pid {
+        return 0;
+    }
+    let Some(task) = TASKS.get_ptr(&(old_pid as u32)) else {
+        return 0;
+    };
+    // SAFETY: pointer from a successful lookup; copied before the entry is removed.
+    let task = unsafe { *task };
+    if TASKS.insert(&(pid as u32), &task, 0).is_err() {
+        state::add(task.role, counter::TASKS_NOT_FOLLOWED, 1);
+    }
+    let _ = TASKS.remove(&(old_pid as u32));
     0
 }
 

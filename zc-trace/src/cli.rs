@@ -225,6 +225,13 @@ pub enum Expect {
     ZeroCopy,
 }
 
+/// TASKS holds this many tasks unless `trace --max-tasks` says otherwise: the map is
+/// preallocated, about 64 bytes an entry (512 KiB here).
+pub const DEFAULT_MAX_TASKS: u32 = 8192;
+/// `--max-tasks`' bound: about 256 MiB of kernel memory, more threads than the kernel's own
+/// default limit (threads-max) on most hosts.
+pub const MAX_TASKS_LIMIT: u32 = 4 << 20;
+
 #[derive(Debug, Args)]
 #[command(after_help = TRACE_EXAMPLES)]
 pub struct TraceArgs {
@@ -264,6 +271,11 @@ pub struct TraceArgs {
     /// Exit with the command's status even when an expectation or claim DIFFERS.
     #[arg(long)]
     pub no_fail: bool,
+    /// How many tasks (threads) the kernel side can follow at once. Tasks started beyond it
+    /// go uncounted, and the report says how many (it is then incomplete).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TASKS,
+          value_parser = clap::value_parser!(u32).range(16..=MAX_TASKS_LIMIT as i64))]
+    pub max_tasks: u32,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

@@ -362,6 +362,7 @@ pub enum HookId {
     UnixSendpage,
     TaskNew,
     TaskExit,
+    TaskExec,
     IoUringSubmit,
     NicTransmit,
 }
@@ -392,6 +393,7 @@ impl HookId {
             HookId::UnixSendpage => "unix_sendpage",
             HookId::TaskNew => "task_new",
             HookId::TaskExit => "task_exit",
+            HookId::TaskExec => "task_exec",
             HookId::IoUringSubmit => "io_uring_submit",
             HookId::NicTransmit => "nic_transmit",
         }
@@ -970,6 +972,15 @@ pub const PLAN: &[Hook] = &[
         required: false,
         copy: None,
         candidates: &[tp("zc_process_exit", "sched:sched_process_exit")],
+    },
+    Hook {
+        id: HookId::TaskExec,
+        site: "a traced thread other than the leader calls execve and takes the leader's pid \
+               (de_thread)",
+        feeds: "trace: which tasks are followed (the new program's, under its new pid)",
+        required: false,
+        copy: None,
+        candidates: &[tp("zc_process_exec", "sched:sched_process_exec")],
     },
     Hook {
         id: HookId::IoUringSubmit,

@@ -254,10 +254,20 @@ pub(crate) struct Signals(
     )>,
 );
 
+/// si_code of the last SIGINT (SI_KERNEL when a terminal sent it).
+static LAST_SIGINT_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 impl Signals {
     /// Installs the handlers (inside a runtime context).
     pub(crate) fn register() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
+        // SAFETY: the action only stores an integer (async-signal-safe). tokio's handler for
+        // the same signal is registered in the same registry and runs too.
+        let _ = unsafe {
+            signal_hook_registry::register_sigaction(nix::libc::SIGINT, |info| {
+                LAST_SIGINT_CODE.store(info.si_code, std::sync::atomic::Ordering::Relaxed)
+            })
+        };
         match (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
@@ -266,6 +276,12 @@ impl Signals {
             (Ok(int), Ok(term), Ok(hup)) => Signals(Some((int, term, hup))),
             _ => Signals(None),
         }
+    }
+
+    /// Whether the last SIGINT came from a terminal (its line discipline sends it to the
+    /// whole foreground process group, with si_code SI_KERNEL), not from kill(2).
+    pub(crate) fn sigint_from_terminal() -> bool {
+        LAST_SIGINT_CODE.load(std::sync::atomic::Ordering::Relaxed) == nix::libc::SI_KERNEL
     }
 
     /// The first of them to arrive (or one that arrived since `register`).

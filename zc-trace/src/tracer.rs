@@ -40,6 +40,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, EnvError> {
 
 pub struct Tracer {
     ebpf: Ebpf,
+    /// Trace mode: TASKS' size (`--max-tasks`); 0 in `run`.
+    max_tasks: u32,
     report: AttachReport,
 }
 
@@ -47,19 +49,24 @@ impl Tracer {
     /// Loads the programs and attaches the plan, for `zc-trace run`: the sender's windows
     /// and the receiver processes are counted.
     pub fn load(host: &HostFacts, tracefs: &Path) -> Result<Self, EnvError> {
-        Self::load_for(host, tracefs, false)
+        Self::load_for(host, tracefs, None)
     }
 
-    /// Loads the programs and attaches the plan; with `follow` (`zc-trace trace`), the tasks
-    /// in TASKS are counted, with every task they start, and bytes are kept by descriptor kind.
-    pub fn load_for(host: &HostFacts, tracefs: &Path, follow: bool) -> Result<Self, EnvError> {
+    /// Loads the programs and attaches the plan; with `follow` (`zc-trace trace`: TASKS'
+    /// size), the tasks in TASKS are counted, with every task they start, and bytes are kept
+    /// by descriptor kind.
+    pub fn load_for(
+        host: &HostFacts,
+        tracefs: &Path,
+        follow: Option<u32>,
+    ) -> Result<Self, EnvError> {
         let formats = read_formats(tracefs);
         let kernel_btf = match &host.btf {
             Some(_) => KernelBtf::from_sys_fs(),
             None => Err(host.btf_note.clone().unwrap_or_default()),
         };
         let mut config = build_config(&formats);
-        if follow {
+        if follow.is_some() {
             config.follow = 1;
             config.pseudo_fs_magics = crate::filesystems::pseudo_magics();
             // No thread of zc-trace's own opens a measured window in trace mode.
@@ -68,8 +75,12 @@ impl Tracer {
         if let Ok(b) = &kernel_btf {
             add_btf_config(&mut config, b);
         }
-        let mut ebpf = EbpfLoader::new()
-            .set_global("CONFIG", &config, true)
+        let mut loader = EbpfLoader::new();
+        loader.set_global("CONFIG", &config, true);
+        if let Some(max_tasks) = follow {
+            loader.set_max_entries("TASKS", max_tasks);
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| EnvError::Load(error_chain(&e)))?;
         if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
@@ -127,6 +138,7 @@ impl Tracer {
         }
         Ok(Tracer {
             ebpf,
+            max_tasks: follow.unwrap_or(0),
             report: AttachReport { hooks: outcomes },
         })
     }
@@ -182,6 +194,7 @@ impl Tracer {
     /// Trace mode: count every thread in `tids` from now on (already running ones, found by
     /// user space); those already followed are left as they are.
     pub fn follow(&mut self, tids: &[u32]) -> Result<usize, RunError> {
+        let max_tasks = self.max_tasks;
         let mut tasks = self.tasks_map()?;
         let mut added = 0;
         for &tid in tids {
@@ -194,9 +207,19 @@ impl Tracer {
                 pending_nr: NO_SYSCALL,
                 ..Default::default()
             };
-            tasks
-                .insert(tid, state, 0)
-                .map_err(|e| RunError::Maps(format!("following thread {tid}: {e}")))?;
+            tasks.insert(tid, state, 0).map_err(|e| {
+                let full = matches!(&e, aya::maps::MapError::SyscallError(s)
+                    if s.io_error.raw_os_error() == Some(nix::libc::E2BIG));
+                RunError::Maps(if full {
+                    format!(
+                        "following thread {tid}: the task table is full ({} tasks): raise \
+                         it with --max-tasks",
+                        max_tasks
+                    )
+                } else {
+                    format!("following thread {tid}: {e}")
+                })
+            })?;
             added += 1;
         }
         Ok(added)
@@ -244,10 +267,15 @@ impl Tracer {
 
     /// Trace mode: how many followed tasks have not exited yet.
     pub fn followed_tasks(&self) -> Result<usize, RunError> {
+        Ok(self.followed_tids()?.len())
+    }
+
+    /// Trace mode: the tids of the followed tasks that have not exited yet.
+    pub fn followed_tids(&self) -> Result<Vec<u32>, RunError> {
         let tasks: BpfHashMap<&MapData, u32, TaskState> =
             BpfHashMap::try_from(self.ebpf.map("TASKS").expect("TASKS is in the object"))
                 .map_err(|e| RunError::Maps(e.to_string()))?;
-        Ok(tasks.keys().filter(Result::is_ok).count())
+        Ok(tasks.keys().filter_map(Result::ok).collect())
     }
 
     /// Trace mode: calls and bytes by syscall, side and descriptor kind, summed over CPUs.
@@ -410,6 +438,9 @@ fn build_config(formats: &Formats) -> Config {
         execve_nr: nix::libc::SYS_execve as u32,
         execveat_nr: nix::libc::SYS_execveat as u32,
         newtask_pid_off: off("task:task_newtask", "pid"),
+        exec_pid_off: off("sched:sched_process_exec", "pid"),
+        exec_old_pid_off: off("sched:sched_process_exec", "old_pid"),
+        rt_sigreturn_nr: nix::libc::SYS_rt_sigreturn as u32,
         // Whichever of the two names this kernel has (the field is the same).
         uring_opcode_off: match off("io_uring:io_uring_submit_req", "opcode") {
             0 => off("io_uring:io_uring_submit_sqe", "opcode"),
@@ -580,6 +611,7 @@ fn required_fields(target: &str) -> &'static [&'static str] {
         "sock:sock_send_length" => &["ret"],
         "block:block_bio_queue" => &["nr_sector", "rwbs"],
         "task:task_newtask" => &["pid"],
+        "sched:sched_process_exec" => &["pid", "old_pid"],
         "io_uring:io_uring_submit_req" | "io_uring:io_uring_submit_sqe" => &["opcode"],
         "net:net_dev_start_xmit" => &[
             "skbaddr",

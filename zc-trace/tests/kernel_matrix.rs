@@ -305,6 +305,25 @@ fn traced_programs_show_their_exact_figures() {
     }
 }
 
+/// Task following on this kernel: exec from a thread other than the main one, the task
+/// limit, and transitions equal to the kernel's own raw_syscalls events (signals, forks,
+/// threads). The VM harness gives the program (ZC_TRACE_TASKS) on its ext4 boots only: the
+/// file system plays no part here.
+#[test]
+fn traced_tasks_are_followed_through_exec_signals_and_forks() {
+    if std::env::var_os("ZC_TRACE_KERNEL").is_some() && std::env::var_os("ZC_TRACE_TASKS").is_none()
+    {
+        eprintln!("no ZC_TRACE_TASKS in this guest: the VM harness runs this on its ext4 boots");
+        return;
+    }
+    if entry("traced_tasks_are_followed_through_exec_signals_and_forks").is_none() {
+        return;
+    }
+    common::trace::check_exec_from_a_thread();
+    common::trace::check_task_limit();
+    common::trace::check_transitions_against_ftrace();
+}
+
 /// The NIC pair the VM harness cables on its ext4 boots (ZC_TRACE_NICS=sender,receiver):
 /// the receiver's port in a namespace of its own (`zc-trace receive --move-device`), the
 /// sender on the other, payload read with --cold from the virtio disk. Every byte sent must be

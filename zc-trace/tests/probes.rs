@@ -46,6 +46,7 @@ fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {
             "nic_transmit",
             "task_new",
             "task_exit",
+            "task_exec",
             "io_uring_submit",
         ]
     );

@@ -444,3 +444,115 @@ fn the_dropped_privilege_command_gets_the_users_environment() {
         .map_or("/nonexistent".into(), |u| u.dir.display().to_string());
     assert_eq!(line, format!("ENV 65534 {home} nobody nobody unset unset"));
 }
+
+#[test]
+fn a_thread_that_execs_is_followed_into_the_new_program() {
+    if !common::bpf_available("a_thread_that_execs_is_followed_into_the_new_program") {
+        return;
+    }
+    common::trace::check_exec_from_a_thread();
+}
+
+#[test]
+fn tasks_beyond_the_task_table_make_the_report_incomplete() {
+    if !common::bpf_available("tasks_beyond_the_task_table_make_the_report_incomplete") {
+        return;
+    }
+    common::trace::check_task_limit();
+}
+
+#[test]
+fn transitions_equal_the_kernels_own_syscall_events() {
+    if !common::bpf_available("transitions_equal_the_kernels_own_syscall_events") {
+        return;
+    }
+    common::trace::check_transitions_against_ftrace();
+}
+
+/// zc-trace on a terminal of its own (a new session with the pty as its controlling
+/// terminal, as a shell would start it): one Ctrl-C there reaches the command once. The
+/// terminal sends it to the whole foreground group, the command included; zc-trace used to
+/// pass its own copy on as well, so the command got two.
+#[test]
+fn a_terminals_ctrl_c_reaches_the_command_once() {
+    if !common::bpf_available("a_terminals_ctrl_c_reaches_the_command_once") {
+        return;
+    }
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = pty.slave;
+    let tasks = common::trace::tasks();
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["trace", "--", tasks.to_str().unwrap(), "sigints", "3"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("zc-trace runs");
+    // The Command holds copies of the slave too: all must go for the master to see the end.
+    drop(cmd);
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut text = String::new();
+    let mut sent = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+        if !sent && text.contains("ready") {
+            std::io::Write::write_all(&mut master, b"\x03").unwrap();
+            sent = true;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(sent, "the command never said it was ready:\n{text}");
+    assert!(
+        text.contains("sigints 1\r\n"),
+        "one Ctrl-C must reach the command once ({status}):\n{text}"
+    );
+}
+
+/// `--duration` ends what the command left running too: `sh -c 'sleep & wait'` used to have
+/// only sh signalled, and the sleep lived on after zc-trace had exited.
+#[test]
+fn duration_reaches_the_processes_the_command_started() {
+    if !common::bpf_available("duration_reaches_the_processes_the_command_started") {
+        return;
+    }
+    // A sleep this test can tell from every other on the host.
+    let secs = format!("27.{}", std::process::id());
+    let started = std::time::Instant::now();
+    let (r, status) = trace_json(&[
+        "trace",
+        "-j",
+        "--duration",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {secs} & wait"),
+    ]);
+    assert_eq!(r["ending"]["reason"], "--duration");
+    assert_eq!(status, 143, "sh ended by the SIGTERM: {}", r["ending"]);
+    assert!(started.elapsed().as_secs() < 20, "it ended at once");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&secs))
+        .collect();
+    assert!(left.is_empty(), "still running after the trace: {left:?}");
+}

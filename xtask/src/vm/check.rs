@@ -13,6 +13,9 @@ use super::{boot, initramfs, Kernel, VarTmp, VmOptions, VmRun};
 const TEST_NAME: &str = "kernel-matrix";
 /// The program `zc-trace trace` follows in the tests (zc-trace/tests/programs/xfer.c).
 const XFER_NAME: &str = "xfer";
+/// The task-following program (zc-trace/tests/programs/tasks.c), under the name its tests'
+/// ftrace filter matches.
+const TASKS_NAME: &str = "zct-tasks";
 /// Also run, for the log: the attach method of every hook, as a table.
 const PROBES_COMMAND: &str = "zc-trace probes";
 
@@ -22,8 +25,9 @@ fn test_command(kernel: &str, nic_pair: bool) -> String {
     format!(
         "CI=true ZC_TRACE_KERNEL={kernel} ZC_TRACE_BIN=/bin/zc-trace \
          ZC_TRACE_XFER=/bin/{XFER_NAME} {}RUST_BACKTRACE=0 /bin/{TEST_NAME} --test-threads=1",
+        // One file system per kernel is enough for task following: the NIC pair's boots.
         if nic_pair {
-            format!("{NICS_VAR}=eth0,eth1 ")
+            format!("{NICS_VAR}=eth0,eth1 ZC_TRACE_TASKS=/bin/{TASKS_NAME} ")
         } else {
             String::new()
         }
@@ -159,6 +163,9 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
     options
         .binaries
         .push((initramfs::static_c_program("xfer")?, XFER_NAME));
+    options
+        .binaries
+        .push((initramfs::static_c_program("tasks")?, TASKS_NAME));
     options.binaries.push((
         initramfs::guest_test_binary("trace_programs")?,
         PROGRAMS_NAME,

@@ -83,7 +83,7 @@ pub fn static_c_program(name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = dir.join(name);
     run(command("cc")
-        .args(["-O2", "-static", "-Wall", "-o"])
+        .args(["-O2", "-static", "-pthread", "-Wall", "-o"])
         .arg(&out)
         .arg(&src))?;
     check_static(&out)?;

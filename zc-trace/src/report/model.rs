@@ -98,6 +98,31 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Every figure, for a change that applies to all of them.
+    pub fn each_mut(&mut self) -> [&mut Figure; 19] {
+        [
+            &mut self.syscalls,
+            &mut self.transitions,
+            &mut self.page_faults_user_mode,
+            &mut self.page_faults_kernel_mode,
+            &mut self.context_switches_voluntary,
+            &mut self.context_switches_involuntary,
+            &mut self.payload_bytes,
+            &mut self.time_ns,
+            &mut self.throughput_bytes_per_sec,
+            &mut self.cpu_copied_bytes,
+            &mut self.copied_user_to_kernel_bytes,
+            &mut self.copied_kernel_to_user_bytes,
+            &mut self.copied_kernel_to_kernel_bytes,
+            &mut self.by_reference_bytes,
+            &mut self.receiver_copied_bytes,
+            &mut self.device_read_bytes,
+            &mut self.device_write_bytes,
+            &mut self.nic_transmit_linear_bytes,
+            &mut self.nic_transmit_frag_bytes,
+        ]
+    }
+
     /// (JSON key, column label, figure), in display order.
     pub fn columns(&self) -> [(&'static str, &'static str, &Figure); 19] {
         [
@@ -440,12 +465,13 @@ fn figures(
         "count",
         Provenance::Derived {
             from: if faults_seen {
-                "syscall entries (raw_syscalls:sys_enter) + syscall exits (raw_syscalls:sys_exit) \
-                 + 2 x user-mode page faults (exceptions:page_fault_user)"
+                "syscall entries (raw_syscalls:sys_enter) + syscall exits (raw_syscalls:sys_exit, \
+                 rt_sigreturn's included) + first returns of new tasks (their sys_exit from \
+                 fork or clone) + 2 x user-mode page faults (exceptions:page_fault_user)"
                     .into()
             } else {
-                "syscall entries + syscall exits only: user-mode page faults are not observable \
-                 here, so their round trips are missing"
+                "syscall entries + syscall exits + first returns of new tasks only: user-mode \
+                 page faults are not observable here, so their round trips are missing"
                     .into()
             },
         },
@@ -456,7 +482,10 @@ fn figures(
             } else {
                 0
             };
-            (k(counter::SYSCALL_ENTERS) + k(counter::SYSCALL_EXITS) + 2 * faults) as f64
+            (k(counter::SYSCALL_ENTERS)
+                + k(counter::SYSCALL_EXITS)
+                + k(counter::FIRST_RETURNS)
+                + 2 * faults) as f64
         }),
     );
 

@@ -89,6 +89,10 @@ pub struct TraceReport {
     pub host: HostFacts,
     pub target: Target,
     pub ending: Ending,
+    /// How many tasks the kernel side could follow at once (`--max-tasks`), and how many
+    /// tasks the traced ones started that it had no room for: those went uncounted, and
+    /// every figure but the time is then incomplete.
+    pub tasks: TaskCoverage,
     pub probes: Vec<HookOutcome>,
     /// The traced tasks' figures, as one row of `run` (`figures`, `copy_sites`,
     /// `syscalls_by_name`, `ledger`).
@@ -100,6 +104,58 @@ pub struct TraceReport {
     pub intervals: Vec<Interval>,
     pub expectation: Option<Expectation>,
     pub claims: Option<crate::claims::ClaimsReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCoverage {
+    pub table_size: u32,
+    pub not_followed: u64,
+}
+
+impl TaskCoverage {
+    /// The report's words for the shortfall; None when every task was followed.
+    pub fn shortfall(&self) -> Option<String> {
+        (self.not_followed > 0).then(|| {
+            format!(
+                "{} task{} the traced program started {} not followed: the task table holds \
+                 {} (raise it with --max-tasks)",
+                self.not_followed,
+                if self.not_followed == 1 { "" } else { "s" },
+                if self.not_followed == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+                self.table_size
+            )
+        })
+    }
+
+    /// Marks every figure of `program` but its time incomplete when tasks went uncounted:
+    /// what they did is missing from each of them.
+    pub fn apply(&self, program: &mut StrategyReport) {
+        let Some(reason) = self.shortfall() else {
+            return;
+        };
+        // The trace's length is what it is, however many tasks were followed.
+        let time = program.figures.time_ns.clone();
+        for f in program.figures.each_mut() {
+            if f.value.is_none() {
+                continue;
+            }
+            f.provenance = match &f.provenance {
+                Provenance::Incomplete { from, reason: r } => Provenance::Incomplete {
+                    from: from.clone(),
+                    reason: format!("{r}; {reason}"),
+                },
+                other => Provenance::Incomplete {
+                    from: other.describe(),
+                    reason: reason.clone(),
+                },
+            };
+        }
+        program.figures.time_ns = time;
+    }
 }
 
 /// The tool's name and version, as in `run`'s reports.
@@ -595,7 +651,7 @@ fn title(r: &TraceReport) -> String {
         ),
     };
     format!(
-        "zc-trace {} trace: {what}{}, kernel {} ({}), {}; ended: {}{}{}",
+        "zc-trace {} trace: {what}{}, kernel {} ({}), {}; ended: {}{}{}{}",
         r.tool.version,
         r.target
             .user
@@ -614,6 +670,10 @@ fn title(r: &TraceReport) -> String {
             .killed
             .as_ref()
             .map(|k| format!(" ({k})"))
+            .unwrap_or_default(),
+        r.tasks
+            .shortfall()
+            .map(|s| format!("; INCOMPLETE: {s}"))
             .unwrap_or_default()
     )
 }
@@ -927,6 +987,10 @@ mod tests {
                 reason: "every traced task exited".into(),
                 exit_status: Some(0),
                 killed: None,
+            },
+            tasks: TaskCoverage {
+                table_size: 8192,
+                not_followed: 0,
             },
             probes: probes.hooks.clone(),
             by_fd_kind: by_fd_kind(&collected.fds),

@@ -10,7 +10,7 @@ pub(crate) mod processes;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use zc_trace_common::{role, RoleStats};
+use zc_trace_common::{counter, role, RoleStats};
 
 use crate::capabilities::{self, HostFacts};
 use crate::claims::{self, Claims, RunFacts};
@@ -59,7 +59,7 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
     };
     let tracefs = crate::tracefs::ensure_mounted()?;
     let result = runtime.block_on(async {
-        let mut tracer = Tracer::load_for(&host, &tracefs, true)?;
+        let mut tracer = Tracer::load_for(&host, &tracefs, Some(args.max_tasks))?;
         if tracer.attach_report().get(HookId::TaskNew).method.is_none() {
             return Err(Error::Env(EnvError::RequiredHook {
                 hook: HookId::TaskNew.name().into(),
@@ -117,7 +117,15 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
             .into_boxed_str(),
     );
     let strategy = args.strategy.as_ref().map(|l| l.0[0]);
-    let program = model::program(&probes, name, &collected, strategy);
+    let mut program = model::program(&probes, name, &collected, strategy);
+    let tasks = model::TaskCoverage {
+        table_size: args.max_tasks,
+        not_followed: collected.stats.counter(counter::TASKS_NOT_FOLLOWED),
+    };
+    tasks.apply(&mut program);
+    if let Some(s) = tasks.shortfall() {
+        eprintln!("zc-trace: the report is incomplete: {s}");
+    }
     let expectation = args
         .expect
         .map(|Expect::ZeroCopy| model::expect_zero_copy(&program));
@@ -162,6 +170,7 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         host,
         target,
         ending,
+        tasks,
         probes: probes.hooks.clone(),
         by_fd_kind: model::by_fd_kind(&collected.fds),
         io_uring_requests: collected.uring.as_deref().map(model::uring_ops),
@@ -263,7 +272,14 @@ async fn follow(
                 if child.is_none() {
                     break;
                 }
-                pass_on(child.as_ref(), sig);
+                // A terminal's Ctrl-C went to its whole foreground group: the command, in
+                // zc-trace's group, has it already (passing it on made it two).
+                let from_terminal = sig == "SIGINT"
+                    && Signals::sigint_from_terminal()
+                    && child.as_ref().is_some_and(|c| in_our_group(c.id()));
+                if !from_terminal {
+                    pass_on(tracer, sig)?;
+                }
                 stop_at = Some(Instant::now() + GRACE);
             }
         }
@@ -318,29 +334,44 @@ async fn follow(
             );
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
-            // The command ignored the signal: it must not outlive the trace unnoticed (it
-            // used to keep running while zc-trace exited 0 without a word).
-            if let (Some(c), None) = (child.as_mut(), status) {
-                let what = format!(
-                    "the command (pid {}) did not end within {} s of the signal: killed with \
-                     SIGKILL",
-                    c.id(),
-                    GRACE.as_secs()
-                );
-                eprintln!("zc-trace: {what}");
-                let _ = c.kill();
-                if let Ok(s) = c.wait() {
-                    use std::os::unix::process::ExitStatusExt;
-                    status = Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+            // What ignored the signal must not outlive the trace unnoticed (the command used
+            // to keep running while zc-trace exited 0 without a word).
+            if let Some(c) = child.as_mut() {
+                let left = followed_processes(tracer, status.is_none().then(|| c.id()))?;
+                if !left.is_empty() {
+                    let what = format!(
+                        "{} did not end within {} s of the signal: killed with SIGKILL",
+                        left.iter()
+                            .map(|(pid, comm)| format!("pid {pid} ({comm})"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        GRACE.as_secs()
+                    );
+                    eprintln!("zc-trace: {what}");
+                    for (pid, _) in &left {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(*pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    if status.is_none() {
+                        if let Ok(s) = c.wait() {
+                            use std::os::unix::process::ExitStatusExt;
+                            status =
+                                Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+                        }
+                    }
+                    killed = Some(what);
                 }
-                killed = Some(what);
             }
             break;
         }
         if reason.is_none() && args.duration.is_some_and(|d| started.elapsed() >= d) {
             reason = Some("--duration".into());
-            if child.is_some() && status.is_none() {
-                pass_on(child.as_ref(), "SIGTERM");
+            if child.is_some() {
+                // The command and whatever it started that still runs (an orphan of the
+                // command's shell included): all of it is zc-trace's doing.
+                pass_on(tracer, "SIGTERM")?;
                 stop_at = Some(Instant::now() + GRACE);
             } else {
                 break;
@@ -357,15 +388,43 @@ async fn follow(
     ))
 }
 
-/// Passes a signal on to the command (not to --pid processes: they are not zc-trace's).
-fn pass_on(child: Option<&std::process::Child>, sig: &str) {
-    let Some(c) = child else { return };
+/// Passes a signal on to every process zc-trace followed from the command it started (never
+/// to --pid processes: they are not zc-trace's): the command and each task it started that
+/// still runs, whatever process group it is in, so an orphan of the command's shell is
+/// reached too.
+fn pass_on(tracer: &Tracer, sig: &str) -> Result<(), Error> {
     let signal = match sig {
         "SIGINT" => nix::sys::signal::Signal::SIGINT,
         "SIGHUP" => nix::sys::signal::Signal::SIGHUP,
         _ => nix::sys::signal::Signal::SIGTERM,
     };
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+    for (pid, _) in followed_processes(tracer, None)? {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    }
+    Ok(())
+}
+
+/// The processes (tgid, comm) of the followed tasks that still run, and `command` if given
+/// (it may be between its fork and its exec); never zc-trace itself.
+fn followed_processes(tracer: &Tracer, command: Option<u32>) -> Result<Vec<(u32, String)>, Error> {
+    let own = std::process::id();
+    let mut found = std::collections::BTreeMap::new();
+    for tid in tracer.followed_tids()?.into_iter().chain(command) {
+        let Ok(status) = procfs::process::Process::new(tid as i32).and_then(|p| p.status()) else {
+            continue; // gone
+        };
+        if status.tgid as u32 == own || !processes::task_alive(tid) {
+            continue;
+        }
+        found.insert(status.tgid as u32, status.name);
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Whether process `pid` is in zc-trace's process group.
+fn in_our_group(pid: u32) -> bool {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)))
+        .is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// Everything the kernel side counted for the traced tasks.

@@ -17,25 +17,37 @@ pub const N: u64 = (1 << 20) + 4321;
 pub fn xfer() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            if let Some(given) = std::env::var_os("ZC_TRACE_XFER") {
-                return PathBuf::from(given);
-            }
-            let dir =
-                std::env::temp_dir().join(format!("zc-trace-test-xfer.{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("xfer");
-            let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/xfer.c");
-            let status = Command::new("cc")
-                .args(["-O2", "-static", "-Wall", "-o"])
-                .arg(&out)
-                .arg(src)
-                .status()
-                .expect("cc (the C compiler Rust links with) runs");
-            assert!(status.success(), "cc -static {src} failed");
-            out
-        })
+        .get_or_init(|| built("ZC_TRACE_XFER", "xfer.c", "xfer"))
         .clone()
+}
+
+/// tests/programs/tasks.c (signals, forks, threads, exec from a thread), named `zct-tasks`:
+/// `ZC_TRACE_TASKS`, or compiled once per test binary.
+pub fn tasks() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| built("ZC_TRACE_TASKS", "tasks.c", "zct-tasks"))
+        .clone()
+}
+
+/// `$given`, or tests/programs/`src` compiled static as `name` in a directory of this test
+/// binary's own.
+fn built(given: &str, src: &str, name: &str) -> PathBuf {
+    if let Some(given) = std::env::var_os(given) {
+        return PathBuf::from(given);
+    }
+    let dir = std::env::temp_dir().join(format!("zc-trace-test-{name}.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    let src = format!("{}/tests/programs/{src}", env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cc")
+        .args(["-O2", "-static", "-pthread", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc (the C compiler Rust links with) runs");
+    assert!(status.success(), "cc -static {src} failed");
+    out
 }
 
 /// A file of N bytes in /var/tmp (a disk filesystem, like a server's files).
@@ -226,5 +238,176 @@ pub fn check_xfer(e: &Expected) {
         r["expectation"]["verdict"], e.zero_copy,
         "{s}: zero-copy: {}",
         r["expectation"]["reason"]
+    );
+}
+
+/// A thread other than the main one execs (`zct-tasks threxec 7`: the new program writes
+/// 7 x 1000 bytes to /dev/null): the exec'd program is counted under the pid it inherits,
+/// the old tid does not stay followed, and the trace ends by itself.
+pub fn check_exec_from_a_thread() {
+    let tasks = tasks();
+    let (r, status) = trace_json(&[
+        "trace",
+        "-j",
+        "--duration",
+        "60",
+        "--",
+        tasks.to_str().unwrap(),
+        "threxec",
+        "7",
+    ]);
+    assert_eq!(status, 0, "{}", r["ending"]);
+    assert_eq!(
+        r["ending"]["reason"], "every traced task exited",
+        "the trace did not end by itself: a task stayed followed"
+    );
+    let writes: Vec<&Value> = r["by_fd_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["syscall"] == "write" && row["kind"] == "char_device")
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["calls"], 7, "{writes:?}");
+    assert_eq!(writes[0]["bytes"], 7000, "{writes:?}");
+}
+
+/// More tasks alive at once than the task table holds (`--max-tasks 16`, 1 + 20 threads):
+/// exactly 5 are not followed, and the report says its figures are incomplete.
+pub fn check_task_limit() {
+    let tasks = tasks();
+    let out = super::zc_trace(&[
+        "trace",
+        "-j",
+        "--max-tasks",
+        "16",
+        "--",
+        tasks.to_str().unwrap(),
+        "hold",
+        "20",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(r["tasks"]["table_size"], 16);
+    assert_eq!(r["tasks"]["not_followed"], 5, "{}", r["tasks"]);
+    for key in ["syscalls", "transitions"] {
+        let p = &r["program"]["figures"][key]["provenance"];
+        assert_eq!(p["kind"], "incomplete", "{key}: {p}");
+        assert!(p["reason"].as_str().unwrap().contains("5 tasks"), "{p}");
+    }
+    assert_ne!(
+        r["program"]["figures"]["time_ns"]["provenance"]["kind"], "incomplete",
+        "the trace's length is not made incomplete"
+    );
+    assert!(
+        stderr.contains("incomplete: 5 tasks") && stderr.contains("--max-tasks"),
+        "{stderr}"
+    );
+}
+
+/// An ftrace instance of the test's own (never the global buffer) recording raw_syscalls of
+/// the tasks named `comm`, removed when dropped (with the tracefs mount it made, if any).
+pub struct SyscallEvents {
+    dir: PathBuf,
+    mounted: Option<PathBuf>,
+}
+
+impl SyscallEvents {
+    pub fn start(comm: &str) -> SyscallEvents {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let found = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"tracefs")).then(|| PathBuf::from(f[1]))
+        });
+        let (root, mounted) = match found {
+            Some(root) => (root, None),
+            None => {
+                let at = std::env::temp_dir()
+                    .join(format!("zc-trace-test-tracefs.{}", std::process::id()));
+                std::fs::create_dir_all(&at).unwrap();
+                nix::mount::mount(
+                    Some("tracefs"),
+                    &at,
+                    Some("tracefs"),
+                    nix::mount::MsFlags::empty(),
+                    None::<&str>,
+                )
+                .expect("mount tracefs");
+                (at.clone(), Some(at))
+            }
+        };
+        let dir = root.join(format!("instances/zc-trace-test.{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("an ftrace instance");
+        let events = SyscallEvents { dir, mounted };
+        std::fs::write(
+            events.dir.join("events/raw_syscalls/filter"),
+            format!("comm == \"{comm}\""),
+        )
+        .unwrap();
+        std::fs::write(events.dir.join("events/raw_syscalls/enable"), "1").unwrap();
+        events
+    }
+
+    /// Stops recording; (sys_enter, sys_exit) events, checked not to have overrun.
+    pub fn stop(&self) -> (u64, u64) {
+        std::fs::write(self.dir.join("events/raw_syscalls/enable"), "0").unwrap();
+        for cpu in std::fs::read_dir(self.dir.join("per_cpu")).unwrap() {
+            let stats = std::fs::read_to_string(cpu.unwrap().path().join("stats")).unwrap();
+            assert!(
+                stats.lines().any(|l| l == "overrun: 0"),
+                "the instance's buffer overran: {stats}"
+            );
+        }
+        let text = std::fs::read_to_string(self.dir.join("trace")).unwrap();
+        let count = |what: &str| text.lines().filter(|l| l.contains(what)).count() as u64;
+        (count(" sys_enter: "), count(" sys_exit: "))
+    }
+}
+
+impl Drop for SyscallEvents {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("events/raw_syscalls/enable"), "0");
+        let _ = std::fs::remove_dir(&self.dir);
+        if let Some(at) = &self.mounted {
+            let _ = nix::mount::umount(at);
+            let _ = std::fs::remove_dir(at);
+        }
+    }
+}
+
+/// Every way a task enters and leaves the kernel (`zct-tasks all`: 100 handled signals, 5
+/// forks, 5 threads): zc-trace's syscalls and transitions equal the kernel's own raw_syscalls
+/// events of the same run, counted by an ftrace instance that sees only the program (its
+/// comm). The one difference is the execve that starts it: zc-trace counts its entry (made
+/// in zc-trace's fork, under zc-trace's name), the instance only its exit.
+pub fn check_transitions_against_ftrace() {
+    // A name of its own (comm is the executable's name, 15 bytes at most): other tests'
+    // zct-tasks may run meanwhile, and the filter must see this run only.
+    let comm = format!("zct-ftr-{}", std::process::id() % 10_000_000);
+    let dir = std::env::temp_dir().join(format!("zc-trace-test-{comm}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join(&comm);
+    std::fs::copy(tasks(), &program).unwrap();
+    let events = SyscallEvents::start(&comm);
+    let (r, status) = trace_json(&["trace", "-j", "--", program.to_str().unwrap(), "all"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (enters, exits) = events.stop();
+    drop(events);
+    assert_eq!(status, 0);
+    let f = &r["program"]["figures"];
+    let value = |key: &str| {
+        f[key]["value"]["median"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {}", f[key]))
+    };
+    assert!(enters > 300, "the instance saw {enters} entries");
+    assert_eq!(value("syscalls"), enters + 1, "syscall entries");
+    let faults = value("page_faults_user_mode");
+    assert_eq!(
+        value("transitions"),
+        enters + 1 + exits + 2 * faults,
+        "transitions: {enters} + 1 entries, {exits} exits (rt_sigreturn's and the new tasks' \
+         first returns included), {faults} user-mode faults"
     );
 }
