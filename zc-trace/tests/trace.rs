@@ -556,3 +556,31 @@ fn duration_reaches_the_processes_the_command_started() {
         .collect();
     assert!(left.is_empty(), "still running after the trace: {left:?}");
 }
+
+/// `--pid` of a process zc-trace descends from (`--pid 1` is the extreme case; here the
+/// shell that started it, waiting in wait4 the whole time): zc-trace's own threads are not
+/// followed. They were, and the trace counted zc-trace's own polling.
+#[test]
+fn a_pid_that_zc_trace_descends_from_leaves_zc_trace_out() {
+    if !common::bpf_available("a_pid_that_zc_trace_descends_from_leaves_zc_trace_out") {
+        return;
+    }
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "\"$0\" trace -j --pid $$ --duration 1; :",
+            &common::bin(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(stderr.contains("tracing 1 thread"), "{stderr}");
+    let f = &r["program"]["figures"];
+    assert_eq!(f["syscalls"]["value"]["median"], 0, "{}", f["syscalls"]);
+    assert_eq!(
+        f["transitions"]["value"]["median"], 0,
+        "{}",
+        f["transitions"]
+    );
+}

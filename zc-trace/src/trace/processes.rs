@@ -64,7 +64,10 @@ pub fn check_own_namespace() -> Result<(), EnvError> {
     Ok(())
 }
 
-/// The threads of `pids` and of all their descendants, as the kernel numbers them.
+/// The threads of `pids` and of all their descendants, as the kernel numbers them; never
+/// zc-trace's own (`--pid 1`, or the shell that started zc-trace: zc-trace descends from
+/// them, and would count its own polling). zc-trace starts nothing while it attaches, and a
+/// thread it starts later has an untraced parent, so it is not followed either.
 pub fn threads_and_descendants(pids: &[u32]) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -77,10 +80,11 @@ pub fn threads_and_descendants(pids: &[u32]) -> Vec<u32> {
             }
         }
     }
+    let own = std::process::id();
     let mut processes = BTreeSet::new();
     let mut todo: Vec<u32> = pids.to_vec();
     while let Some(p) = todo.pop() {
-        if processes.insert(p) {
+        if p != own && processes.insert(p) {
             todo.extend(children.get(&p).into_iter().flatten());
         }
     }
