@@ -49,6 +49,7 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
         bytes: 0,
         zerocopy: None,
         retransmitted: None,
+        send_time: None,
         received: None,
     };
     let runs = selected

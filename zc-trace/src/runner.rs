@@ -386,6 +386,7 @@ impl crate::measure::Meter for Probes {
             bytes: moved,
             zerocopy,
             retransmitted: finished.retransmitted,
+            send_time: finished.send_time,
             received: finished.received,
         })
     }

@@ -354,9 +354,11 @@ impl Sink {
             (None, Some(s), Target::Remote(_)) => remote_report(s),
             _ => size,
         };
+        let tcp = socket.as_ref().map(tcp_facts).transpose()?;
         Ok(Finished {
             received,
-            retransmitted: socket.as_ref().map(bytes_retransmitted).transpose()?,
+            retransmitted: tcp.map(|t| t.0),
+            send_time: tcp.map(|t| t.1),
         })
     }
 }
@@ -369,6 +371,30 @@ pub struct Finished {
     /// Each goes through the device's transmit again, so on a route without scatter-gather
     /// the CPU copies it again.
     pub retransmitted: Option<u64>,
+    /// TCP sinks: how long the connection had data to send, and how much of it the peer's
+    /// receive window held it back.
+    pub send_time: Option<SendTime>,
+}
+
+/// tcp_info's chrono counters (Linux 4.10+) for one connection, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendTime {
+    /// tcpi_busy_time: time with data in flight or queued.
+    pub busy_us: u64,
+    /// tcpi_rwnd_limited: of that, time stalled because the receiver's window was full, so
+    /// the receiver, not the sending strategy, set the pace.
+    pub rwnd_limited_us: u64,
+}
+
+impl SendTime {
+    /// The share of the busy time the receiver held the sender back (0 when never busy).
+    pub fn receiver_share(&self) -> f64 {
+        if self.busy_us == 0 {
+            0.0
+        } else {
+            self.rwnd_limited_us as f64 / self.busy_us as f64
+        }
+    }
 }
 
 /// What `zc-trace receive` answers once it has read the stream to its end ("zc-trace received
@@ -385,8 +411,9 @@ fn remote_report(fd: &SinkFd) -> Option<u64> {
     crate::receiver::parse_report(&String::from_utf8_lossy(&answer))
 }
 
-/// The socket's tcpi_bytes_retrans, from getsockopt(TCP_INFO) (Linux 4.19+).
-fn bytes_retransmitted(fd: &SinkFd) -> Result<u64, RunError> {
+/// The socket's tcpi_bytes_retrans and its send time, from getsockopt(TCP_INFO) (Linux
+/// 4.19+).
+fn tcp_facts(fd: &SinkFd) -> Result<(u64, SendTime), RunError> {
     // SAFETY: an all-zero tcp_info is valid; getsockopt fills at most `len` bytes of it.
     let mut info: nix::libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<nix::libc::tcp_info>() as nix::libc::socklen_t;
@@ -411,7 +438,13 @@ fn bytes_retransmitted(fd: &SinkFd) -> Result<u64, RunError> {
             "this kernel's tcp_info has no tcpi_bytes_retrans (Linux 4.19+)".into(),
         ));
     }
-    Ok(info.tcpi_bytes_retrans)
+    Ok((
+        info.tcpi_bytes_retrans,
+        SendTime {
+            busy_us: info.tcpi_busy_time,
+            rwnd_limited_us: info.tcpi_rwnd_limited,
+        },
+    ))
 }
 
 fn parse_addr(ready: &str) -> Result<SocketAddr, RunError> {

@@ -220,3 +220,59 @@ fn veth_without_scatter_gather_adds_one_copy_of_every_byte() {
         .unwrap_or_default();
     assert!(left.is_empty(), "network namespaces left behind: {left:?}");
 }
+
+/// A receiver that reads slowly through a small receive buffer (4 KiB per millisecond):
+/// the sender's report says the receiver was the bottleneck, from the connection's own
+/// tcp_info, in the JSON, in the throughput figure's provenance and as a warning in the table.
+/// A run used to report such a pace as sendfile's own, without a word.
+#[test]
+fn a_slow_receiver_is_named_as_the_bottleneck() {
+    if !bpf_available("a_slow_receiver_is_named_as_the_bottleneck") {
+        return;
+    }
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &8192).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 4096];
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    });
+    let sink = format!("tcp:127.0.0.1:{port}");
+    let args = [
+        "run",
+        "--size",
+        "2M",
+        "--strategies",
+        "sendfile",
+        "--iterations",
+        "1",
+        "--sink",
+        &sink,
+    ];
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    let r = run_json(&json_args);
+    let s = strategy(&r, "sendfile");
+    let share = s["receiver_window_limited"]["median"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(share >= 0.5, "{}", s["receiver_window_limited"]);
+    let from = s["figures"]["throughput_bytes_per_sec"]["provenance"]["from"]
+        .as_str()
+        .unwrap();
+    assert!(from.contains("the receiver set this pace"), "{from}");
+    let mut table_args = args.to_vec();
+    table_args.push("--no-fail");
+    let out = common::zc_trace(&table_args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the receiver was the bottleneck"),
+        "no warning in the table:\n{text}"
+    );
+}

@@ -253,6 +253,25 @@ pub struct StrategyReport {
     pub syscalls_by_name: BTreeMap<String, SyscallFigures>,
     /// The byte ledger of the sender's legs (see `ledger`).
     pub ledger: Vec<super::ledger::LedgerLeg>,
+    /// TCP sinks: the share (0 to 1) of the connection's send time that the receiver's
+    /// window held the sender back (tcp_info.tcpi_rwnd_limited / tcpi_busy_time); null for
+    /// other sinks. At RECEIVER_BOUND or more, the throughput is the receiver's.
+    pub receiver_window_limited: Option<Stat>,
+}
+
+/// From this share of its send time held back by the receiver's window on, a TCP sink's
+/// throughput is the receiver's pace, not the strategy's: the report says so.
+pub const RECEIVER_BOUND: f64 = 0.5;
+
+impl StrategyReport {
+    /// The median share of the send time the receiver held the sender back, when it is at
+    /// least [`RECEIVER_BOUND`].
+    pub fn receiver_bound(&self) -> Option<f64> {
+        self.receiver_window_limited
+            .as_ref()
+            .map(|s| s.median)
+            .filter(|&m| m >= RECEIVER_BOUND)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -372,11 +391,19 @@ pub fn program_report(
         ledger.push(super::ledger::nic_leg(probes, &samples));
     }
     let unbalanced = super::ledger::unbalanced_sites(&ledger);
-    StrategyReport {
+    let receiver_window_limited = if samples.iter().all(|s| s.send_time.is_some()) {
+        stat(&samples, |s| {
+            s.send_time.map_or(0.0, |t| t.receiver_share())
+        })
+    } else {
+        None
+    };
+    let mut report = StrategyReport {
         id: label.id,
         name: label.name,
         summary: label.summary,
         sink,
+        receiver_window_limited,
         figures: figures(probes, &samples, has_receiver, sink, device, &unbalanced),
         copy_sites: sender_sites()
             .into_iter()
@@ -385,7 +412,19 @@ pub fn program_report(
             .collect(),
         syscalls_by_name: by_name(&samples),
         ledger,
+    };
+    if let Some(share) = report.receiver_bound() {
+        if let Provenance::Derived { from } =
+            &mut report.figures.throughput_bytes_per_sec.provenance
+        {
+            from.push_str(&format!(
+                "; the receiver set this pace, not the strategy: its receive window held the \
+                 sender back {:.0}% of the time it had data to send (tcp_info)",
+                share * 100.0
+            ));
+        }
     }
+    report
 }
 
 fn stat(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<Stat> {
@@ -1152,6 +1191,7 @@ pub(crate) mod tests {
             bytes: 1000,
             zerocopy: None,
             retransmitted: None,
+            send_time: None,
             received: None,
         }
     }

@@ -294,7 +294,10 @@ fn render_narrow(report: &Report, layout: &Layout) -> String {
         )
         .unwrap();
     }
-    for note in zerocopy_notes(report) {
+    for note in zerocopy_notes(report)
+        .into_iter()
+        .chain(receiver_notes(report))
+    {
         writeln!(out, "{}", wrapped(&note, w, "  ")).unwrap();
     }
     if layout.explain {
@@ -367,6 +370,24 @@ fn zerocopy_notes(report: &Report) -> Vec<String> {
                     human_bytes(copied)
                 )
             })
+        })
+        .collect()
+}
+
+/// A TCP sink whose receiver was the bottleneck: its Throughput is the receiver's pace.
+fn receiver_notes(report: &Report) -> Vec<String> {
+    report
+        .strategies
+        .iter()
+        .filter_map(|s| {
+            let share = s.receiver_bound()?;
+            Some(format!(
+                "WARNING: {}: the receiver was the bottleneck: its receive window held the \
+                 connection back {:.0}% of the time it had data to send (tcp_info), so its \
+                 Throughput is the receiver's pace rather than the strategy's.",
+                s.name,
+                share * 100.0
+            ))
         })
         .collect()
 }

@@ -227,6 +227,7 @@ pub fn program(
         bytes,
         zerocopy: None,
         retransmitted: None,
+        send_time: None,
         received: None,
     };
     let label = match strategy {

@@ -52,6 +52,7 @@ pub fn untraced(
                 name: s.name(),
                 summary: s.summary(),
                 sink,
+                receiver_window_limited: None,
                 figures: Figures {
                     syscalls: not_observable("count"),
                     transitions: not_observable("count"),
