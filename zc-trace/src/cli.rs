@@ -347,8 +347,8 @@ pub struct ReceiveArgs {
     pub count: Option<u32>,
     /// Move this device into a network namespace of its own first and listen there, with
     /// --address: for two ports of one machine cabled to each other, so that the traffic
-    /// crosses the wire (at exit a physical device returns down and without addresses; a
-    /// virtual one, such as a veth end, is destroyed with the namespace).
+    /// crosses the wire. At exit (or Ctrl-C, SIGTERM, SIGHUP) it goes back to the namespace
+    /// it came from, up again if it was, with its addresses (not its other routes).
     #[arg(long, value_name = "DEV", requires = "address")]
     pub move_device: Option<String>,
     /// The address (IP/PREFIX) the moved device gets, e.g. 10.77.0.2/24.

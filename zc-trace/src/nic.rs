@@ -243,15 +243,71 @@ pub fn default_route_devices() -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// A device `isolate` moved into a namespace of its own, with what it had in the namespace
+/// it came from: `restore` puts it back there. Without that, the namespace's end took it
+/// away: the kernel destroys a virtual device (veth) with its namespace, and sends a physical
+/// one to the initial namespace, down, without its addresses.
+pub struct Isolated {
+    pub dev: String,
+    /// The namespace it came from (held open: it is moved back by descriptor).
+    outer: std::fs::File,
+    was_up: bool,
+    /// Its addresses there, with their prefix lengths.
+    addresses: Vec<(IpAddr, u8)>,
+}
+
 /// Moves `dev` into a network namespace of its own, which the calling thread enters, and gives
 /// it `ip/prefix` there (with lo up): the receiving end of two ports of one machine cabled to
-/// each other, so that traffic between them crosses the wire instead of staying local. The
-/// device returns to the first namespace when the last task in the new one exits.
-pub fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<(), String> {
+/// each other, so that traffic between them crosses the wire instead of staying local. What it
+/// had (up or down, its addresses) is recorded first, for `Isolated::restore`.
+pub fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<Isolated, String> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    use rtnetlink::packet_route::link::LinkFlags;
     use rtnetlink::LinkUnspec;
     let outer = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
     let outer_file = std::fs::File::open(&outer).map_err(|e| format!("{outer}: {e}"))?;
     let index = nix::net::if_::if_nametoindex(dev).map_err(|e| format!("no device {dev}: {e}"))?;
+    let (was_up, addresses) = with_netlink(|rt, handle| {
+        use futures::TryStreamExt;
+        let links: Vec<_> = rt
+            .block_on(
+                handle
+                    .link()
+                    .get()
+                    .match_index(index)
+                    .execute()
+                    .try_collect(),
+            )
+            .map_err(|e| format!("reading {dev}: {e}"))?;
+        let up = links.iter().any(|l| l.header.flags.contains(LinkFlags::Up));
+        let addrs: Vec<_> = rt
+            .block_on(
+                handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .execute()
+                    .try_collect(),
+            )
+            .map_err(|e| format!("reading {dev}'s addresses: {e}"))?;
+        let addresses = addrs
+            .iter()
+            .filter_map(|a| {
+                // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on
+                // point-to-point links); IPv6 has only IFA_ADDRESS.
+                let local = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                });
+                let addr = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                });
+                Some((local.or(addr)?, a.header.prefix_len))
+            })
+            .collect::<Vec<_>>();
+        Ok((up, addresses))
+    })?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
     let inner = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
@@ -264,6 +320,12 @@ pub fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<(), Stri
         rt.block_on(handle.link().set(msg).execute())
             .map_err(|e| format!("moving {dev} into the new namespace: {e}"))
     })?;
+    let isolated = Isolated {
+        dev: dev.to_string(),
+        outer: outer_file,
+        was_up,
+        addresses,
+    };
     with_netlink(|rt, handle| {
         let index =
             nix::net::if_::if_nametoindex(dev).map_err(|e| format!("no device {dev}: {e}"))?;
@@ -276,6 +338,70 @@ pub fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<(), Stri
         }
         Ok(())
     })
+    // On an error here the device goes back at once.
+    .inspect_err(|_| {
+        let _ = isolated.restore();
+    })?;
+    Ok(isolated)
+}
+
+impl Isolated {
+    /// What `restore` gives back, and what it does not, in words.
+    pub fn describe(&self) -> String {
+        format!(
+            "when zc-trace receive exits, {} goes back to the namespace it came from, {}, with \
+             {}; routes of its own beyond its addresses' are not restored, and a kill -9 of \
+             zc-trace receive cannot do this (a veth end is then destroyed, a physical device \
+             returns down and without addresses)",
+            self.dev,
+            if self.was_up { "up" } else { "down" },
+            if self.addresses.is_empty() {
+                "no addresses (it had none)".to_string()
+            } else {
+                self.addresses
+                    .iter()
+                    .map(|(ip, p)| format!("{ip}/{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )
+    }
+
+    /// Moves the device back to the namespace it came from (from a thread in its own), and
+    /// there sets it up again if it was, with its addresses.
+    pub fn restore(&self) -> Result<(), String> {
+        use rtnetlink::LinkUnspec;
+        let dev = &self.dev;
+        with_netlink(|rt, handle| {
+            let index = nix::net::if_::if_nametoindex(dev.as_str())
+                .map_err(|e| format!("no device {dev}: {e}"))?;
+            let msg = LinkUnspec::new_with_index(index)
+                .setns_by_fd(self.outer.as_raw_fd())
+                .build();
+            rt.block_on(handle.link().set(msg).execute())
+                .map_err(|e| format!("moving {dev} back: {e}"))
+        })?;
+        let outer_path = format!("/proc/self/fd/{}", self.outer.as_raw_fd());
+        with_netlink_in(&outer_path, |rt, handle| {
+            let index = nix::net::if_::if_nametoindex(dev.as_str())
+                .map_err(|e| format!("no device {dev} back home: {e}"))?;
+            for &(ip, prefix) in &self.addresses {
+                match rt.block_on(handle.address().add(index, ip, prefix).execute()) {
+                    Ok(()) => {}
+                    // Already there (an IPv6 link-local address the kernel made again).
+                    Err(rtnetlink::Error::NetlinkError(m))
+                        if m.raw_code() == -nix::libc::EEXIST => {}
+                    Err(e) => return Err(format!("giving {dev} back {ip}/{prefix}: {e}")),
+                }
+            }
+            if self.was_up {
+                let msg = LinkUnspec::new_with_index(index).up().build();
+                rt.block_on(handle.link().set(msg).execute())
+                    .map_err(|e| format!("setting {dev} up again: {e}"))?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Runs `f` with a route netlink connection on a current-thread runtime of its own, on a

@@ -98,24 +98,27 @@ pub fn receive(
             args.listen
         ))
     })?;
-    if let (Some(dev), Some(address)) = (&args.move_device, &args.address) {
-        let bad = || {
-            InputError::Usage(format!(
-                "--address {address}: expected IP/PREFIX, e.g. 10.77.0.2/24"
+    let _moved = match (&args.move_device, &args.address) {
+        (Some(dev), Some(address)) => {
+            let bad = || {
+                InputError::Usage(format!(
+                    "--address {address}: expected IP/PREFIX, e.g. 10.77.0.2/24"
+                ))
+            };
+            let (ip, prefix) = address.split_once('/').ok_or_else(bad)?;
+            let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+            let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+            let moved = MovedBack::isolate(dev, ip, prefix)
+                .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
+            crate::output::println(&format!(
+                "zc-trace receive: {dev} is in a network namespace of its own, as {address}; {}",
+                moved.describe()
             ))
-        };
-        let (ip, prefix) = address.split_once('/').ok_or_else(bad)?;
-        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
-        crate::nic::isolate(dev, ip, prefix)
-            .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
-        crate::output::println(&format!(
-            "zc-trace receive: {dev} is in a network namespace of its own, as {address}; when \
-             zc-trace receive exits, a physical device returns to the host's namespace down \
-             and without addresses, and a virtual one (veth) is destroyed with the namespace"
-        ))
-        .map_err(Error::Output)?;
-    }
+            .map_err(Error::Output)?;
+            Some(moved)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(addr)
         .map_err(|e| EnvError::Netns(format!("cannot listen on {addr}: {e}")))?;
     let io = |what: &str| {
@@ -169,6 +172,71 @@ pub fn receive(
         });
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `--move-device`'s device, put back where it came from however `receive` ends: when it
+/// returns (dropped), or at SIGINT, SIGTERM or SIGHUP (a thread of its own waits for them;
+/// they are blocked in every other thread from before the move on, so none can end the
+/// process with the device still away).
+struct MovedBack(std::sync::Arc<std::sync::Mutex<Option<crate::nic::Isolated>>>);
+
+impl MovedBack {
+    fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<MovedBack, String> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut signals = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            signals.add(s);
+        }
+        signals
+            .thread_block()
+            .map_err(|e| format!("blocking signals: {e}"))?;
+        let isolated = match crate::nic::isolate(dev, ip, prefix) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = signals.thread_unblock();
+                return Err(e);
+            }
+        };
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(isolated)));
+        let waiter = shared.clone();
+        // Started from this thread, so in the new namespace too, as restore needs.
+        std::thread::spawn(move || {
+            let sig = signals
+                .wait()
+                .map_or("a signal".to_string(), |s| s.to_string());
+            put_back(&waiter);
+            eprintln!("zc-trace receive: interrupted by {sig}");
+            std::process::exit(130);
+        });
+        Ok(MovedBack(shared))
+    }
+
+    fn describe(&self) -> String {
+        self.0
+            .lock()
+            .map(|m| m.as_ref().map(|i| i.describe()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for MovedBack {
+    fn drop(&mut self) {
+        put_back(&self.0);
+    }
+}
+
+/// Restores the moved device once (whoever comes first: the end of `receive` or a signal),
+/// and says how it went.
+fn put_back(moved: &std::sync::Mutex<Option<crate::nic::Isolated>>) {
+    let Ok(mut guard) = moved.lock() else { return };
+    let Some(isolated) = guard.take() else { return };
+    match isolated.restore() {
+        Ok(()) => eprintln!(
+            "zc-trace receive: {} is back in the namespace it came from",
+            isolated.dev
+        ),
+        Err(e) => eprintln!("zc-trace receive: could not put {} back: {e}", isolated.dev),
+    }
 }
 
 /// One connection of `zc-trace receive`: read to its end, answer the count, and say what
