@@ -584,3 +584,62 @@ fn a_pid_that_zc_trace_descends_from_leaves_zc_trace_out() {
         f["transitions"]
     );
 }
+
+/// `--pid` of a process whose main thread has exited (pthread_exit) while another thread
+/// runs: it is traced (its threads are what runs), the exited leader is not kept, and the
+/// trace ends when the last thread does.
+#[test]
+fn a_process_whose_leader_exited_is_traced_by_pid() {
+    if !common::bpf_available("a_process_whose_leader_exited_is_traced_by_pid") {
+        return;
+    }
+    let mut prog = Command::new(common::trace::tasks())
+        .args(["leader-exit", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(prog.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    // The leader is a zombie once pthread_exit is through.
+    let pid = prog.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .contains(") Z ")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut tracer = Command::new(common::bin())
+        .args(["trace", "-j", "--duration", "60", "--pid", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        said.push_str(&line);
+        if n == 0 || line.contains("tracing") {
+            break;
+        }
+    }
+    assert!(said.contains("tracing 1 thread"), "{said}");
+    prog.stdin.take().unwrap().write_all(b"x").unwrap();
+    assert!(prog.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {said}"));
+    assert_eq!(r["ending"]["reason"], "every traced task exited");
+    assert_eq!(fd_bytes(&r, "write", "out", "char_device"), 5000);
+}

@@ -6,6 +6,9 @@
  *   tasks threxec N   a thread other than the main one execs this program as `writes N`
  *   tasks writes N    N writes of 1000 bytes to /dev/null, then exit 0
  *   tasks all         signals 100, fork 5, threads 5 in turn
+ *   tasks leader-exit N  the main thread exits (pthread_exit) and leaves a thread that
+ *                     prints "ready", waits for a byte on stdin, then writes N x 1000 bytes
+ *                     to /dev/null
  *   tasks sigints S   prints "ready", counts the SIGINTs it gets for S seconds, prints
  *                     "sigints N" and exits 0
  * Built static by the tests (named zct-tasks, which their ftrace filter matches). */
@@ -67,6 +70,15 @@ static void *exec_writes(void *arg) {
     _exit(3);
 }
 
+static int writes(int n);
+static void *wait_then_write(void *arg) {
+    char c;
+    printf("ready\n");
+    fflush(stdout);
+    if (read(0, &c, 1) != 1) exit(4);
+    exit(writes((int)(long)arg));
+}
+
 static int writes(int n) {
     char buf[1000];
     memset(buf, 'w', sizeof buf);
@@ -112,6 +124,11 @@ int main(int argc, char **argv) {
     if (strcmp(how, "hold") == 0) return threads(n, wait_for_all);
     if (strcmp(how, "writes") == 0) return writes(n);
     if (strcmp(how, "sigints") == 0) return count_sigints(n);
+    if (strcmp(how, "leader-exit") == 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, wait_then_write, (void *)(long)n) != 0) return 1;
+        pthread_exit(NULL);
+    }
     if (strcmp(how, "threxec") == 0) {
         pthread_t t;
         writes_arg = argc > 2 ? argv[2] : "1";
