@@ -9,7 +9,6 @@ use std::sync::Mutex;
 #[derive(Debug)]
 enum Item {
     Process(nix::unistd::Pid),
-    File(PathBuf),
     /// A private directory in --tmpdir, removed through its descriptors (`private_dir`).
     PrivateDir(std::sync::Arc<crate::private_dir::Inner>),
     Unmount(PathBuf),
@@ -84,10 +83,6 @@ pub fn register_process(pid: nix::unistd::Pid) {
     registry().items.push(Item::Process(pid));
 }
 
-pub fn register_file(path: PathBuf) {
-    registry().items.push(Item::File(path));
-}
-
 pub fn register_private_dir(dir: std::sync::Arc<crate::private_dir::Inner>) {
     registry().items.push(Item::PrivateDir(dir));
 }
@@ -100,13 +95,6 @@ pub fn forget_private_dir(dir: &std::sync::Arc<crate::private_dir::Inner>) {
 
 pub fn register_unmount(path: PathBuf) {
     registry().items.push(Item::Unmount(path));
-}
-
-/// Forget a file that was already removed the normal way.
-pub fn forget_file(path: &std::path::Path) {
-    registry()
-        .items
-        .retain(|i| !matches!(i, Item::File(p) if p == path));
 }
 
 /// Undo everything registered, newest first. Safe to call more than once. It waits for a
@@ -124,9 +112,6 @@ fn undo(items: Vec<Item>) {
             Item::Process(pid) => {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
-            }
-            Item::File(path) => {
-                let _ = std::fs::remove_file(&path);
             }
             Item::PrivateDir(dir) => dir.remove(),
             Item::Netns(name) => {

@@ -132,7 +132,8 @@ pub struct RunArgs {
     /// Evict the source file from the page cache (posix_fadvise DONTNEED) before each run.
     #[arg(long)]
     pub cold: bool,
-    /// Directory for the generated payload (an unnamed O_TMPFILE file where supported).
+    /// Directory for the generated payload (an unnamed O_TMPFILE file; where the filesystem
+    /// lacks O_TMPFILE, a file made in a private directory there and unlinked at once).
     #[arg(long, default_value = "/var/tmp")]
     pub tmpdir: PathBuf,
     /// Output format.

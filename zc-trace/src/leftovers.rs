@@ -2,8 +2,9 @@
 //!
 //! Everything zc-trace makes outside its own process carries the maker's pid in its name:
 //! the veth sink's namespaces (`zc-trace-PID-tx`, `zc-trace-PID-rx` in /run/netns), the unix
-//! and pipe sinks' directories and a named payload (`zc-trace-sink.PID.XXXXXX`,
-//! `zc-trace-payload.PID.XXXXXX` in --tmpdir), and a tracefs it mounted (mount source
+//! and pipe sinks' directories and the payload's where O_TMPFILE is missing
+//! (`zc-trace-sink.PID.XXXXXX`, `zc-trace-payload.PID.XXXXXX` in --tmpdir; a named payload
+//! file of that name from older versions too), and a tracefs it mounted (mount source
 //! `zc-trace-PID`). A leftover is removed only when its name proves it is zc-trace's and its
 //! maker is dead: no process of that pid, or one that is not zc-trace (the pid was reused).
 //! `zc-trace run` sweeps namespaces and directories before it starts; `zc-trace cleanup`
@@ -87,14 +88,9 @@ pub fn netns_names() -> [String; 2] {
 }
 
 /// The name of a temporary entry of kind `kind` ("sink", "payload") with a random `suffix`
-/// of six letters and digits; `XXXXXX` makes it a mkstemp template.
+/// of six letters and digits.
 pub fn temp_name(kind: &str, suffix: &str) -> String {
     format!("zc-trace-{kind}.{}.{suffix}", Maker::me().tag())
-}
-
-/// The mkstemp template of a temporary entry of kind `kind` in `dir`.
-pub fn temp_template(dir: &Path, kind: &str) -> PathBuf {
-    dir.join(temp_name(kind, "XXXXXX"))
 }
 
 /// The tracefs mount source that marks a mount as made by this process.
@@ -271,7 +267,7 @@ fn made_as_zc_trace_makes_it(l: &Leftover, all_mounts: &[Mount]) -> Result<(), S
     let mode = meta.mode() & 0o777;
     let t = meta.file_type();
     let ok = match l.kind {
-        // A sink directory (0700), or a named payload (mkstemp's 0600).
+        // A private directory (0700), or a named payload of an older version (0600).
         Kind::TempEntry => (t.is_dir() && mode == 0o700) || (t.is_file() && mode == 0o600),
         // The bind mount of a namespace, or the empty file (mode 0) of one cut short.
         Kind::Netns => {
@@ -457,8 +453,6 @@ mod tests {
     fn names_made_are_claimed_as_this_process() {
         let name = temp_name("sink", "q1W2e3");
         assert_eq!(owner_of_name(&name), Some((Kind::TempEntry, Maker::me())));
-        let t = temp_template(Path::new("/tmp"), "payload");
-        assert!(t.to_str().unwrap().ends_with(".XXXXXX"), "{t:?}");
         for n in netns_names() {
             assert_eq!(owner_of_name(&n), Some((Kind::Netns, Maker::me())));
         }

@@ -6,9 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::cleanup;
 use crate::error::InputError;
 
 /// The seed of the default payload: the same bytes on every run and every host.
@@ -82,14 +81,8 @@ impl SourceFile {
             path: dir.to_path_buf(),
             reason,
         };
-        let (mut file, named) = create_unnamed(dir).map_err(|e| err(e.to_string()))?;
-        let result = fill(&mut file, len, seed);
-        if let Some(path) = &named {
-            // The descriptor keeps the data; the name is not needed any more.
-            let _ = std::fs::remove_file(path);
-            cleanup::forget_file(path);
-        }
-        result.map_err(|e| err(format!("writing the payload: {e}")))?;
+        let mut file = create_unnamed(dir).map_err(|e| err(e.to_string()))?;
+        fill(&mut file, len, seed).map_err(|e| err(format!("writing the payload: {e}")))?;
         Ok(SourceFile {
             fs_type: fs_type(&file),
             file,
@@ -110,9 +103,9 @@ impl SourceFile {
     }
 }
 
-/// An O_TMPFILE file (no name at all), or, where the filesystem does not support that, a
-/// named one that is registered for cleanup and unlinked as soon as it is written.
-fn create_unnamed(dir: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
+/// An O_TMPFILE file (no name at all), or, where the filesystem does not support that, one
+/// made in a private directory and unlinked at once (`private_file`).
+fn create_unnamed(dir: &Path) -> std::io::Result<File> {
     if !dir.is_dir() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -126,18 +119,24 @@ fn create_unnamed(dir: &Path) -> std::io::Result<(File, Option<PathBuf>)> {
         .mode(0o600)
         .open(dir)
     {
-        Ok(f) => return Ok((f, None)),
-        Err(e) => log::info!(
-            "O_TMPFILE in {} failed ({e}); using a named file",
-            dir.display()
-        ),
+        Ok(f) => Ok(f),
+        Err(e) => {
+            log::info!(
+                "O_TMPFILE in {} failed ({e}); using a private directory",
+                dir.display()
+            );
+            private_file(dir)
+        }
     }
-    let template = crate::leftovers::temp_template(dir, "payload");
-    let (fd, path) = nix::unistd::mkstemp(&template)?;
-    cleanup::register_file(path.clone());
-    // SAFETY: mkstemp returned a new descriptor that nothing else owns.
-    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    Ok((file, Some(path)))
+}
+
+/// A file with no name, made in a directory of zc-trace's own in `dir` (which others may
+/// write: a named file there could be renamed and replaced under root's feet), the directory
+/// removed again at once.
+fn private_file(dir: &Path) -> std::io::Result<File> {
+    let private =
+        crate::private_dir::PrivateDir::create(dir, "payload").map_err(std::io::Error::other)?;
+    private.unlinked_file("payload")
 }
 
 /// Writes `len` bytes from a xorshift64* stream: no block repeats, so no layer (page cache
@@ -201,6 +200,22 @@ fn fs_type(file: &File) -> String {
 mod tests {
     use super::*;
     use std::io::{Read, Seek};
+    use std::path::PathBuf;
+
+    /// The stand-in for O_TMPFILE: a file no path reaches, and nothing left in the directory
+    /// (a named file in a directory others write could be renamed and replaced).
+    #[test]
+    fn the_fallback_file_has_no_name_and_leaves_nothing_behind() {
+        let dir = temp_dir("fallback");
+        let mut f = private_file(&dir).unwrap();
+        f.write_all(b"payload").unwrap();
+        let st = nix::sys::stat::fstat(f.as_raw_fd()).unwrap();
+        assert_eq!(st.st_nlink, 0, "the file still has a name");
+        assert_eq!(st.st_mode & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        std::fs::remove_dir(&dir).unwrap();
+    }
 
     fn temp_dir(test: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("zc-trace-{test}-{}", std::process::id()));

@@ -115,6 +115,26 @@ impl PrivateDir {
         }
     }
 
+    /// Makes a regular file in the directory and takes its name away at once: a file only
+    /// this descriptor holds, which no one can reach by any path (where a filesystem lacks
+    /// O_TMPFILE, this is what stands in for it).
+    pub fn unlinked_file(&self, name: &'static str) -> std::io::Result<std::fs::File> {
+        let fd = openat(
+            Some(self.inner.dir.as_raw_fd()),
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        unlinkat(
+            Some(self.inner.dir.as_raw_fd()),
+            name,
+            UnlinkatFlags::NoRemoveDir,
+        )?;
+        Ok(file)
+    }
+
     /// Makes a FIFO in the directory, readable and writable by its owner only.
     pub fn make_fifo(&self, name: &'static str) -> Result<Entry, String> {
         nix::unistd::mkfifoat(
@@ -202,7 +222,8 @@ pub fn remove_leftover(parent: &Path, name: &std::ffi::OsStr) -> Result<(), Stri
     )
     .map_err(|e| e.to_string())?;
     if kind_of(&st) == SFlag::S_IFREG {
-        // A named payload (mkstemp's fallback where O_TMPFILE is not supported).
+        // A named payload, as zc-trace made them before 0.1's private directories (mkstemp's
+        // fallback where O_TMPFILE is not supported).
         if st.st_uid != nix::unistd::geteuid().as_raw() {
             return Err(format!("owned by uid {}", st.st_uid));
         }
