@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::receiver::ReceiverMode;
-use crate::sink::SinkKind;
-use crate::strategies::{self, Strategy};
+use crate::transfer::receiver::ReceiverMode;
+use crate::transfer::sink::SinkKind;
+use crate::transfer::strategies::{self, Strategy};
 
 const EXAMPLES: &str = "\
 Examples:

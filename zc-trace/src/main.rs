@@ -1,34 +1,14 @@
 //! zc-trace: how many times does the CPU copy the bytes when a program moves a file to a
 //! socket, and what does each transfer strategy cost in user/kernel transitions?
 
-mod btf;
-mod capabilities;
-mod claims;
-mod cleanup;
 mod cli;
-mod doctor;
+mod cmd;
 mod error;
-mod explain;
-mod filesystems;
-mod leftovers;
-mod manpage;
-mod measure;
-mod nic;
-mod output;
-mod payload;
-mod private_dir;
-mod probes;
-mod progress;
-mod receiver;
+mod kernel;
 mod report;
-mod runner;
-mod sink;
-mod strategies;
-mod syscall_names;
-mod trace;
-mod tracefs;
-mod tracer;
-mod untraced;
+mod resources;
+mod transfer;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -39,7 +19,7 @@ use crate::error::Error;
 
 fn main() -> ExitCode {
     // Before anything ignores or blocks a signal: the traced command gets these back.
-    trace::command::record_inherited_signals();
+    cmd::trace::command::record_inherited_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print as clap prints them; a usage error is one line (exit 2).
@@ -55,7 +35,7 @@ fn main() -> ExitCode {
     // The receiver is a separate, single-threaded process: dispatch before anything else
     // (no logger threads, no runtime) so that it makes only the syscalls of its read loop.
     if let Command::Receiver(args) = &cli.command {
-        return match receiver::serve(args) {
+        return match transfer::receiver::serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("zc-trace receiver: {e}");
@@ -67,7 +47,7 @@ fn main() -> ExitCode {
     // A panic must not leave a device without scatter-gather or a namespace behind.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        cleanup::run_all_after_panic();
+        resources::cleanup::run_all_after_panic();
         default_hook(info);
     }));
     match dispatch(cli) {
@@ -114,35 +94,35 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     }
     match cli.command {
         // The bench's baseline: the same transfers without probes (see `untraced`).
-        Command::Run(args) if args.untraced => untraced::main(args),
-        Command::Run(args) => runner::main(args),
-        Command::Trace(args) => trace::main(args),
-        Command::Explain(args) => explain::main(args),
+        Command::Run(args) if args.untraced => cmd::untraced::main(args),
+        Command::Run(args) => cmd::runner::main(args),
+        Command::Trace(args) => cmd::trace::main(args),
+        Command::Explain(args) => cmd::explain::main(args),
         Command::Claims => {
-            output::print(claims::seed_text()).map_err(Error::Output)?;
+            ui::output::print(report::claims::seed_text()).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Receive(args) => receiver::receive(&args),
-        Command::Probes(args) => probes::main(args),
-        Command::Doctor(args) => doctor::main(args),
+        Command::Receive(args) => transfer::receiver::receive(&args),
+        Command::Probes(args) => kernel::probes::main(args),
+        Command::Doctor(args) => cmd::doctor::main(args),
         Command::Strategies => {
-            let list: String = strategies::ALL
+            let list: String = transfer::strategies::ALL
                 .iter()
                 .map(|s| format!("{:<12} {}\n", s.id(), s.summary()))
                 .collect();
-            output::print(&list).map_err(Error::Output)?;
+            ui::output::print(&list).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions(args) => {
-            output::write_with(|out| manpage::completions(args.shell, out))
+            ui::output::write_with(|out| cmd::manpage::completions(args.shell, out))
                 .map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
-            output::write_with(manpage::man).map_err(Error::Output)?;
+            ui::output::write_with(cmd::manpage::man).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cleanup(args) => leftovers::main(&args),
+        Command::Cleanup(args) => resources::leftovers::main(&args),
         Command::Receiver(_) => unreachable!("dispatched in main"),
     }
 }

@@ -14,8 +14,8 @@ use std::fmt::Write;
 use super::model::{CopySiteReport, Figure, Provenance, Report, StrategyReport};
 use super::stat::Stat;
 use super::text::{human_bytes, human_duration, human_rate};
-use crate::claims::{Condition, Outcome};
-use crate::sink::SinkKind;
+use crate::report::claims::{Condition, Outcome};
+use crate::transfer::sink::SinkKind;
 
 /// The page.
 pub fn render(report: &Report) -> String {
@@ -450,7 +450,7 @@ fn route(site: &str, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node
 
 /// Whether a copy site can carry payload to this sink (the model's rule for its totals).
 fn site_relevant(site: &str, sink: SinkKind) -> bool {
-    crate::probes::PLAN
+    crate::kernel::probes::PLAN
         .iter()
         .find(|h| h.id.name() == site)
         .map_or(true, |h| super::model::relevant(h.id, sink))
@@ -1383,7 +1383,7 @@ mod tests {
     use super::super::model::tests::{attach_report, sample_with};
     use super::super::tests::{host, run_config};
     use super::*;
-    use crate::claims::{ClaimFigure, ClaimsReport, Verdict};
+    use crate::report::claims::{ClaimFigure, ClaimsReport, Verdict};
     use zc_trace_common::{class, site};
 
     /// read+write and sendfile over loopback TCP, 1000 bytes, two iterations each, with the
@@ -1403,13 +1403,13 @@ mod tests {
         };
         let runs = vec![
             (
-                crate::strategies::by_name("read-write").unwrap(),
+                crate::transfer::strategies::by_name("read-write").unwrap(),
                 SinkKind::Tcp,
                 true,
                 vec![rw(0), rw(500)],
             ),
             (
-                crate::strategies::by_name("sendfile").unwrap(),
+                crate::transfer::strategies::by_name("sendfile").unwrap(),
                 SinkKind::Tcp,
                 true,
                 vec![sf(0), sf(1)],

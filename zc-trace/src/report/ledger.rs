@@ -9,7 +9,7 @@
 use serde::Serialize;
 use zc_trace_common::{class, counter};
 
-use crate::probes::{AttachReport, HookId};
+use crate::kernel::probes::{AttachReport, HookId};
 
 use super::model::{relevant, site_source_for, Sample, SiteValues};
 use super::stat::Stat;
@@ -28,7 +28,7 @@ pub struct Leg {
 impl Leg {
     /// The copy sites on this leg, from the catalogue.
     pub fn sites(&self) -> impl Iterator<Item = HookId> + '_ {
-        crate::probes::PLAN
+        crate::kernel::probes::PLAN
             .iter()
             .filter(move |h| h.copy.is_some_and(|c| c.leg == Some(self.id)))
             .map(|h| h.id)
@@ -38,7 +38,7 @@ impl Leg {
 /// Where a strategy's bytes went: the sink, and whether its route has scatter-gather.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkRoute {
-    pub kind: crate::sink::SinkKind,
+    pub kind: crate::transfer::sink::SinkKind,
     pub scatter_gather: Option<bool>,
 }
 
@@ -375,11 +375,11 @@ mod tests {
     use zc_trace_common::site;
 
     pub(super) const TCP: SinkRoute = SinkRoute {
-        kind: crate::sink::SinkKind::Tcp,
+        kind: crate::transfer::sink::SinkKind::Tcp,
         scatter_gather: Some(true),
     };
     pub(super) const UNIX: SinkRoute = SinkRoute {
-        kind: crate::sink::SinkKind::Unix,
+        kind: crate::transfer::sink::SinkKind::Unix,
         scatter_gather: None,
     };
 
@@ -398,7 +398,7 @@ mod tests {
         for leg in LEGS {
             assert!(leg.sites().next().is_some(), "leg {} has no site", leg.id);
         }
-        for h in crate::probes::PLAN {
+        for h in crate::kernel::probes::PLAN {
             if let Some(leg) = h.copy.and_then(|c| c.leg) {
                 assert!(LEGS.iter().any(|l| l.id == leg), "{:?}: no leg {leg}", h.id);
             }
@@ -471,15 +471,15 @@ mod tests {
             cold: false,
             source: "generated".into(),
             source_fs: "tmpfs".into(),
-            sink: crate::sink::SinkKind::Tcp,
+            sink: crate::transfer::sink::SinkKind::Tcp,
             sink_description: "TCP over loopback".into(),
             sink_scatter_gather: Some(true),
             receiver: Some("separate process".into()),
             sink_device: None,
             skipped: vec![],
         };
-        let strategy = crate::strategies::by_name("read-write").unwrap();
-        let host = crate::capabilities::HostFacts {
+        let strategy = crate::transfer::strategies::by_name("read-write").unwrap();
+        let host = crate::kernel::capabilities::HostFacts {
             kernel: "6.12.0-test".into(),
             arch: "x86_64".into(),
             btf: None,
@@ -489,7 +489,12 @@ mod tests {
             host,
             config,
             &probes,
-            vec![(strategy, crate::sink::SinkKind::Tcp, true, samples)],
+            vec![(
+                strategy,
+                crate::transfer::sink::SinkKind::Tcp,
+                true,
+                samples,
+            )],
         );
         let f = &report.strategies[0].figures;
         let Provenance::Incomplete { reason, .. } = &f.cpu_copied_bytes.provenance else {
@@ -508,13 +513,13 @@ mod tests {
             f.by_reference_bytes.provenance,
             Provenance::Incomplete { .. }
         ));
-        let facts = crate::claims::RunFacts {
+        let facts = crate::report::claims::RunFacts {
             sink_has_sg: Some(true),
             sink: "tcp".into(),
             cold: false,
         };
-        report.claims = Some(crate::claims::judge(
-            &crate::claims::Claims::seed(),
+        report.claims = Some(crate::report::claims::judge(
+            &crate::report::claims::Claims::seed(),
             &report,
             &facts,
         ));
@@ -525,10 +530,15 @@ mod tests {
             .verdicts
             .iter()
             .find(|v| {
-                v.strategy == "read-write" && v.figure == crate::claims::ClaimFigure::CpuCopies
+                v.strategy == "read-write"
+                    && v.figure == crate::report::claims::ClaimFigure::CpuCopies
             })
             .expect("the seed article grades read+write's CPU copies");
-        assert_eq!(v.verdict, crate::claims::Outcome::NotObservable, "{v:#?}");
+        assert_eq!(
+            v.verdict,
+            crate::report::claims::Outcome::NotObservable,
+            "{v:#?}"
+        );
         assert!(v.reason.contains("incomplete"), "{}", v.reason);
     }
 }
@@ -597,7 +607,7 @@ mod socket_tests {
     }
 
     const NO_SG: SinkRoute = SinkRoute {
-        kind: crate::sink::SinkKind::Veth,
+        kind: crate::transfer::sink::SinkKind::Veth,
         scatter_gather: Some(false),
     };
 

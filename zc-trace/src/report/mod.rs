@@ -1,6 +1,7 @@
 //! The report: every figure with its value over the iterations and its provenance, built from
 //! the raw per-run samples; and its renderings (table, markdown, CSV, JSON).
 
+pub mod claims;
 mod csv;
 pub mod html;
 mod ledger;
@@ -57,9 +58,9 @@ pub fn write_laid_out(
 mod tests {
     use super::model::tests::{attach_report, sample};
     use super::*;
-    use crate::capabilities::HostFacts;
-    use crate::probes::HookId;
-    use crate::strategies;
+    use crate::kernel::capabilities::HostFacts;
+    use crate::kernel::probes::HookId;
+    use crate::transfer::strategies;
     use serde_json::Value;
 
     /// A 1000-byte payload in 500-byte chunks, twice, over loopback TCP.
@@ -71,7 +72,7 @@ mod tests {
             cold: false,
             source: "generated".into(),
             source_fs: "ext2/3/4".into(),
-            sink: crate::sink::SinkKind::Tcp,
+            sink: crate::transfer::sink::SinkKind::Tcp,
             sink_description: "TCP over loopback (127.0.0.1)".into(),
             sink_scatter_gather: Some(true),
             receiver: Some("separate process".into()),
@@ -94,7 +95,7 @@ mod tests {
         let host = host();
         let runs = vec![(
             strategies::ALL[0],
-            crate::sink::SinkKind::Tcp,
+            crate::transfer::sink::SinkKind::Tcp,
             true,
             vec![
                 sample(&[(0, 3, 1000), (1, 2, 1000)], 0, 2000),
@@ -129,7 +130,7 @@ mod tests {
             assert!(v["config"][k].is_string(), "config.{k}");
         }
         let probes = v["probes"].as_array().unwrap();
-        assert_eq!(probes.len(), crate::probes::PLAN.len());
+        assert_eq!(probes.len(), crate::kernel::probes::PLAN.len());
         for p in probes {
             assert!(p["hook"].is_string() && p["site"].is_string() && p["feeds"].is_string());
             assert!(p["method"].is_string() || p["method"].is_null());
@@ -337,10 +338,10 @@ mod tests {
     #[test]
     fn the_default_table_is_narrow_and_ends_with_the_summary() {
         let mut r = report(&[]);
-        r.claims = Some(crate::claims::judge(
-            &crate::claims::Claims::seed(),
+        r.claims = Some(crate::report::claims::judge(
+            &crate::report::claims::Claims::seed(),
             &r,
-            &crate::claims::RunFacts {
+            &crate::report::claims::RunFacts {
                 sink_has_sg: Some(true),
                 sink: "loopback".into(),
                 cold: false,

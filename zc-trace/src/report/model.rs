@@ -10,11 +10,11 @@ use zc_trace_common::{class, counter};
 pub use super::sample::{RoleSample, Sample};
 
 use super::stat::Stat;
-use crate::capabilities::HostFacts;
-use crate::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, PLAN};
-use crate::sink::SinkKind;
-use crate::strategies::Strategy;
-use crate::syscall_names;
+use crate::kernel::capabilities::HostFacts;
+use crate::kernel::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, PLAN};
+use crate::kernel::syscall_names;
+use crate::transfer::sink::SinkKind;
+use crate::transfer::strategies::Strategy;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -245,7 +245,7 @@ pub struct StrategyReport {
     pub name: &'static str,
     pub summary: &'static str,
     /// The sink this strategy sent to.
-    pub sink: crate::sink::SinkKind,
+    pub sink: crate::transfer::sink::SinkKind,
     pub figures: Figures,
     /// The sender's copy sites, each with its own provenance; the copy figures are their sums.
     pub copy_sites: Vec<CopySiteReport>,
@@ -283,14 +283,14 @@ pub struct RunConfig {
     pub source: String,
     pub source_fs: String,
     /// The sink chosen with --sink (strategies with a fixed sink say so in their own `sink`).
-    pub sink: crate::sink::SinkKind,
+    pub sink: crate::transfer::sink::SinkKind,
     pub sink_description: String,
     /// Scatter-gather on the sink's route; null when the sink has no network route.
     pub sink_scatter_gather: Option<bool>,
     /// How the receiver process consumes the data; null when the sink has none.
     pub receiver: Option<String>,
     /// The device a remote sink's route goes through; null for the other sinks.
-    pub sink_device: Option<crate::sink::SinkDevice>,
+    pub sink_device: Option<crate::transfer::sink::SinkDevice>,
     /// Selected strategies that cannot use this sink, with the reason.
     pub skipped: Vec<SkippedStrategy>,
 }
@@ -316,7 +316,7 @@ pub struct Report {
     pub probes: Vec<HookOutcome>,
     pub strategies: Vec<StrategyReport>,
     /// The verdict on every claim about a strategy that ran.
-    pub claims: Option<crate::claims::ClaimsReport>,
+    pub claims: Option<crate::report::claims::ClaimsReport>,
 }
 
 pub fn build(
@@ -325,7 +325,7 @@ pub fn build(
     probes: &AttachReport,
     runs: Vec<(
         &'static dyn Strategy,
-        crate::sink::SinkKind,
+        crate::transfer::sink::SinkKind,
         bool,
         Vec<Sample>,
     )>,
@@ -382,7 +382,7 @@ pub fn program_report(
     route: super::ledger::SinkRoute,
     has_receiver: bool,
     source_fs: &str,
-    device: Option<&crate::sink::SinkDevice>,
+    device: Option<&crate::transfer::sink::SinkDevice>,
     samples: Vec<Sample>,
 ) -> StrategyReport {
     let sink = route.kind;
@@ -466,7 +466,7 @@ fn figures(
     samples: &[Sample],
     has_receiver: bool,
     sink: SinkKind,
-    device: Option<&crate::sink::SinkDevice>,
+    device: Option<&crate::transfer::sink::SinkDevice>,
     unbalanced: &[(HookId, String)],
 ) -> Figures {
     // Sender copy totals over sites of a leg that does not balance are incomplete.
@@ -758,12 +758,12 @@ fn site_source(hook: &HookOutcome) -> (Provenance, SiteValues) {
     let tried: Vec<_> = hook
         .failed
         .iter()
-        .filter(|a| a.kind != crate::probes::AttachFailure::Skipped)
+        .filter(|a| a.kind != crate::kernel::probes::AttachFailure::Skipped)
         .collect();
     let absent = !tried.is_empty()
         && tried
             .iter()
-            .all(|a| a.kind == crate::probes::AttachFailure::Absent);
+            .all(|a| a.kind == crate::kernel::probes::AttachFailure::Absent);
     if absent {
         return (
             Provenance::Derived {
@@ -913,7 +913,7 @@ fn zerocopy_site(samples: &[Sample]) -> Option<CopySiteReport> {
     if samples.iter().all(|s| s.zerocopy.is_none()) {
         return None;
     }
-    let of = |f: fn(&crate::strategies::ZerocopyReport) -> u64| {
+    let of = |f: fn(&crate::transfer::strategies::ZerocopyReport) -> u64| {
         stat(samples, |s| s.zerocopy.as_ref().map_or(0, f) as f64).expect("samples")
     };
     let zero = stat(samples, |_| 0.0).expect("samples");
@@ -1112,7 +1112,7 @@ pub fn payload_provenance(with_count: usize, runs: usize) -> Provenance {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::probes::PLAN;
+    use crate::kernel::probes::PLAN;
 
     /// A remote server that answered no count (or a wrong one, which fails the run) used to
     /// leave the provenance saying the receiver's count was checked.
@@ -1148,9 +1148,9 @@ pub(crate) mod tests {
                         failed: if ok {
                             vec![]
                         } else {
-                            vec![crate::probes::Attempt {
+                            vec![crate::kernel::probes::Attempt {
                                 method: c.label(),
-                                kind: crate::probes::AttachFailure::Other,
+                                kind: crate::kernel::probes::AttachFailure::Other,
                                 target: c.target.to_string(),
                                 error: "event not available".into(),
                             }]
@@ -1224,7 +1224,7 @@ pub(crate) mod tests {
     /// figure 0 (it does not exist here); one refused attempt makes it derived instead.
     #[test]
     fn a_site_is_absent_only_when_every_attempt_says_so() {
-        use crate::probes::AttachFailure;
+        use crate::kernel::probes::AttachFailure;
         let mut r = attach_report(&[HookId::FileRead]);
         let set = |r: &mut AttachReport, kinds: &[AttachFailure]| {
             let h = r
@@ -1234,7 +1234,7 @@ pub(crate) mod tests {
                 .unwrap();
             h.failed = kinds
                 .iter()
-                .map(|&kind| crate::probes::Attempt {
+                .map(|&kind| crate::kernel::probes::Attempt {
                     method: "fexit".into(),
                     target: "filemap_read".into(),
                     kind,

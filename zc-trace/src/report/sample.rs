@@ -84,13 +84,13 @@ pub struct Sample {
     pub window_ns: u64,
     pub bytes: u64,
     /// What the kernel reported about zero-copy sends, for the strategies that make them.
-    pub zerocopy: Option<crate::strategies::ZerocopyReport>,
+    pub zerocopy: Option<crate::transfer::strategies::ZerocopyReport>,
     /// TCP sinks: the payload bytes the kernel retransmitted (tcp_info.tcpi_bytes_retrans),
     /// which pass the device's transmit, and its copy without scatter-gather, once more.
     pub retransmitted: Option<u64>,
     /// TCP sinks: the connection's send time and how much of it the receiver's window held
     /// the sender back (tcp_info).
-    pub send_time: Option<crate::sink::SendTime>,
+    pub send_time: Option<crate::transfer::sink::SendTime>,
     /// The bytes the sink says arrived, where it can tell (a receiver process, a file's size,
     /// `zc-trace receive`'s answer); None when no one said (a remote server that does not
     /// answer with its count).

@@ -94,16 +94,20 @@ fn wrapped(text: &str, width: usize, indent: &str) -> String {
 }
 
 /// The verdict's word, in color where the layout has it.
-fn verdict_word(outcome: crate::claims::Outcome, color: bool) -> String {
+fn verdict_word(outcome: crate::report::claims::Outcome, color: bool) -> String {
     use anstyle::{AnsiColor, Style as Ansi};
     let label = outcome.label();
     if !color {
         return label.to_string();
     }
     let style = match outcome {
-        crate::claims::Outcome::Holds => Ansi::new().fg_color(Some(AnsiColor::Green.into())),
-        crate::claims::Outcome::Differs => Ansi::new().fg_color(Some(AnsiColor::Red.into())).bold(),
-        crate::claims::Outcome::NotObservable => {
+        crate::report::claims::Outcome::Holds => {
+            Ansi::new().fg_color(Some(AnsiColor::Green.into()))
+        }
+        crate::report::claims::Outcome::Differs => {
+            Ansi::new().fg_color(Some(AnsiColor::Red.into())).bold()
+        }
+        crate::report::claims::Outcome::NotObservable => {
             Ansi::new().fg_color(Some(AnsiColor::Yellow.into()))
         }
     };
@@ -112,10 +116,10 @@ fn verdict_word(outcome: crate::claims::Outcome, color: bool) -> String {
 
 /// How many of the verdicts `keep` selects hold, differ, cannot be observed.
 fn tally(
-    claims: &crate::claims::ClaimsReport,
-    keep: impl Fn(&crate::claims::Verdict) -> bool,
+    claims: &crate::report::claims::ClaimsReport,
+    keep: impl Fn(&crate::report::claims::Verdict) -> bool,
 ) -> (usize, usize, usize) {
-    use crate::claims::Outcome;
+    use crate::report::claims::Outcome;
     let count = |o: Outcome| {
         claims
             .verdicts
@@ -312,8 +316,10 @@ fn render_narrow(report: &Report, layout: &Layout) -> String {
         .unwrap();
         for v in &claims.verdicts {
             let claim = match v.when {
-                Some(crate::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
-                Some(crate::claims::Condition::NoSg) => format!("{} (without SG)", v.figure),
+                Some(crate::report::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
+                Some(crate::report::claims::Condition::NoSg) => {
+                    format!("{} (without SG)", v.figure)
+                }
                 None => v.figure.to_string(),
             };
             let observed = v
@@ -652,7 +658,7 @@ fn markdown_text(text: &str) -> String {
     out
 }
 
-fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: Style) {
+fn render_claims(out: &mut String, claims: &crate::report::claims::ClaimsReport, style: Style) {
     let source = match style {
         Style::Markdown => markdown_text(&claims.source),
         Style::Terminal => claims.source.clone(),
@@ -677,8 +683,8 @@ fn render_claims(out: &mut String, claims: &crate::claims::ClaimsReport, style: 
     table.set_header(header);
     for v in &claims.verdicts {
         let claim = match v.when {
-            Some(crate::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
-            Some(crate::claims::Condition::NoSg) => format!("{} (without SG)", v.figure),
+            Some(crate::report::claims::Condition::Sg) => format!("{} (with SG)", v.figure),
+            Some(crate::report::claims::Condition::NoSg) => format!("{} (without SG)", v.figure),
             None => v.figure.to_string(),
         };
         let mut row = vec![

@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use zc_trace_common::{fd_kind, fd_side, FdKey, FdStat};
 
-use crate::capabilities::HostFacts;
-use crate::filesystems;
-use crate::probes::{AttachReport, HookOutcome};
-use crate::sink::SinkKind;
+use crate::kernel::capabilities::HostFacts;
+use crate::kernel::filesystems;
+use crate::kernel::probes::{AttachReport, HookOutcome};
+use crate::transfer::sink::SinkKind;
 
 use super::ledger::SinkRoute;
 use super::model::{program_report, Label, Provenance, StrategyReport, Tool};
@@ -103,7 +103,7 @@ pub struct TraceReport {
     pub io_uring_requests: Option<BTreeMap<String, u64>>,
     pub intervals: Vec<Interval>,
     pub expectation: Option<Expectation>,
-    pub claims: Option<crate::claims::ClaimsReport>,
+    pub claims: Option<crate::report::claims::ClaimsReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,7 +216,7 @@ pub fn program(
     probes: &AttachReport,
     name: &'static str,
     collected: &Collected,
-    strategy: Option<&'static dyn crate::strategies::Strategy>,
+    strategy: Option<&'static dyn crate::transfer::strategies::Strategy>,
 ) -> StrategyReport {
     let sink = dominant_sink(&collected.fds);
     let bytes = sink_bytes(&collected.fds, sink);
@@ -342,7 +342,7 @@ pub fn by_fd_kind(fds: &BTreeMap<FdKey, FdStat>) -> Vec<FdRow> {
     let mut rows: Vec<FdRow> = fds
         .iter()
         .map(|(k, v)| {
-            let syscall = crate::syscall_names::name(k.nr as usize);
+            let syscall = crate::kernel::syscall_names::name(k.nr as usize);
             let regular = matches!(k.kind, fd_kind::REGULAR | fd_kind::REGULAR_DIRECT);
             FdRow {
                 how: how(&syscall, k.side, k.kind),
@@ -501,7 +501,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     let send: Vec<&str> = send
         .into_iter()
         .filter(|n| {
-            crate::probes::PLAN
+            crate::kernel::probes::PLAN
                 .iter()
                 .find(|h| h.id.name() == *n)
                 .is_some_and(|h| super::model::relevant(h.id, program.sink))

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use super::model::{Figure, Figures, Provenance, Report, RunConfig, StrategyReport, Tool};
 use super::stat::Stat;
-use crate::capabilities::HostFacts;
-use crate::sink::SinkKind;
-use crate::strategies::Strategy;
+use crate::kernel::capabilities::HostFacts;
+use crate::transfer::sink::SinkKind;
+use crate::transfer::strategies::Strategy;
 
 /// One run of `run --untraced`: the window's length read from user space, and the bytes moved.
 pub struct UntracedSample {
@@ -149,7 +149,7 @@ mod tests {
         let report = untraced(
             host,
             config,
-            vec![(crate::strategies::ALL[0], SinkKind::Tcp, samples)],
+            vec![(crate::transfer::strategies::ALL[0], SinkKind::Tcp, samples)],
         );
         let v: serde_json::Value =
             serde_json::from_str(&super::super::render(&report, Format::Json)).unwrap();

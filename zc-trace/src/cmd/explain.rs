@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use crate::cli::ExplainArgs;
 use crate::error::{Error, InputError};
 use crate::report::{self, RoleSample, RunConfig, Sample};
-use crate::sink::SinkKind;
-use crate::strategies::{self, Strategy};
+use crate::transfer::sink::SinkKind;
+use crate::transfer::strategies::{self, Strategy};
 
 pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
     let selected: Vec<&'static dyn Strategy> = match &args.strategy {
@@ -22,11 +22,11 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
             ))
         })?],
     };
-    crate::capabilities::check_privileges()?;
-    let host = crate::capabilities::HostFacts::detect();
-    let tracefs = crate::tracefs::ensure_mounted()?;
-    let plan = crate::probes::attach_plan(&host, &tracefs);
-    crate::cleanup::run_all();
+    crate::kernel::capabilities::check_privileges()?;
+    let host = crate::kernel::capabilities::HostFacts::detect();
+    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
+    let plan = crate::kernel::probes::attach_plan(&host, &tracefs);
+    crate::resources::cleanup::run_all();
     let plan = plan?;
     let config = RunConfig {
         payload_bytes: 0,
@@ -64,7 +64,7 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
         })
         .collect();
     let built = report::build(host, config, &plan, runs);
-    let claims = crate::claims::Claims::seed();
+    let claims = crate::report::claims::Claims::seed();
     let width = report::Layout::terminal_width();
     let wrap = |text: &str, indent: &str| {
         textwrap::fill(
@@ -137,6 +137,6 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
         ))
         .into());
     }
-    crate::output::print(&out).map_err(Error::Output)?;
+    crate::ui::output::print(&out).map_err(Error::Output)?;
     Ok(ExitCode::SUCCESS)
 }

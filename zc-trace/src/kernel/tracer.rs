@@ -10,17 +10,17 @@ use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
 
-use crate::btf::KernelBtf;
-use crate::capabilities::HostFacts;
 use crate::error::{EnvError, RunError};
-use crate::probes::{
+use crate::kernel::btf::KernelBtf;
+use crate::kernel::capabilities::HostFacts;
+use crate::kernel::probes::{
     AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, Method, Need, PLAN,
 };
-use crate::tracefs::EventFormat;
+use crate::kernel::tracefs::EventFormat;
 
 /// The compiled programs, rebuilt from zc-trace-ebpf by `cargo xtask build-ebpf` and checked
 /// against their source in CI.
-static OBJECT: &[u8] = aya::include_bytes_aligned!("../ebpf/zc-trace.bpf.o");
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/zc-trace.bpf.o");
 
 /// x86's TASK_REPORT_MAX (since 4.14): sched_switch reports a preemption with this bit set in
 /// prev_state, whatever the task's real state.
@@ -68,7 +68,7 @@ impl Tracer {
         let mut config = build_config(&formats);
         if follow.is_some() {
             config.follow = 1;
-            config.pseudo_fs_magics = crate::filesystems::pseudo_magics();
+            config.pseudo_fs_magics = crate::kernel::filesystems::pseudo_magics();
             // No thread of zc-trace's own opens a measured window in trace mode.
             config.sender_tgid = 0;
         }
@@ -234,7 +234,7 @@ impl Tracer {
         let mut tasks = self.tasks_map()?;
         let mut removed = 0;
         for &tid in tids {
-            if crate::trace::processes::task_alive(tid) {
+            if crate::kernel::processes::task_alive(tid) {
                 continue;
             }
             if tasks.get(&tid, 0).is_ok() && tasks.remove(&tid).is_ok() {
@@ -378,7 +378,7 @@ fn read_formats(tracefs: &Path) -> Formats {
         .iter()
         .flat_map(|h| h.candidates)
         .flat_map(Candidate::halves);
-    for crate::probes::Half { method, target, .. } in halves {
+    for crate::kernel::probes::Half { method, target, .. } in halves {
         if method != Method::Tracepoint {
             continue;
         }
@@ -822,7 +822,7 @@ fn attach(
         }
         Method::Kprobe | Method::Kretprobe => {
             // Without the kprobe PMU aya's error names a sysfs path; say what it means.
-            if !crate::capabilities::kprobes_available() {
+            if !crate::kernel::capabilities::kprobes_available() {
                 return Err(AttachError::new(
                     AttachFailure::MethodUnavailable,
                     "kprobes are not in this kernel (no kprobe PMU in \
@@ -906,7 +906,7 @@ mod tests {
     fn the_embedded_object_has_every_program_of_the_plan() {
         let object = aya_obj::Object::parse(OBJECT).expect("the embedded object parses");
         let mut missing = Vec::new();
-        for hook in crate::probes::PLAN {
+        for hook in crate::kernel::probes::PLAN {
             for c in hook.candidates {
                 for p in c.halves().map(|half| half.program) {
                     if !object.programs.contains_key(p) {

@@ -1,4 +1,6 @@
-//! Running processes for `trace --pid`: their threads and descendants, from /proc.
+//! Running processes as the kernel lists them in /proc: for `trace --pid`, their threads and
+//! descendants and whether they still run; for every command, whether zc-trace sees the
+//! kernel's own pids.
 
 use std::collections::{BTreeSet, HashMap};
 

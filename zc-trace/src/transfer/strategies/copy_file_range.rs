@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::sink::SinkKind;
+use crate::transfer::sink::SinkKind;
 
 use super::{retry, unexpected_eof, Strategy, Transfer, TransferContext};
 

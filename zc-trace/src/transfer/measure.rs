@@ -8,10 +8,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
-use crate::payload::SourceFile;
 use crate::report::{RunConfig, SkippedStrategy};
-use crate::sink::{Finished, Sink, SinkKind, SinkOptions};
-use crate::strategies::{Strategy, Transfer, TransferContext, ZerocopyReport};
+use crate::transfer::payload::SourceFile;
+use crate::transfer::sink::{Finished, Sink, SinkKind, SinkOptions};
+use crate::transfer::strategies::{Strategy, Transfer, TransferContext, ZerocopyReport};
 
 /// The receiver's read() buffer.
 const RECEIVE_BUFFER: usize = 256 * 1024;
@@ -105,7 +105,7 @@ pub fn measure<M: Meter>(
     // A strategy the host cannot run (O_DIRECT on tmpfs...) says so when it prepares; it is
     // left out with its reason rather than failing the whole run.
     let mut unsupported: Vec<Option<String>> = strategies.iter().map(|_| None).collect();
-    let progress = crate::progress::Progress::steps(
+    let progress = crate::ui::progress::Progress::steps(
         args.quiet,
         strategies.len() as u64 * u64::from(args.iterations),
     );

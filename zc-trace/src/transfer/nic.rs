@@ -157,7 +157,7 @@ impl SgOff {
                  again; turn it on first (ethtool -K {dev} sg on)"
             ));
         }
-        crate::cleanup::unless_closing(|r| {
+        crate::resources::cleanup::unless_closing(|r| {
             // Registered first: cleanup restores it even if the set is cut short.
             r.restore_sg(dev.to_string());
             set_sg(dev, false)
@@ -177,7 +177,7 @@ impl Drop for SgOff {
                 self.dev
             );
         }
-        crate::cleanup::forget_sg(&self.dev);
+        crate::resources::cleanup::forget_sg(&self.dev);
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 enum Item {
     Process(nix::unistd::Pid),
     /// A private directory in --tmpdir, removed through its descriptors (`private_dir`).
-    PrivateDir(std::sync::Arc<crate::private_dir::Inner>),
+    PrivateDir(std::sync::Arc<crate::resources::private_dir::Inner>),
     Unmount(PathBuf),
     Netns(String),
     /// A device whose scatter-gather zc-trace turned off (`--no-sg` on a real NIC).
@@ -83,11 +83,11 @@ pub fn register_process(pid: nix::unistd::Pid) {
     registry().items.push(Item::Process(pid));
 }
 
-pub fn register_private_dir(dir: std::sync::Arc<crate::private_dir::Inner>) {
+pub fn register_private_dir(dir: std::sync::Arc<crate::resources::private_dir::Inner>) {
     registry().items.push(Item::PrivateDir(dir));
 }
 
-pub fn forget_private_dir(dir: &std::sync::Arc<crate::private_dir::Inner>) {
+pub fn forget_private_dir(dir: &std::sync::Arc<crate::resources::private_dir::Inner>) {
     registry()
         .items
         .retain(|i| !matches!(i, Item::PrivateDir(d) if std::sync::Arc::ptr_eq(d, dir)));
@@ -115,18 +115,18 @@ fn undo(items: Vec<Item>) {
             }
             Item::PrivateDir(dir) => dir.remove(),
             Item::Netns(name) => {
-                let path = std::path::Path::new(crate::leftovers::NETNS_DIR).join(&name);
-                if let Err(e) = crate::sink::delete_netns(&path) {
+                let path = std::path::Path::new(crate::resources::leftovers::NETNS_DIR).join(&name);
+                if let Err(e) = crate::transfer::sink::delete_netns(&path) {
                     log::warn!("could not delete network namespace {name}: {e}");
                 }
             }
             Item::RestoreSg(dev) => {
-                if let Err(e) = crate::nic::set_sg(&dev, true) {
+                if let Err(e) = crate::transfer::nic::set_sg(&dev, true) {
                     eprintln!("zc-trace: could not turn scatter-gather on again on {dev}: {e}");
                 }
             }
             Item::Unmount(path) => {
-                if let Err(e) = crate::leftovers::unmount_own_tracefs(&path) {
+                if let Err(e) = crate::resources::leftovers::unmount_own_tracefs(&path) {
                     log::warn!("could not unmount {}: {e}", path.display());
                 }
             }

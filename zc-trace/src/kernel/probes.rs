@@ -115,7 +115,11 @@ pub enum Need {
 
 impl Proto {
     /// Whether a function of prototype `real` can be read this way by `method`.
-    pub fn check(&self, real: &crate::btf::FuncProto, method: Method) -> Result<(), String> {
+    pub fn check(
+        &self,
+        real: &crate::kernel::btf::FuncProto,
+        method: Method,
+    ) -> Result<(), String> {
         let exact = self.ret_after_params && method == Method::Fexit;
         let n = self.params.len();
         let fits = real.params.get(..n) == Some(self.params)
@@ -135,7 +139,7 @@ impl Proto {
     }
 }
 
-use crate::btf::Slot::{self, Int, Ptr};
+use crate::kernel::btf::Slot::{self, Int, Ptr};
 
 /// (struct kiocb *, struct iov_iter *, ...) -> ssize_t: the iov_iter copy sites.
 const ITER_COPY: Proto = Proto {
@@ -307,11 +311,11 @@ pub enum Family {
 }
 
 impl Family {
-    pub fn carries_to(self, sink: crate::sink::SinkKind) -> bool {
+    pub fn carries_to(self, sink: crate::transfer::sink::SinkKind) -> bool {
         match self {
             Family::Any => true,
             Family::Tcp => sink.is_tcp(),
-            Family::Unix => sink == crate::sink::SinkKind::Unix,
+            Family::Unix => sink == crate::transfer::sink::SinkKind::Unix,
         }
     }
 }
@@ -1116,7 +1120,7 @@ pub fn plan_functions() -> Vec<(&'static str, Vec<HookId>)> {
 /// Whether each function of the plan exists in this kernel's BTF (null without BTF): the guard
 /// the kernel matrix checks against its list of functions absent on purpose.
 fn function_presence() -> Vec<serde_json::Value> {
-    let btf = crate::btf::KernelBtf::from_sys_fs().ok();
+    let btf = crate::kernel::btf::KernelBtf::from_sys_fs().ok();
     plan_functions()
         .into_iter()
         .map(|(f, hooks)| {
@@ -1133,7 +1137,7 @@ fn function_presence() -> Vec<serde_json::Value> {
 }
 
 /// Why a program of the plan cannot read function `f` of prototype `real`, if one cannot.
-pub fn prototype_mismatch(f: &str, real: &crate::btf::FuncProto) -> Option<String> {
+pub fn prototype_mismatch(f: &str, real: &crate::kernel::btf::FuncProto) -> Option<String> {
     PLAN.iter()
         .flat_map(|h| h.candidates)
         .flat_map(Candidate::halves)
@@ -1144,22 +1148,22 @@ pub fn prototype_mismatch(f: &str, real: &crate::btf::FuncProto) -> Option<Strin
 /// Loads the programs and attaches the whole plan as `run` does, and returns what attached
 /// (the programs are detached on return). The caller runs cleanup (a tracefs it mounted).
 pub fn attach_plan(
-    host: &crate::capabilities::HostFacts,
+    host: &crate::kernel::capabilities::HostFacts,
     tracefs: &std::path::Path,
 ) -> Result<AttachReport, crate::error::EnvError> {
-    let runtime = crate::tracer::runtime()?;
+    let runtime = crate::kernel::tracer::runtime()?;
     // aya-log's reader registers with the runtime when the object is loaded.
     let _context = runtime.enter();
-    crate::tracer::Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
+    crate::kernel::tracer::Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
 }
 
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.
 pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
-    crate::capabilities::check_privileges()?;
-    let host = crate::capabilities::HostFacts::detect();
-    let tracefs = crate::tracefs::ensure_mounted()?;
+    crate::kernel::capabilities::check_privileges()?;
+    let host = crate::kernel::capabilities::HostFacts::detect();
+    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
     let result = attach_plan(&host, &tracefs);
-    crate::cleanup::run_all();
+    crate::resources::cleanup::run_all();
     let report = result?;
     let functions = function_presence();
     if args.json {
@@ -1169,7 +1173,7 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
             "probes": report.hooks,
             "functions": functions,
         });
-        crate::output::println(&serde_json::to_string_pretty(&doc).expect("serialisable"))
+        crate::ui::output::println(&serde_json::to_string_pretty(&doc).expect("serialisable"))
             .map_err(Error::Output)?;
     } else {
         let mut text = format!("kernel {} ({})\n", host.kernel, host.arch);
@@ -1192,7 +1196,7 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
             ]);
         }
         text.push_str(&format!("{table}\n"));
-        crate::output::print(&text).map_err(Error::Output)?;
+        crate::ui::output::print(&text).map_err(Error::Output)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1218,7 +1222,7 @@ mod tests {
 
     #[test]
     fn a_prototype_is_checked_by_position_and_exactly_where_the_return_follows() {
-        use crate::btf::FuncProto;
+        use crate::kernel::btf::FuncProto;
         let three = FuncProto {
             params: vec![Ptr, Ptr, Int(8)],
             ret: Int(4),
@@ -1254,7 +1258,7 @@ mod tests {
     /// has the prototype its programs read (the VM matrix checks its kernels the same way).
     #[test]
     fn every_planned_function_this_kernel_has_matches_its_prototype() {
-        let Ok(btf) = crate::btf::KernelBtf::from_sys_fs() else {
+        let Ok(btf) = crate::kernel::btf::KernelBtf::from_sys_fs() else {
             assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI has BTF");
             return;
         };
@@ -1283,7 +1287,7 @@ mod tests {
         let mut indices: Vec<usize> = sites.iter().map(|(_, c)| c.index).collect();
         indices.sort();
         assert_eq!(indices, (0..site::COUNT).collect::<Vec<_>>());
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for (h, c) in &sites {
             if let Fallback::InGeneric(g) = c.fallback {
                 let generic = g.copy().expect("a copy site");

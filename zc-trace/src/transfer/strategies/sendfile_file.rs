@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::sink::SinkKind;
+use crate::transfer::sink::SinkKind;
 
 use super::sendfile::SendfileStrategy;
 use super::{Strategy, Transfer, TransferContext};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::libc;
 
 use super::{mapping_len, with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
-use crate::sink::SinkKind;
+use crate::transfer::sink::SinkKind;
 
 /// `SO_ZEROCOPY` from asm-generic/socket.h (x86, arm, riscv...; not in the libc crate).
 const SO_ZEROCOPY: libc::c_int = 60;
@@ -352,7 +352,7 @@ impl Completions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategies::loopback_test::Loopback;
+    use crate::transfer::strategies::loopback_test::Loopback;
 
     #[test]
     fn completions_account_ranges() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InputError;
 use crate::report::Report;
 
-const DEFAULT_CLAIMS: &str = include_str!("../claims/seed-article.toml");
+const DEFAULT_CLAIMS: &str = include_str!("../../claims/seed-article.toml");
 
 /// What a claim is about, normalised so that it compares with per-call textbook numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ impl Claims {
             ));
         }
         for (i, c) in file.claim.iter().enumerate() {
-            if crate::strategies::by_name(&c.strategy).is_none() {
+            if crate::transfer::strategies::by_name(&c.strategy).is_none() {
                 return Err(format!(
                     "claim {}: unknown strategy '{}'",
                     i + 1,
@@ -207,7 +207,7 @@ pub fn judge(claims: &Claims, report: &Report, facts: &RunFacts) -> ClaimsReport
         .claims
         .iter()
         .filter_map(|c| {
-            let id = crate::strategies::by_name(&c.strategy)?.id();
+            let id = crate::transfer::strategies::by_name(&c.strategy)?.id();
             let s = report.strategies.iter().find(|s| s.id == id)?;
             Some(verdict(
                 c,
@@ -464,7 +464,7 @@ fn transitions_story(s: &crate::report::StrategyReport, chunks: f64, chunk_bytes
                      took no more per call{}",
                     crate::report::human_bytes(average),
                     crate::report::human_bytes(chunk_bytes),
-                    if s.sink == crate::sink::SinkKind::Pipe {
+                    if s.sink == crate::transfer::sink::SinkKind::Pipe {
                         " (a pipe holds 64 KiB unless resized)"
                     } else {
                         ""

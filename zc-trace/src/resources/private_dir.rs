@@ -86,7 +86,7 @@ impl PrivateDir {
         let parent_fd = unsafe { OwnedFd::from_raw_fd(parent_fd) };
         let mut tries = 0;
         let name = loop {
-            let name = crate::leftovers::temp_name(kind, &random_suffix());
+            let name = crate::resources::leftovers::temp_name(kind, &random_suffix());
             match mkdirat(Some(parent_fd.as_raw_fd()), name.as_str(), Mode::S_IRWXU) {
                 Ok(()) => break name,
                 Err(nix::errno::Errno::EEXIST) if tries < 100 => tries += 1,
@@ -97,7 +97,7 @@ impl PrivateDir {
         match made {
             Ok(inner) => {
                 let inner = Arc::new(inner);
-                crate::cleanup::register_private_dir(inner.clone());
+                crate::resources::cleanup::register_private_dir(inner.clone());
                 Ok(PrivateDir { inner })
             }
             Err((parent_fd, name, why)) => {
@@ -376,7 +376,7 @@ impl Inner {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         self.inner.remove();
-        crate::cleanup::forget_private_dir(&self.inner);
+        crate::resources::cleanup::forget_private_dir(&self.inner);
     }
 }
 

@@ -7,17 +7,17 @@ use std::process::ExitCode;
 
 use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
 
-use crate::capabilities::{self, HostFacts};
-use crate::claims::{self, Claims, RunFacts};
-use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
-use crate::payload::{SourceFile, DEFAULT_SEED};
+use crate::kernel::capabilities::{self, HostFacts};
+use crate::kernel::tracefs;
+use crate::kernel::tracer::Tracer;
+use crate::report::claims::{self, Claims, RunFacts};
 use crate::report::{self, Report, RoleSample, Sample};
-use crate::sink::Finished;
-use crate::strategies::ZerocopyReport;
-use crate::tracefs;
-use crate::tracer::Tracer;
+use crate::resources::cleanup;
+use crate::transfer::payload::{SourceFile, DEFAULT_SEED};
+use crate::transfer::sink::Finished;
+use crate::transfer::strategies::ZerocopyReport;
 
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // Bad input first (exit 2), then the environment (exit 3), then the expensive parts.
@@ -34,7 +34,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     if let Some(path) = &args.claims {
         let selected: Vec<&str> = args.strategies.0.iter().map(|s| s.id()).collect();
         let grades_one = claims.claims.iter().any(|c| {
-            crate::strategies::by_name(&c.strategy).is_some_and(|s| selected.contains(&s.id()))
+            crate::transfer::strategies::by_name(&c.strategy)
+                .is_some_and(|s| selected.contains(&s.id()))
         });
         if !grades_one {
             return Err(InputError::Claims {
@@ -80,7 +81,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     capabilities::check_privileges()?;
     // What runs killed with SIGKILL left (their namespace names could collide with ours).
-    crate::leftovers::sweep_before_run(&args.tmpdir);
+    crate::resources::leftovers::sweep_before_run(&args.tmpdir);
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
@@ -88,7 +89,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // The signal handlers come before anything that needs cleaning up (mounting tracefs, the
     // payload, the eBPF load): a signal during those used to kill zc-trace with tracefs still
     // mounted. From here on a signal waits in the handler until the select below acts on it.
-    let runtime = crate::tracer::runtime()?;
+    let runtime = crate::kernel::tracer::runtime()?;
     let mut signals = {
         let _context = runtime.enter();
         Signals::register()
@@ -101,12 +102,12 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         let work = async move {
             // Room for the generated payload, and for one copy of it where a strategy or the
             // sink writes a file in --tmpdir (each run replaces the last one's).
-            let writes_file = args.sink() == crate::sink::SinkKind::File
+            let writes_file = args.sink() == crate::transfer::sink::SinkKind::File
                 || args
                     .strategies
                     .0
                     .iter()
-                    .any(|s| s.fixed_sink() == Some(crate::sink::SinkKind::File));
+                    .any(|s| s.fixed_sink() == Some(crate::transfer::sink::SinkKind::File));
             let len = user_file.as_ref().map_or(args.size, |f| f.len);
             // Checked: --size 8589934592G twice is 2^64, which used to wrap to 0 and skip the
             // check (then the run filled the filesystem).
@@ -130,7 +131,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                 // Off the runtime's thread, so that a signal is acted on while it writes.
                 None => {
                     let (dir, size) = (args.tmpdir.clone(), args.size);
-                    let progress = crate::progress::Progress::spinner(
+                    let progress = crate::ui::progress::Progress::spinner(
                         args.quiet,
                         format!(
                             "generating the {} payload",
@@ -219,7 +220,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // a reader that does not read (it used to be ignored until the reader drained the pipe).
     let written = runtime.block_on(async {
         let write = tokio::task::spawn_blocking(move || {
-            crate::output::write_with(|out| report::write_laid_out(&report, format, &layout, out))
+            crate::ui::output::write_with(|out| {
+                report::write_laid_out(&report, format, &layout, out)
+            })
         });
         tokio::select! {
             r = write => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
@@ -308,7 +311,7 @@ fn measure(
         tid: nix::unistd::gettid().as_raw() as u32,
         tracer,
     };
-    let measured = crate::measure::measure(&mut meter, &source, args)?;
+    let measured = crate::transfer::measure::measure(&mut meter, &source, args)?;
     let report = report::build(
         host,
         measured.config,
@@ -331,7 +334,7 @@ struct Before {
     windows: u64,
 }
 
-impl crate::measure::Meter for Probes {
+impl crate::transfer::measure::Meter for Probes {
     type Sample = Sample;
     type Mark = Before;
 

@@ -12,7 +12,7 @@ use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use nix::libc;
 
 use super::{mapping_len, with_mapping, Strategy, Transfer, TransferContext, ZerocopyReport};
-use crate::sink::SinkKind;
+use crate::transfer::sink::SinkKind;
 
 /// `IORING_SEND_ZC_REPORT_USAGE` (linux/io_uring.h, 6.2+): notifications say whether the kernel
 /// copied.
@@ -97,7 +97,7 @@ fn new_ring() -> io::Result<IoUring> {
 
 /// What the kernel.io_uring_disabled sysctl says, for error messages.
 fn io_uring_disabled() -> String {
-    match crate::capabilities::kernel_sysctl("io_uring_disabled") {
+    match crate::kernel::capabilities::kernel_sysctl("io_uring_disabled") {
         Some(0) => "kernel.io_uring_disabled = 0: io_uring is allowed".into(),
         Some(1) => {
             "kernel.io_uring_disabled = 1: only for CAP_SYS_ADMIN and kernel.io_uring_group".into()
@@ -294,7 +294,7 @@ impl Transfer for SendZc<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategies::loopback_test::Loopback;
+    use crate::transfer::strategies::loopback_test::Loopback;
 
     #[test]
     fn refuses_non_tcp_sinks() {

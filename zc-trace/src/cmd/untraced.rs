@@ -12,14 +12,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::capabilities::HostFacts;
-use crate::cleanup;
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
-use crate::payload::{SourceFile, DEFAULT_SEED};
+use crate::kernel::capabilities::HostFacts;
 use crate::report::{self, UntracedSample};
-use crate::sink::Finished;
-use crate::strategies::ZerocopyReport;
+use crate::resources::cleanup;
+use crate::transfer::payload::{SourceFile, DEFAULT_SEED};
+use crate::transfer::sink::Finished;
+use crate::transfer::strategies::ZerocopyReport;
 
 pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     args.check().map_err(InputError::Usage)?;
@@ -27,7 +27,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     let host = HostFacts::detect();
     // Signals as in a traced run (the bench stops a long one with SIGTERM): the receiver and
     // temporary files go, and the exit status is 130.
-    let runtime = crate::tracer::runtime()?;
+    let runtime = crate::kernel::tracer::runtime()?;
     let result = runtime.block_on(async move {
         let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -80,13 +80,13 @@ fn interrupted(sig: &str) -> ! {
 
 /// Writes the report; a reader that stopped reading (`| head`) is not an error (`output`).
 fn print(text: &str) -> Result<(), Error> {
-    crate::output::print(text).map_err(Error::Output)
+    crate::ui::output::print(text).map_err(Error::Output)
 }
 
 /// On the sender thread, as in a traced run (`measure::measure`, with the clock for a meter).
 /// Returns the rendered report.
 fn measure(host: HostFacts, source: SourceFile, args: &RunArgs) -> Result<String, Error> {
-    let measured = crate::measure::measure(&mut Clock, &source, args)?;
+    let measured = crate::transfer::measure::measure(&mut Clock, &source, args)?;
     let runs = measured
         .runs
         .into_iter()
@@ -100,7 +100,7 @@ fn measure(host: HostFacts, source: SourceFile, args: &RunArgs) -> Result<String
 /// between its two markers).
 struct Clock;
 
-impl crate::measure::Meter for Clock {
+impl crate::transfer::measure::Meter for Clock {
     type Sample = UntracedSample;
     type Mark = u64;
 

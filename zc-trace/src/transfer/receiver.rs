@@ -15,9 +15,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::cleanup;
 use crate::cli::ReceiverArgs;
 use crate::error::RunError;
+use crate::resources::cleanup;
 
 /// How the receiver consumes the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -110,7 +110,7 @@ pub fn receive(
             let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
             let moved = MovedBack::isolate(dev, ip, prefix)
                 .map_err(|e| EnvError::Netns(format!("--move-device {dev}: {e}")))?;
-            crate::output::println(&format!(
+            crate::ui::output::println(&format!(
                 "zc-trace receive: {dev} is in a network namespace of its own, as {address}; {}",
                 moved.describe()
             ))
@@ -126,7 +126,7 @@ pub fn receive(
         move |e: std::io::Error| RunError::Receiver(format!("{what}: {e}"))
     };
     let local = listener.local_addr().map_err(io("listening"))?;
-    crate::output::println(&format!(
+    crate::ui::output::println(&format!(
         "zc-trace receive: listening on {local} ({})",
         args.mode.describe(args.buffer)
     ))
@@ -178,7 +178,7 @@ pub fn receive(
 /// returns (dropped), or at SIGINT, SIGTERM or SIGHUP (a thread of its own waits for them;
 /// they are blocked in every other thread from before the move on, so none can end the
 /// process with the device still away).
-struct MovedBack(std::sync::Arc<std::sync::Mutex<Option<crate::nic::Isolated>>>);
+struct MovedBack(std::sync::Arc<std::sync::Mutex<Option<crate::transfer::nic::Isolated>>>);
 
 impl MovedBack {
     fn isolate(dev: &str, ip: std::net::Ipv4Addr, prefix: u8) -> Result<MovedBack, String> {
@@ -190,7 +190,7 @@ impl MovedBack {
         signals
             .thread_block()
             .map_err(|e| format!("blocking signals: {e}"))?;
-        let isolated = match crate::nic::isolate(dev, ip, prefix) {
+        let isolated = match crate::transfer::nic::isolate(dev, ip, prefix) {
             Ok(i) => i,
             Err(e) => {
                 let _ = signals.thread_unblock();
@@ -227,7 +227,7 @@ impl Drop for MovedBack {
 
 /// Restores the moved device once (whoever comes first: the end of `receive` or a signal),
 /// and says how it went.
-fn put_back(moved: &std::sync::Mutex<Option<crate::nic::Isolated>>) {
+fn put_back(moved: &std::sync::Mutex<Option<crate::transfer::nic::Isolated>>) {
     let Ok(mut guard) = moved.lock() else { return };
     let Some(isolated) = guard.take() else { return };
     match isolated.restore() {
@@ -266,7 +266,7 @@ fn serve_connection(
 fn report_connection(r: Result<String, String>) -> std::io::Result<()> {
     match r {
         // Flushed line by line (`output`): the lines are watched as they come.
-        Ok(line) => crate::output::println(&line),
+        Ok(line) => crate::ui::output::println(&line),
         Err(e) => {
             eprintln!("zc-trace receive: {e} (the connection is dropped; serving on)");
             Ok(())

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::cleanup;
 use crate::error::{EnvError, InputError, RunError};
-use crate::private_dir::PrivateDir;
-use crate::receiver::{Listen, Receiver, ReceiverMode};
+use crate::resources::cleanup;
+use crate::resources::private_dir::PrivateDir;
+use crate::transfer::receiver::{Listen, Receiver, ReceiverMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -83,13 +83,13 @@ pub struct Sink {
     pub description: String,
     pub receiver_description: Option<String>,
     /// The device a remote sink's route goes through.
-    pub device: Option<crate::nic::Device>,
+    pub device: Option<crate::transfer::nic::Device>,
     /// Its offloads, read once the sink is set up (after --no-sg).
-    features: Option<crate::nic::Features>,
+    features: Option<crate::transfer::nic::Features>,
     _netns: Option<Netns>,
     _dir: Option<PrivateDir>,
     /// Scatter-gather turned off on a remote sink's device, until this is dropped.
-    _sg_off: Option<crate::nic::SgOff>,
+    _sg_off: Option<crate::transfer::nic::SgOff>,
 }
 
 /// The device of a sink's route, in the report.
@@ -114,7 +114,7 @@ enum Target {
         path: PathBuf,
         receiver: u32,
     },
-    Fifo(crate::private_dir::Entry),
+    Fifo(crate::resources::private_dir::Entry),
     File(PathBuf),
     Null,
 }
@@ -230,7 +230,7 @@ impl Sink {
             .map_err(|e| InputError::Usage(format!("--sink tcp:{spec}: {e}")))?
             .next()
             .ok_or_else(|| InputError::Usage(format!("--sink tcp:{spec}: no address")))?;
-        let dev = crate::nic::route_device(addr.ip())
+        let dev = crate::transfer::nic::route_device(addr.ip())
             .map_err(|e| EnvError::Netns(format!("--sink tcp:{spec}: {e}")))?;
         if no_sg {
             if !dev.dma() {
@@ -242,7 +242,7 @@ impl Sink {
                 ))
                 .into());
             }
-            let defaults = crate::nic::default_route_devices()
+            let defaults = crate::transfer::nic::default_route_devices()
                 .map_err(|e| EnvError::Netns(format!("the default route: {e}")))?;
             if defaults.contains(&dev.name) && !force {
                 return Err(InputError::Usage(format!(
@@ -254,11 +254,11 @@ impl Sink {
                 .into());
             }
             self._sg_off =
-                Some(crate::nic::SgOff::new(&dev.name).map_err(|e| {
+                Some(crate::transfer::nic::SgOff::new(&dev.name).map_err(|e| {
                     EnvError::Netns(format!("scatter-gather on {}: {e}", dev.name))
                 })?);
         }
-        let features = crate::nic::Features::read(&dev.name).ok();
+        let features = crate::transfer::nic::Features::read(&dev.name).ok();
         self.sg = features.map(|f| f.sg);
         // The address once, when HOST is one; a name with the address it resolved to.
         let to = if spec == addr.to_string() {
@@ -408,7 +408,7 @@ fn remote_report(fd: &SinkFd) -> Option<u64> {
         .ok()?;
     let mut answer = Vec::new();
     let _ = (&mut stream).take(256).read_to_end(&mut answer);
-    crate::receiver::parse_report(&String::from_utf8_lossy(&answer))
+    crate::transfer::receiver::parse_report(&String::from_utf8_lossy(&answer))
 }
 
 /// The socket's tcpi_bytes_retrans and its send time, from getsockopt(TCP_INFO) (Linux
@@ -485,14 +485,14 @@ struct Netns {
 }
 
 /// Where `ip netns` keeps its named namespaces.
-use crate::leftovers::NETNS_DIR;
+use crate::resources::leftovers::NETNS_DIR;
 
 /// Deletes a named network namespace as `ip netns del` does: detach its bind mount, remove
 /// the file (its veth end goes with the namespace). No `ip` needed. A file that is not a
 /// mount (a namespace whose making was cut short) is removed all the same.
 pub fn delete_netns(path: &Path) -> Result<(), String> {
     // Not through a symlink: only the namespace's own bind mount at this very path.
-    let _ = crate::leftovers::unmount(path);
+    let _ = crate::resources::leftovers::unmount(path);
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(format!("removing {}: {e}", path.display()))
@@ -519,7 +519,7 @@ const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 impl Netns {
     fn create(sg: bool) -> Result<Self, crate::error::Error> {
         let id = std::process::id();
-        let [sender, receiver] = crate::leftovers::netns_names();
+        let [sender, receiver] = crate::resources::leftovers::netns_names();
         let n = Netns {
             sender,
             receiver,
@@ -592,7 +592,7 @@ impl Netns {
         let f = netns_file(&self.sender)?;
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| EnvError::Netns(format!("setns into {}: {e}", self.sender)))?;
-        crate::nic::set_sg(&self.sender_dev, self.sg)
+        crate::transfer::nic::set_sg(&self.sender_dev, self.sg)
             .map_err(|e| EnvError::Netns(format!("scatter-gather on {}: {e}", self.sender_dev)))?;
         Ok(())
     }

@@ -21,8 +21,8 @@ use std::fmt::Debug;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use crate::payload::SourceFile;
-use crate::sink::SinkKind;
+use crate::transfer::payload::SourceFile;
+use crate::transfer::sink::SinkKind;
 
 pub use copy_file_range::CopyFileRangeStrategy;
 pub use io_uring_send_zc::IoUringSendZcStrategy;

@@ -134,8 +134,8 @@ fn create_unnamed(dir: &Path) -> std::io::Result<File> {
 /// write: a named file there could be renamed and replaced under root's feet), the directory
 /// removed again at once.
 fn private_file(dir: &Path) -> std::io::Result<File> {
-    let private =
-        crate::private_dir::PrivateDir::create(dir, "payload").map_err(std::io::Error::other)?;
+    let private = crate::resources::private_dir::PrivateDir::create(dir, "payload")
+        .map_err(std::io::Error::other)?;
     private.unlinked_file("payload")
 }
 

@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::TransferContext;
-use crate::payload::SourceFile;
-use crate::sink::SinkKind;
+use crate::transfer::payload::SourceFile;
+use crate::transfer::sink::SinkKind;
 
 pub struct Loopback {
     pub source: SourceFile,

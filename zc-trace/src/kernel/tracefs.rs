@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cleanup;
 use crate::error::EnvError;
+use crate::resources::cleanup;
 
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
@@ -29,7 +29,7 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
     // The source names this process: a mount left by a zc-trace killed with SIGKILL is then
     // provably its own (`zc-trace cleanup`).
     nix::mount::mount(
-        Some(crate::leftovers::tracefs_source().as_str()),
+        Some(crate::resources::leftovers::tracefs_source().as_str()),
         target,
         Some("tracefs"),
         nix::mount::MsFlags::empty(),
@@ -78,7 +78,7 @@ impl Mount {
 /// Every tracefs mount (from /proc/self/mountinfo, which anyone may read).
 pub fn mounts() -> Vec<Mount> {
     use std::os::unix::fs::MetadataExt;
-    crate::capabilities::mount_points("tracefs")
+    crate::kernel::capabilities::mount_points("tracefs")
         .into_iter()
         .map(|path| {
             let meta = std::fs::metadata(&path).ok();

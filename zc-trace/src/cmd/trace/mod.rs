@@ -5,22 +5,22 @@
 //! per --interval).
 
 pub(crate) mod command;
-pub(crate) mod processes;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use zc_trace_common::{counter, role, RoleStats};
 
-use crate::capabilities::{self, HostFacts};
-use crate::claims::{self, Claims, RunFacts};
 use crate::cli::{Expect, Format, TraceArgs};
+use crate::cmd::runner::Signals;
 use crate::error::{EnvError, Error, InputError, RunError};
-use crate::probes::HookId;
+use crate::kernel::capabilities::{self, HostFacts};
+use crate::kernel::probes::HookId;
+use crate::kernel::processes;
+use crate::kernel::tracer::Tracer;
+use crate::report::claims::{self, Claims, RunFacts};
 use crate::report::trace::{self as model, Collected, Ending, Target, TraceReport};
 use crate::report::RoleSample;
-use crate::runner::Signals;
-use crate::tracer::Tracer;
 
 /// How often the end conditions are checked.
 const POLL: Duration = Duration::from_millis(50);
@@ -52,12 +52,12 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
     }
-    let runtime = crate::tracer::runtime()?;
+    let runtime = crate::kernel::tracer::runtime()?;
     let mut signals = {
         let _context = runtime.enter();
         Signals::register()
     };
-    let tracefs = crate::tracefs::ensure_mounted()?;
+    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
     let result = runtime.block_on(async {
         let mut tracer = Tracer::load_for(&host, &tracefs, Some(args.max_tasks))?;
         if tracer.attach_report().get(HookId::TaskNew).method.is_none() {
@@ -104,7 +104,7 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         let elapsed_ns = started.elapsed().as_nanos() as u64;
         Ok((tracer, target, ending, elapsed_ns))
     });
-    crate::cleanup::run_all();
+    crate::resources::cleanup::run_all();
     let (tracer, target, (ending, intervals), elapsed_ns) = result?;
 
     let collected = collect(&tracer, elapsed_ns)?;
@@ -180,7 +180,7 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         claims: claims_report,
     };
     // A reader that stopped reading (`| head`) is not an error (`output`).
-    crate::output::write_with(|out| model::write(&report, args.format, out))
+    crate::ui::output::write_with(|out| model::write(&report, args.format, out))
         .map_err(Error::Output)?;
     Ok(if differs && !args.no_fail {
         ExitCode::from(1)
@@ -310,7 +310,7 @@ async fn follow(
                 let text = model::interval_line(&line);
                 if args.format == Format::Table {
                     // Tracing goes on whatever became of stdout; the report says the rest.
-                    if let Err(e) = crate::output::println(&text) {
+                    if let Err(e) = crate::ui::output::println(&text) {
                         log::warn!("cannot write the interval line: {e}");
                     }
                 } else {

@@ -244,7 +244,7 @@ fn tracefs_mounts(mountinfo: &str) -> Vec<Leftover> {
 /// Whether this process sees the host's pids: in another PID namespace a live host run's
 /// maker is not visible, and would look dead.
 fn in_host_pid_namespace() -> Result<(), crate::error::EnvError> {
-    crate::trace::processes::check_own_namespace()
+    crate::kernel::processes::check_own_namespace()
 }
 
 /// Whether a leftover of a dead maker is made as zc-trace makes it, by root: a look-alike
@@ -319,11 +319,11 @@ pub fn find(tmpdir: &Path, tracefs: bool) -> Vec<Leftover> {
 /// then the empty directory), never by a path walk that a rename could redirect.
 pub fn remove(l: &Leftover) -> Result<(), String> {
     match l.kind {
-        Kind::Netns => crate::sink::delete_netns(&l.path),
+        Kind::Netns => crate::transfer::sink::delete_netns(&l.path),
         Kind::TempEntry => {
             let parent = l.path.parent().ok_or("no parent directory")?;
             let name = l.path.file_name().ok_or("no name")?;
-            crate::private_dir::remove_leftover(parent, name)
+            crate::resources::private_dir::remove_leftover(parent, name)
         }
         Kind::Tracefs => unmount(&l.path),
     }
@@ -354,7 +354,7 @@ pub fn unmount_own_tracefs(path: &Path) -> Result<(), String> {
 /// `zc-trace cleanup`: exit 0 when everything found was removed (or nothing was found), 4
 /// when something could not be.
 pub fn main(args: &crate::cli::CleanupArgs) -> Result<std::process::ExitCode, crate::error::Error> {
-    crate::capabilities::check_privileges()?;
+    crate::kernel::capabilities::check_privileges()?;
     // From another PID namespace a live host run's maker is invisible, so its namespaces
     // would be swept as dead.
     in_host_pid_namespace()?;
@@ -381,7 +381,7 @@ pub fn main(args: &crate::cli::CleanupArgs) -> Result<std::process::ExitCode, cr
 
 /// A line on stdout (`output`: a closed pipe ends the listing, not the cleanup).
 fn say(line: &str) -> Result<(), crate::error::Error> {
-    crate::output::println(line).map_err(crate::error::Error::Output)
+    crate::ui::output::println(line).map_err(crate::error::Error::Output)
 }
 
 /// Before a run: removes dead runs' namespaces and temporary entries, saying so on stderr.

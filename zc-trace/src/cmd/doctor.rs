@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::capabilities::{self, HostFacts, Lockdown, Privileges, KPROBE_PMU};
 use crate::cli::DoctorArgs;
 use crate::error::Error;
-use crate::probes::{AttachFailure, AttachReport, Attempt, Fallback, HookId, Method, PLAN};
-use crate::tracefs;
+use crate::kernel::capabilities::{self, HostFacts, Lockdown, Privileges, KPROBE_PMU};
+use crate::kernel::probes::{AttachFailure, AttachReport, Attempt, Fallback, HookId, Method, PLAN};
+use crate::kernel::tracefs;
 
 /// The text form fits this many columns.
 const WIDTH: usize = 100;
@@ -161,8 +161,8 @@ pub fn gather() -> Facts {
         match tracefs::ensure_mounted() {
             Ok(root) => {
                 facts.function_tracer = capabilities::function_tracer(&root);
-                let plan = crate::probes::attach_plan(&facts.host, &root);
-                crate::cleanup::run_all();
+                let plan = crate::kernel::probes::attach_plan(&facts.host, &root);
+                crate::resources::cleanup::run_all();
                 plan.map_err(|e| PlanError::Failed(e.to_string()))
             }
             Err(e) => Err(PlanError::Failed(e.to_string())),
@@ -529,9 +529,12 @@ fn fentry(f: &Facts) -> Check {
             "fentry_fexit",
             LABEL,
             State::Limited,
-            format!("skipped: {} names them", crate::tracer::SKIP_METHODS_VAR),
+            format!(
+                "skipped: {} names them",
+                crate::kernel::tracer::SKIP_METHODS_VAR
+            ),
         )
-        .fix(format!("unset {}", crate::tracer::SKIP_METHODS_VAR));
+        .fix(format!("unset {}", crate::kernel::tracer::SKIP_METHODS_VAR));
     }
     Check::new(
         "fentry_fexit",
@@ -591,7 +594,7 @@ fn lockdown(f: &Facts) -> Check {
 fn io_uring(f: &Facts) -> Check {
     const LABEL: &str = "io_uring";
     const FIX: &str = "sysctl kernel.io_uring_disabled=0";
-    let strategies: Vec<&str> = crate::strategies::ALL
+    let strategies: Vec<&str> = crate::transfer::strategies::ALL
         .iter()
         .map(|s| s.id())
         .filter(|id| id.contains("uring"))
@@ -1031,7 +1034,7 @@ pub fn render(f: &Facts, checks: &[Check], s: &PlanSummary) -> Vec<String> {
 /// `text` and a newline on stdout, in one write; a reader gone (`zc-trace doctor | head`) is
 /// not an error.
 fn print(text: &str) -> Result<(), Error> {
-    crate::output::println(text).map_err(Error::Output)
+    crate::ui::output::println(text).map_err(Error::Output)
 }
 
 /// `zc-trace doctor`: exit 0 when zc-trace can run here, 3 when it cannot.
@@ -1061,7 +1064,7 @@ pub fn main(args: DoctorArgs) -> Result<ExitCode, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::{Hook, HookOutcome};
+    use crate::kernel::probes::{Hook, HookOutcome};
 
     /// A report of the plan where `outcome` decides each hook's method and failed attempts.
     fn report(outcome: impl Fn(&Hook) -> (Option<Method>, Vec<Attempt>)) -> AttachReport {
