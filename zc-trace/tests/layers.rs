@@ -33,8 +33,6 @@ const UPWARD: &[(&str, &str)] = &[
     // The measured run's configuration is a report type built by the transfer layer.
     ("transfer/measure.rs", "report"),
     ("transfer/measure.rs", "cli"),
-    // A rate formatter in report/text.rs, used by the receiver's line: it belongs in ui.
-    ("transfer/receiver.rs", "report::human_rate"),
     // The receiver and the measurement take their flags straight from clap's types: a flags
     // layer (what the program consumes, apart from what clap parses) goes between.
     ("transfer/receiver.rs", "cli"),

@@ -135,7 +135,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                         args.quiet,
                         format!(
                             "generating the {} payload",
-                            report::human_bytes(size as f64)
+                            crate::ui::units::human_bytes(size as f64)
                         ),
                     );
                     tokio::task::spawn_blocking(move || {

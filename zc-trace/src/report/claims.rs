@@ -407,8 +407,8 @@ fn dma_copies(
         "memory -> NIC {:.3} per byte at net:net_dev_start_xmit ({} in page fragments, {} in \
          linear parts)",
         (linear + frags) / payload,
-        crate::report::human_bytes(frags),
-        crate::report::human_bytes(linear)
+        crate::ui::units::human_bytes(frags),
+        crate::ui::units::human_bytes(linear)
     );
     if !facts.cold {
         return Err(format!(
@@ -462,8 +462,8 @@ fn transitions_story(s: &crate::report::StrategyReport, chunks: f64, chunk_bytes
                 short.push(format!(
                     "{name} moved {} per call on average, less than the {} chunk: the sink \
                      took no more per call{}",
-                    crate::report::human_bytes(average),
-                    crate::report::human_bytes(chunk_bytes),
+                    crate::ui::units::human_bytes(average),
+                    crate::ui::units::human_bytes(chunk_bytes),
                     if s.sink == crate::transfer::sink::SinkKind::Pipe {
                         " (a pipe holds 64 KiB unless resized)"
                     } else {

@@ -13,9 +13,9 @@ use std::fmt::Write;
 
 use super::model::{CopySiteReport, Figure, Provenance, Report, StrategyReport};
 use super::stat::Stat;
-use super::text::{human_bytes, human_duration, human_rate};
 use crate::report::claims::{Condition, Outcome};
 use crate::transfer::sink::SinkKind;
+use crate::ui::units::{human_bytes, human_duration, human_rate};
 
 /// The page.
 pub fn render(report: &Report) -> String {

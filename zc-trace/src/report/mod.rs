@@ -14,7 +14,7 @@ mod untraced;
 
 pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
-pub use text::{human_bytes, human_rate, Layout};
+pub use text::Layout;
 pub use untraced::{untraced, UntracedSample};
 
 use crate::cli::Format;

@@ -17,7 +17,7 @@ use super::ledger::SinkRoute;
 use super::model::{program_report, Label, Provenance, StrategyReport, Tool};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
-use super::text::{human_bytes, human_rate};
+use crate::ui::units::{human_bytes, human_rate};
 
 /// What was traced.
 #[derive(Debug, Clone, Serialize)]

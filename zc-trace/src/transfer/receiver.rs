@@ -257,7 +257,7 @@ fn serve_connection(
     let _ = (&conn).write_all(report_line(n).as_bytes());
     Ok(format!(
         "received {n} bytes from {peer} in {secs:.3} s ({})",
-        crate::report::human_rate(n as f64 / secs.max(1e-9))
+        crate::ui::units::human_rate(n as f64 / secs.max(1e-9))
     ))
 }
 
