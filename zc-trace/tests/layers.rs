@@ -23,10 +23,8 @@ const UPWARD: &[(&str, &str)] = &[
     // privileges: the `cleanup` subcommand (in cmd/) should ask before it sweeps.
     ("resources/leftovers.rs", "kernel::processes"),
     ("resources/leftovers.rs", "kernel::capabilities"),
-    // The registry undoes sink namespaces and NIC settings by calling their code: it should
-    // hold undo actions (closures) registered by the transfer layer instead.
-    ("resources/cleanup.rs", "transfer::nic"),
-    ("resources/cleanup.rs", "transfer::sink"),
+    // The sweep deletes a dead run's namespaces with the sink's code: namespace handling
+    // (netns files, netlink in a namespace, twice now) belongs below both.
     ("resources/leftovers.rs", "transfer::sink"),
     // The `cleanup` subcommand lives in the sweep's file: it goes to cmd/.
     ("resources/leftovers.rs", "cli"),

@@ -1,20 +1,24 @@
 //! Things that must not outlive zc-trace, even when it is interrupted: the receiver process,
-//! named temporary files and directories, network namespaces of the veth sink, a tracefs
-//! mount zc-trace made itself, and scatter-gather it turned off on a device. eBPF programs need no entry
-//! here: their links are file descriptors, closed by the kernel when the process exits.
+//! private directories, a tracefs mount zc-trace made itself, and the undo actions the layers
+//! above register (the veth sink's network namespaces, scatter-gather turned off on a device).
+//! eBPF programs need no entry here: their links are file descriptors, closed by the kernel
+//! when the process exits.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-#[derive(Debug)]
 enum Item {
     Process(nix::unistd::Pid),
     /// A private directory in --tmpdir, removed through its descriptors (`private_dir`).
     PrivateDir(std::sync::Arc<crate::resources::private_dir::Inner>),
     Unmount(PathBuf),
-    Netns(String),
-    /// A device whose scatter-gather zc-trace turned off (`--no-sg` on a real NIC).
-    RestoreSg(String),
+    /// What the layer that made something registered to undo it (a network namespace to
+    /// delete, scatter-gather to turn on again), under a key that `forget` takes it off by:
+    /// the registry runs it and knows nothing of sinks or devices.
+    Undo {
+        key: String,
+        action: Box<dyn FnOnce() + Send>,
+    },
 }
 
 /// What is registered, and whether cleanup has begun (then nothing new may be made).
@@ -38,22 +42,20 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 pub struct Closing;
 
 impl Registry {
-    /// A network namespace to delete (its veth end goes with it).
-    pub fn netns(&mut self, name: String) {
-        self.items.push(Item::Netns(name));
-    }
-
-    /// A device to turn scatter-gather on again on.
-    pub fn restore_sg(&mut self, dev: String) {
-        self.items.push(Item::RestoreSg(dev));
+    /// `action` undoes what is about to be made; `key` names it for `forget`.
+    pub fn undo(&mut self, key: String, action: impl FnOnce() + Send + 'static) {
+        self.items.push(Item::Undo {
+            key,
+            action: Box::new(action),
+        });
     }
 }
 
-/// Scatter-gather was turned on again the normal way.
-pub fn forget_sg(dev: &str) {
+/// What `key` names was undone the normal way: its action is dropped unrun.
+pub fn forget(key: &str) {
     registry()
         .items
-        .retain(|i| !matches!(i, Item::RestoreSg(d) if d == dev));
+        .retain(|i| !matches!(i, Item::Undo { key: k, .. } if k == key));
 }
 
 /// Runs cleanup from a panic: it must not wait for a lock the panicking thread may hold.
@@ -114,17 +116,7 @@ fn undo(items: Vec<Item>) {
                 let _ = nix::sys::wait::waitpid(pid, None);
             }
             Item::PrivateDir(dir) => dir.remove(),
-            Item::Netns(name) => {
-                let path = std::path::Path::new(crate::resources::leftovers::NETNS_DIR).join(&name);
-                if let Err(e) = crate::transfer::sink::delete_netns(&path) {
-                    log::warn!("could not delete network namespace {name}: {e}");
-                }
-            }
-            Item::RestoreSg(dev) => {
-                if let Err(e) = crate::transfer::nic::set_sg(&dev, true) {
-                    eprintln!("zc-trace: could not turn scatter-gather on again on {dev}: {e}");
-                }
-            }
+            Item::Undo { action, .. } => action(),
             Item::Unmount(path) => {
                 if let Err(e) = crate::resources::leftovers::unmount_own_tracefs(&path) {
                     log::warn!("could not unmount {}: {e}", path.display());

@@ -159,7 +159,12 @@ impl SgOff {
         }
         crate::resources::cleanup::unless_closing(|r| {
             // Registered first: cleanup restores it even if the set is cut short.
-            r.restore_sg(dev.to_string());
+            let owned = dev.to_string();
+            r.undo(sg_key(dev), move || {
+                if let Err(e) = set_sg(&owned, true) {
+                    eprintln!("zc-trace: could not turn scatter-gather on again on {owned}: {e}");
+                }
+            });
             set_sg(dev, false)
         })
         .map_err(|_| "interrupted".to_string())??;
@@ -177,8 +182,13 @@ impl Drop for SgOff {
                 self.dev
             );
         }
-        crate::resources::cleanup::forget_sg(&self.dev);
+        crate::resources::cleanup::forget(&sg_key(&self.dev));
     }
+}
+
+/// The cleanup registry's key for `dev`'s scatter-gather.
+fn sg_key(dev: &str) -> String {
+    format!("scatter-gather on {dev}")
 }
 
 /// The device the kernel routes `dst` through, in the calling thread's network namespace

@@ -536,7 +536,13 @@ impl Netns {
             cleanup::unless_closing(|registry| {
                 // Registered before it is made: cleanup waits for the step, so a signal that
                 // arrives while the namespace is made still removes whatever part was made.
-                registry.netns(name.clone());
+                let path = Path::new(NETNS_DIR).join(name);
+                let owned = name.clone();
+                registry.undo(format!("network namespace {name}"), move || {
+                    if let Err(e) = delete_netns(&path) {
+                        log::warn!("could not delete network namespace {owned}: {e}");
+                    }
+                });
                 add_netns(name)
             })
             .map_err(interrupted)??;
