@@ -103,7 +103,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Receive(args) => transfer::receiver::receive(&args),
-        Command::Probes(args) => kernel::probes::main(args),
+        Command::Probes(args) => cmd::probes::main(args),
         Command::Doctor(args) => cmd::doctor::main(args),
         Command::Strategies => {
             let list: String = transfer::strategies::ALL
@@ -122,7 +122,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             ui::output::write_with(cmd::manpage::man).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cleanup(args) => resources::leftovers::main(&args),
+        Command::Cleanup(args) => cmd::cleanup::main(&args),
         Command::Receiver(_) => unreachable!("dispatched in main"),
     }
 }

@@ -17,17 +17,12 @@ const LAYERS: &[&str] = &["ui", "resources", "kernel", "transfer", "report", "cm
 const UPWARD: &[(&str, &str)] = &[
     // The catalogue names the sink a family carries to: SinkKind belongs below both.
     ("kernel/probes.rs", "transfer::sink"),
-    // The `probes` subcommand lives in the catalogue's file: it goes to cmd/.
-    ("kernel/probes.rs", "cli"),
-    // The sweep of leftovers asks whether zc-trace sees the host's pids and has the
-    // privileges: the `cleanup` subcommand (in cmd/) should ask before it sweeps.
+    // The sweep refuses to judge makers outside the host's PID namespace, which
+    // kernel::processes tells: the check belongs to the sweep, its /proc reading below both.
     ("resources/leftovers.rs", "kernel::processes"),
-    ("resources/leftovers.rs", "kernel::capabilities"),
     // The sweep deletes a dead run's namespaces with the sink's code: namespace handling
     // (netns files, netlink in a namespace, twice now) belongs below both.
     ("resources/leftovers.rs", "transfer::sink"),
-    // The `cleanup` subcommand lives in the sweep's file: it goes to cmd/.
-    ("resources/leftovers.rs", "cli"),
     // The measured run's configuration is a report type built by the transfer layer.
     ("transfer/measure.rs", "report"),
     ("transfer/measure.rs", "cli"),

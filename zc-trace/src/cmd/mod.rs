@@ -1,11 +1,13 @@
 //! The subcommands: each reads its flags (`cli`), runs the layers below (the kernel side,
 //! transfers, resources) and hands what it measured to `report`. No layer below imports from
-//! here (tests/layers.rs). The `probes`, `receive` and `cleanup` subcommands still live beside
-//! what they use (`kernel::probes`, `transfer::receiver`, `resources::leftovers`).
+//! here (tests/layers.rs). The `receive` subcommand still lives beside what it uses
+//! (`transfer::receiver`).
 
+pub mod cleanup;
 pub mod doctor;
 pub mod explain;
 pub mod manpage;
+pub mod probes;
 pub mod runner;
 pub mod trace;
 pub mod untraced;

@@ -2,14 +2,9 @@
 //! it in order of preference. The plan is data; `tracer` walks it at run time and records, per
 //! site, which method worked on this kernel or why none did. Figures cite the outcome.
 
-use std::process::ExitCode;
-
 use serde::Serialize;
 
 use zc_trace_common::{class, counter, site};
-
-use crate::cli::ProbesArgs;
-use crate::error::Error;
 
 /// How a program is attached, in the order zc-trace prefers them: BTF-typed trampolines first
 /// (cheapest, typed arguments), then kprobes, then tracepoints.
@@ -1119,7 +1114,7 @@ pub fn plan_functions() -> Vec<(&'static str, Vec<HookId>)> {
 
 /// Whether each function of the plan exists in this kernel's BTF (null without BTF): the guard
 /// the kernel matrix checks against its list of functions absent on purpose.
-fn function_presence() -> Vec<serde_json::Value> {
+pub fn function_presence() -> Vec<serde_json::Value> {
     let btf = crate::kernel::btf::KernelBtf::from_sys_fs().ok();
     plan_functions()
         .into_iter()
@@ -1155,50 +1150,6 @@ pub fn attach_plan(
     // aya-log's reader registers with the runtime when the object is loaded.
     let _context = runtime.enter();
     crate::kernel::tracer::Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
-}
-
-/// `zc-trace probes`: attach the whole plan, print what worked, detach.
-pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
-    crate::kernel::capabilities::check_privileges()?;
-    let host = crate::kernel::capabilities::HostFacts::detect();
-    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
-    let result = attach_plan(&host, &tracefs);
-    crate::resources::cleanup::run_all();
-    let report = result?;
-    let functions = function_presence();
-    if args.json {
-        let doc = serde_json::json!({
-            "schema": 1,
-            "host": host,
-            "probes": report.hooks,
-            "functions": functions,
-        });
-        crate::ui::output::println(&serde_json::to_string_pretty(&doc).expect("serialisable"))
-            .map_err(Error::Output)?;
-    } else {
-        let mut text = format!("kernel {} ({})\n", host.kernel, host.arch);
-        if let Some(note) = &host.btf_note {
-            text.push_str(&format!("note: {note}\n"));
-        }
-        let mut table = comfy_table::Table::new();
-        table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        table.set_header(["hook", "site", "method", "target", "tried first / why not"]);
-        for h in &report.hooks {
-            table.add_row([
-                h.hook.name().to_string(),
-                h.site.to_string(),
-                h.method_label
-                    .clone()
-                    .unwrap_or_else(|| "NOT OBSERVABLE".into()),
-                h.target.clone().unwrap_or_else(|| "-".into()),
-                h.why_not(),
-            ]);
-        }
-        text.push_str(&format!("{table}\n"));
-        crate::ui::output::print(&text).map_err(Error::Output)?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

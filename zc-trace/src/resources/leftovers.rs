@@ -243,7 +243,7 @@ fn tracefs_mounts(mountinfo: &str) -> Vec<Leftover> {
 
 /// Whether this process sees the host's pids: in another PID namespace a live host run's
 /// maker is not visible, and would look dead.
-fn in_host_pid_namespace() -> Result<(), crate::error::EnvError> {
+pub fn in_host_pid_namespace() -> Result<(), crate::error::EnvError> {
     crate::kernel::processes::check_own_namespace()
 }
 
@@ -349,39 +349,6 @@ pub fn unmount_own_tracefs(path: &Path) -> Result<(), String> {
         Some(_) => Err("another mount is on top of zc-trace's there now; left mounted".into()),
         None => Ok(()),
     }
-}
-
-/// `zc-trace cleanup`: exit 0 when everything found was removed (or nothing was found), 4
-/// when something could not be.
-pub fn main(args: &crate::cli::CleanupArgs) -> Result<std::process::ExitCode, crate::error::Error> {
-    crate::kernel::capabilities::check_privileges()?;
-    // From another PID namespace a live host run's maker is invisible, so its namespaces
-    // would be swept as dead.
-    in_host_pid_namespace()?;
-    let found = find(&args.tmpdir, true);
-    if found.is_empty() {
-        say("nothing to remove: no leftover of a killed zc-trace")?;
-    }
-    let mut failed = 0;
-    for l in &found {
-        if args.dry_run {
-            say(&format!("would remove {l}"))?;
-            continue;
-        }
-        match remove(l) {
-            Ok(()) => say(&format!("removed {l}"))?,
-            Err(e) => {
-                failed += 1;
-                eprintln!("zc-trace: cannot remove {l}: {e}");
-            }
-        }
-    }
-    Ok(std::process::ExitCode::from(if failed > 0 { 4 } else { 0 }))
-}
-
-/// A line on stdout (`output`: a closed pipe ends the listing, not the cleanup).
-fn say(line: &str) -> Result<(), crate::error::Error> {
-    crate::ui::output::println(line).map_err(crate::error::Error::Output)
 }
 
 /// Before a run: removes dead runs' namespaces and temporary entries, saying so on stderr.
