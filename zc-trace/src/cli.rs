@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::report::Format;
 use crate::transfer::receiver::ReceiverMode;
 use crate::transfer::sink::SinkKind;
 use crate::transfer::strategies::{self, Strategy};
@@ -100,14 +101,6 @@ impl ColorChoice {
             }
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    Markdown,
 }
 
 #[derive(Debug, Args)]

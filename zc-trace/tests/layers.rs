@@ -29,10 +29,6 @@ const UPWARD: &[(&str, &str)] = &[
     // The receiver and the measurement take their flags straight from clap's types: a flags
     // layer (what the program consumes, apart from what clap parses) goes between.
     ("transfer/receiver.rs", "cli"),
-    // The report reads run options straight from clap's types.
-    ("report/mod.rs", "cli"),
-    ("report/trace.rs", "cli"),
-    ("report/untraced.rs", "cli"),
 ];
 
 fn layer_of(name: &str) -> Option<usize> {

@@ -52,11 +52,11 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     let layout_args = (args.wide, args.explain, args.color.enabled());
     // (file, format: None for HTML)
-    let exports: Vec<(std::path::PathBuf, Option<crate::cli::Format>)> = [
-        (args.export_json.clone(), Some(crate::cli::Format::Json)),
+    let exports: Vec<(std::path::PathBuf, Option<crate::report::Format>)> = [
+        (args.export_json.clone(), Some(crate::report::Format::Json)),
         (
             args.export_markdown.clone(),
-            Some(crate::cli::Format::Markdown),
+            Some(crate::report::Format::Markdown),
         ),
         (args.export_html.clone(), None),
     ]
@@ -306,7 +306,7 @@ fn measure(
     host: HostFacts,
     source: SourceFile,
     args: &RunArgs,
-) -> Result<(Report, crate::cli::Format, bool), Error> {
+) -> Result<(Report, crate::report::Format, bool), Error> {
     let mut meter = Probes {
         tid: nix::unistd::gettid().as_raw() as u32,
         tracer,

@@ -17,7 +17,14 @@ pub use sample::{RoleSample, Sample};
 pub use text::Layout;
 pub use untraced::{untraced, UntracedSample};
 
-use crate::cli::Format;
+/// The forms a report is written in (`--format`, the `--export-*` files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
 
 /// Renders the report in the requested format.
 pub fn render(report: &Report, format: Format) -> String {

@@ -613,10 +613,10 @@ pub fn run_config_for_claims(program: &StrategyReport) -> super::model::RunConfi
 
 pub fn write(
     r: &TraceReport,
-    format: crate::cli::Format,
+    format: crate::report::Format,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    use crate::cli::Format;
+    use crate::report::Format;
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, r)?;
@@ -932,7 +932,7 @@ fn csv(r: &TraceReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Format;
+    use crate::report::Format;
     use zc_trace_common::{counter, site, RoleStats};
 
     /// sendfile of 1000 bytes from ext4 to TCP in 2 calls, observed at tcp_send.

@@ -126,7 +126,7 @@ pub fn untraced(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Format;
+    use crate::report::Format;
 
     #[test]
     fn only_time_throughput_and_payload_have_values() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use zc_trace_common::{counter, role, RoleStats};
 
-use crate::cli::{Expect, Format, TraceArgs};
+use crate::cli::{Expect, TraceArgs};
 use crate::cmd::runner::Signals;
 use crate::error::{EnvError, Error, InputError, RunError};
 use crate::kernel::capabilities::{self, HostFacts};
@@ -20,6 +20,7 @@ use crate::kernel::processes;
 use crate::kernel::tracer::Tracer;
 use crate::report::claims::{self, Claims, RunFacts};
 use crate::report::trace::{self as model, Collected, Ending, Target, TraceReport};
+use crate::report::Format;
 use crate::report::RoleSample;
 
 /// How often the end conditions are checked.
