@@ -388,6 +388,19 @@ fn a_task_that_exits_during_the_attach_is_not_kept() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Read while it runs: its report (about 64 KiB here) can fill a pipe, and a trace
+        // blocked on its stdout looked like one that never ended.
+        let readers = [
+            Box::new(trace.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(trace.stderr.take().unwrap()),
+        ]
+        .map(|mut r| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.read_to_end(&mut v);
+                v
+            })
+        });
         busy.wait().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let status = loop {
@@ -401,15 +414,15 @@ fn a_task_that_exits_during_the_attach_is_not_kept() {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        let out = trace.wait_with_output().unwrap();
+        let [stdout, stderr] = readers.map(|t| t.join().unwrap());
         let status = status.unwrap_or_else(|| {
             panic!("attempt {attempt}: the trace did not end within 30 s of the process")
         });
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = String::from_utf8_lossy(&stdout);
         assert!(
             status.success(),
             "attempt {attempt}: {status}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&stderr)
         );
         let r: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(r["ending"]["reason"], "every traced task exited");
