@@ -15,8 +15,6 @@ const LAYERS: &[&str] = &["ui", "resources", "kernel", "transfer", "report", "cm
 
 /// (file, what it uses from a layer above): known, to be removed.
 const UPWARD: &[(&str, &str)] = &[
-    // The catalogue names the sink a family carries to: SinkKind belongs below both.
-    ("kernel/probes.rs", "transfer::sink"),
     // The sweep refuses to judge makers outside the host's PID namespace, which
     // kernel::processes tells: the check belongs to the sweep, its /proc reading below both.
     ("resources/leftovers.rs", "kernel::processes"),

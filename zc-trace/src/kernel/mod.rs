@@ -2,8 +2,7 @@
 //! syscall numbers), the probe plan (`probes`: every hook with its candidates), and loading
 //! and attaching the eBPF object and reading its maps (`tracer`), and /proc's processes
 //! (`processes`). It uses `resources` for what must be undone (a tracefs it mounts) and `ui`;
-//! not the transfers nor the report (the catalogue's sink kinds are the one exception left,
-//! listed in tests/layers.rs).
+//! not the transfers nor the report.
 
 pub mod btf;
 pub mod capabilities;

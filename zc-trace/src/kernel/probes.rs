@@ -305,16 +305,6 @@ pub enum Family {
     Unix,
 }
 
-impl Family {
-    pub fn carries_to(self, sink: crate::transfer::sink::SinkKind) -> bool {
-        match self {
-            Family::Any => true,
-            Family::Tcp => sink.is_tcp(),
-            Family::Unix => sink == crate::transfer::sink::SinkKind::Unix,
-        }
-    }
-}
-
 /// What stands in for a copy site that no candidate can attach to.
 #[derive(Debug, Clone, Copy)]
 pub enum Fallback {

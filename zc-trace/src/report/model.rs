@@ -954,7 +954,7 @@ impl Side {
 /// Whether a site can carry payload to this sink: the socket sites of other socket families
 /// are left out of the totals (they stay in the per-site detail).
 pub(super) fn relevant(h: HookId, sink: SinkKind) -> bool {
-    h.copy().map_or(true, |c| c.family.carries_to(sink))
+    h.copy().map_or(true, |c| sink.carries(c.family))
 }
 
 /// `f`, marked incomplete when it sums a site of a leg that does not balance.

@@ -53,6 +53,16 @@ impl SinkKind {
         }
     }
 
+    /// Whether a copy site of `family` is on this sink's path.
+    pub fn carries(self, family: crate::kernel::probes::Family) -> bool {
+        use crate::kernel::probes::Family;
+        match family {
+            Family::Any => true,
+            Family::Tcp => self.is_tcp(),
+            Family::Unix => self == SinkKind::Unix,
+        }
+    }
+
     pub fn is_tcp(self) -> bool {
         matches!(self, SinkKind::Tcp | SinkKind::Veth | SinkKind::Remote)
     }
