@@ -270,11 +270,47 @@ pub struct CopySite {
     /// the totals and of the socket leg, and stay in the per-site detail).
     pub family: Family,
     /// The byte-ledger leg whose moved bytes it must see (`report::ledger::LEGS`).
-    pub leg: Option<&'static str>,
+    pub leg: Option<LegId>,
     /// What an observed figure means (the provenance's detail), unless the attached
     /// candidate says otherwise (`Candidate::detail`).
     pub detail: &'static str,
     pub fallback: Fallback,
+}
+
+/// A leg of the byte ledger: bytes the syscalls moved on one path, which that path's copy
+/// sites must see (`report::ledger`). An enum from the catalogue to every renderer; its
+/// snake_case name is the JSON's and the text's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegId {
+    FileRead,
+    FileWrite,
+    SocketSend,
+    NicLinearize,
+    PipeWrite,
+    PipeRead,
+    /// Frames handed to a device that reads them by DMA (`nic_leg`).
+    NicTransmit,
+}
+
+impl LegId {
+    pub fn name(self) -> &'static str {
+        match self {
+            LegId::FileRead => "file_read",
+            LegId::FileWrite => "file_write",
+            LegId::SocketSend => "socket_send",
+            LegId::NicLinearize => "nic_linearize",
+            LegId::PipeWrite => "pipe_write",
+            LegId::PipeRead => "pipe_read",
+            LegId::NicTransmit => "nic_transmit",
+        }
+    }
+}
+
+impl std::fmt::Display for LegId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Whose copies a site can count (each role's are kept apart in the kernel).
@@ -525,7 +561,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_read"),
+            leg: Some(LegId::FileRead),
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "kernel->user = bytes returned by read-family syscalls on regular files: a \
@@ -549,7 +585,7 @@ pub const PLAN: &[Hook] = &[
             index: site::SHMEM_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_read"),
+            leg: Some(LegId::FileRead),
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileRead),
         }),
@@ -567,7 +603,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_SPLICE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_read"),
+            leg: Some(LegId::FileRead),
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "by reference = bytes returned by sendfile/splice reading a regular file: \
@@ -590,7 +626,7 @@ pub const PLAN: &[Hook] = &[
             index: site::SHMEM_SPLICE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_read"),
+            leg: Some(LegId::FileRead),
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileSpliceRead),
         }),
@@ -609,7 +645,7 @@ pub const PLAN: &[Hook] = &[
             index: site::PIPE_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("pipe_write"),
+            leg: Some(LegId::PipeWrite),
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "user->kernel = bytes returned by write-family syscalls on pipes",
@@ -633,7 +669,7 @@ pub const PLAN: &[Hook] = &[
             index: site::PIPE_READ,
             side: Side::Both,
             family: Family::Any,
-            leg: Some("pipe_read"),
+            leg: Some(LegId::PipeRead),
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "kernel->user = bytes returned by read-family syscalls on pipes",
@@ -657,7 +693,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_write"),
+            leg: Some(LegId::FileWrite),
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "user->kernel = bytes returned by write-family syscalls on regular files \
@@ -684,7 +720,7 @@ pub const PLAN: &[Hook] = &[
             index: site::IOMAP_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_write"),
+            leg: Some(LegId::FileWrite),
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileWrite),
         }),
@@ -708,7 +744,7 @@ pub const PLAN: &[Hook] = &[
             index: site::BTRFS_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some("file_write"),
+            leg: Some(LegId::FileWrite),
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileWrite),
         }),
@@ -732,7 +768,7 @@ pub const PLAN: &[Hook] = &[
             index: site::TCP_SEND,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some("socket_send"),
+            leg: Some(LegId::SocketSend),
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -765,7 +801,7 @@ pub const PLAN: &[Hook] = &[
             index: site::TCP_SENDPAGE,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some("socket_send"),
+            leg: Some(LegId::SocketSend),
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -785,7 +821,7 @@ pub const PLAN: &[Hook] = &[
             index: site::UNIX_SEND,
             side: Side::Sender,
             family: Family::Unix,
-            leg: Some("socket_send"),
+            leg: Some(LegId::SocketSend),
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -804,7 +840,7 @@ pub const PLAN: &[Hook] = &[
             index: site::UNIX_SENDPAGE,
             side: Side::Sender,
             family: Family::Unix,
-            leg: Some("socket_send"),
+            leg: Some(LegId::SocketSend),
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -824,7 +860,7 @@ pub const PLAN: &[Hook] = &[
             index: site::NIC_LINEARIZE,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some("nic_linearize"),
+            leg: Some(LegId::NicLinearize),
             detail: "bytes skb_segment copied into segments for a device without scatter-gather, \
                      plus fragments __pskb_pull_tail linearized, for skbs of the sender's \
                      sockets (attributed by socket, in any context; a retransmitted segment is \

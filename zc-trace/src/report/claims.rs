@@ -374,7 +374,7 @@ fn dma_copies(
     if let Some(leg) = s
         .ledger
         .iter()
-        .find(|l| l.leg == "nic_transmit" && l.unbalanced())
+        .find(|l| l.leg == crate::kernel::probes::LegId::NicTransmit && l.unbalanced())
     {
         return Err(format!(
             "the device's transmit bytes do not balance with the bytes sent: {}",

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use zc_trace_common::{class, counter};
 
-use crate::kernel::probes::{AttachReport, HookId};
+use crate::kernel::probes::{AttachReport, HookId, LegId};
 
 use super::model::{relevant, site_source_for, Sample, SiteValues};
 use super::stat::Stat;
@@ -17,7 +17,7 @@ use super::stat::Stat;
 /// One leg: which syscall-byte counters say what moved; the copy sites that should see it are
 /// those the catalogue (`probes::PLAN`) puts on this leg.
 pub struct Leg {
-    pub id: &'static str,
+    pub id: LegId,
     pub description: &'static str,
     counters: &'static [usize],
     /// Only for a TCP route without scatter-gather, where every byte sent is copied again at
@@ -45,7 +45,7 @@ pub struct SinkRoute {
 /// The sender's legs whose bytes the syscalls give by file type.
 pub const LEGS: &[Leg] = &[
     Leg {
-        id: "file_read",
+        id: LegId::FileRead,
         description: "source: bytes read from regular files (read family, sendfile/splice from \
                       a file, copy_file_range), O_DIRECT left out",
         counters: &[
@@ -56,7 +56,7 @@ pub const LEGS: &[Leg] = &[
         no_sg_route: false,
     },
     Leg {
-        id: "file_write",
+        id: LegId::FileWrite,
         description: "sink: bytes written to regular files (write family, sendfile/splice into \
                       a file, copy_file_range), O_DIRECT left out",
         counters: &[
@@ -67,27 +67,27 @@ pub const LEGS: &[Leg] = &[
         no_sg_route: false,
     },
     Leg {
-        id: "socket_send",
+        id: LegId::SocketSend,
         description: "sink: bytes sent into sockets (write family, sendto, sendmsg, \
                       sendfile/splice into a socket)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
         no_sg_route: false,
     },
     Leg {
-        id: "nic_linearize",
+        id: LegId::NicLinearize,
         description: "a TCP route without scatter-gather: every byte sent into the socket is \
                       copied into linear memory at transmit (segmentation or linearization)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
         no_sg_route: true,
     },
     Leg {
-        id: "pipe_write",
+        id: LegId::PipeWrite,
         description: "bytes written into pipes by the write family",
         counters: &[counter::WRITE_PIPE_BYTES],
         no_sg_route: false,
     },
     Leg {
-        id: "pipe_read",
+        id: LegId::PipeRead,
         description: "bytes read out of pipes by the read family",
         counters: &[counter::READ_PIPE_BYTES],
         no_sg_route: false,
@@ -112,7 +112,7 @@ pub enum Balance {
 /// One leg of one strategy.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerLeg {
-    pub leg: &'static str,
+    pub leg: LegId,
     pub description: &'static str,
     /// Bytes the syscalls returned on this leg (raw_syscalls:sys_exit, by descriptor type),
     /// and on the nic_linearize leg the bytes TCP retransmitted too.
@@ -175,7 +175,7 @@ pub fn sender_ledger(
         // A read into kernel memory at a file-read site is the kernel's own (execve reading
         // the program's headers with kernel_read, ITER_KVEC), never a syscall's bytes: the
         // read family reads into user memory and splice into pipe pages.
-        let counts = |k: usize| !(leg.id == "file_read" && k == class::KERNEL_TO_KERNEL);
+        let counts = |k: usize| !(leg.id == LegId::FileRead && k == class::KERNEL_TO_KERNEL);
         let seen = |s: &Sample| {
             sources
                 .iter()
@@ -200,7 +200,7 @@ pub fn sender_ledger(
             .iter()
             .any(|s| s.sender.counter(counter::UNCLASSIFIED_BYTES) > 0);
         // io_uring moves bytes in requests, not in syscall returns the leg could count.
-        let io_uring = (leg.id == "socket_send" || leg.no_sg_route)
+        let io_uring = (leg.id == LegId::SocketSend || leg.no_sg_route)
             && samples.iter().any(|s| {
                 s.sender
                     .syscall(nix::libc::SYS_io_uring_enter as usize)
@@ -228,10 +228,10 @@ pub fn sender_ledger(
             (Balance::Balanced, String::new())
         } else if let Some(s) = samples.iter().find(|s| seen(s) < moved(s)) {
             let path = match leg.id {
-                "file_read" => format!("fs {source_fs}"),
-                "file_write" => "the written file's filesystem".to_string(),
-                "socket_send" => format!("sink {}", sink.cli_name()),
-                "nic_linearize" => {
+                LegId::FileRead => format!("fs {source_fs}"),
+                LegId::FileWrite => "the written file's filesystem".to_string(),
+                LegId::SocketSend => format!("sink {}", sink.cli_name()),
+                LegId::NicLinearize => {
                     "a transmit the hooks missed (net:net_dev_start_xmit sees frames, not \
                      the copies: a frame that lost its socket on the way goes uncounted)"
                         .to_string()
@@ -341,7 +341,7 @@ pub fn nic_leg(probes: &AttachReport, samples: &[Sample]) -> LedgerLeg {
         )
     };
     LedgerLeg {
-        leg: "nic_transmit",
+        leg: LegId::NicTransmit,
         description: "a device that reads frames by DMA: every byte sent into the socket, and \
                       every byte TCP retransmitted, is handed to it in a frame",
         moved_bytes: stat(&moved),
@@ -415,7 +415,10 @@ mod tests {
             TCP,
         );
         assert_eq!(l.len(), 1, "{l:#?}");
-        assert_eq!((l[0].leg, l[0].balance), ("file_read", Balance::Balanced));
+        assert_eq!(
+            (l[0].leg, l[0].balance),
+            (LegId::FileRead, Balance::Balanced)
+        );
         assert_eq!(l[0].seen_bytes.as_ref().unwrap().median, 1000.0);
     }
 
@@ -570,12 +573,12 @@ mod socket_tests {
             "ext4",
             UNIX,
         );
-        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        let leg = l.iter().find(|l| l.leg == LegId::SocketSend).unwrap();
         assert_eq!(leg.balance, Balance::Balanced, "{leg:#?}");
         assert!(leg.sites.contains(&"unix_sendpage") && !leg.sites.contains(&"tcp_send"));
         // Without that site the same bytes are missing, and the ledger says where.
         let l = sender_ledger(&probes, &[sendfile_into(4096, &[])], "ext4", UNIX);
-        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        let leg = l.iter().find(|l| l.leg == LegId::SocketSend).unwrap();
         assert_eq!(leg.balance, Balance::Incomplete);
         assert!(leg.note.contains("(sink unix)"), "{}", leg.note);
     }
@@ -590,7 +593,7 @@ mod socket_tests {
             "ext4",
             TCP,
         );
-        let leg = l.iter().find(|l| l.leg == "socket_send").unwrap();
+        let leg = l.iter().find(|l| l.leg == LegId::SocketSend).unwrap();
         assert_eq!(leg.balance, Balance::Balanced, "{leg:#?}");
     }
 
@@ -613,7 +616,7 @@ mod socket_tests {
 
     fn nic_leg(samples: &[Sample], route: SinkRoute) -> Option<LedgerLeg> {
         let l = sender_ledger(&attach_report(&[]), samples, "ext4", route);
-        l.into_iter().find(|l| l.leg == "nic_linearize")
+        l.into_iter().find(|l| l.leg == LegId::NicLinearize)
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use super::sample::{RoleSample, Sample};
 
 use super::stat::Stat;
 use crate::kernel::capabilities::HostFacts;
-use crate::kernel::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, PLAN};
+use crate::kernel::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, LegId, PLAN};
 use crate::kernel::syscall_names;
 use crate::transfer::sink::SinkKind;
 use crate::transfer::strategies::Strategy;
@@ -741,7 +741,7 @@ fn receiver_sites() -> Vec<HookId> {
 /// Sites where bytes enter the socket (the socket leg's): "by reference" counts here, so that
 /// the file->pipe leg of splice/sendfile (also by reference) is not counted a second time.
 pub(super) fn socket_sites() -> Vec<HookId> {
-    sites_where(|c| c.leg == Some("socket_send"))
+    sites_where(|c| c.leg == Some(LegId::SocketSend))
 }
 
 /// How a site's bytes per class are obtained on this kernel, and the per-sample values.
@@ -864,7 +864,7 @@ pub(super) fn site_source_for(
     let file_write = hook
         .hook
         .copy()
-        .is_some_and(|c| c.leg == Some("file_write"));
+        .is_some_and(|c| c.leg == Some(LegId::FileWrite));
     if file_write && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
         return (
             Provenance::NotObservable {

@@ -10,7 +10,7 @@ use zc_trace_common::{fd_kind, fd_side, FdKey, FdStat};
 
 use crate::kernel::capabilities::HostFacts;
 use crate::kernel::filesystems;
-use crate::kernel::probes::{AttachReport, HookOutcome};
+use crate::kernel::probes::{AttachReport, HookOutcome, LegId};
 use crate::transfer::sink::SinkKind;
 
 use super::ledger::SinkRoute;
@@ -514,8 +514,8 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     let incomplete: Vec<&str> = program
         .ledger
         .iter()
-        .filter(|l| l.unbalanced() && matches!(l.leg, "file_read" | "socket_send"))
-        .map(|l| l.leg)
+        .filter(|l| l.unbalanced() && matches!(l.leg, LegId::FileRead | LegId::SocketSend))
+        .map(|l| l.leg.name())
         .collect();
     let (Some(k2u), Some(k2k), Some(u2k), Some(by_ref)) = (k2u, k2k, u2k, by_ref) else {
         return Expectation {
