@@ -1,6 +1,6 @@
 //! The subcommands: each reads its flags (`cli`), runs the layers below (the kernel side,
 //! transfers, resources) and hands what it measured to `report`. No layer below imports from
-//! here (tests/layers.rs). The `receive` subcommand still lives beside what it uses
+//! here (tests/source.rs). The `receive` subcommand still lives beside what it uses
 //! (`transfer::receiver`).
 
 pub mod cleanup;

@@ -2,7 +2,7 @@
 //! (`cleanup`), private directories in directories others can write (`private_dir`), and the
 //! leftovers of a killed run and their safe removal (`leftovers`). The bottom layer but `ui`:
 //! the registry runs the undo actions the layers above register and imports none of them;
-//! what the sweep still calls above it is listed in tests/layers.rs.
+//! what the sweep still calls above it is listed in tests/source.rs.
 
 pub mod cleanup;
 pub mod leftovers;
