@@ -2,7 +2,8 @@
 //! second, unprivileged user who tries to steer what root does, and check that it cannot.
 //!
 //! The attacker is this test binary run again as uid 65534 (`attacker_process`, started by
-//! the tests with `ZCT_ATTACK_DIR` and `ZCT_ATTACK_EVIL` set; as a test of its own it does nothing).
+//! the tests with `ZCT_ATTACK_DIR` and `ZCT_ATTACK_EVIL` set; as a test of its own it does
+//! nothing).
 
 mod common;
 
