@@ -15,8 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::debian::{fetch_unpacked, published, release_codename};
 use crate::util::{output, workspace_root, Result};
-use crate::vm::tools::{fetch_unpacked, published, release_codename};
 
 /// The private apt state the packages are resolved in (under `target/vm/apt/`).
 const APT_STATE: &str = "chromium";

@@ -17,6 +17,7 @@
 
 mod bench;
 mod chromium;
+mod debian;
 mod ebpf;
 mod setup;
 mod test;

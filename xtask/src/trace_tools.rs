@@ -1,15 +1,13 @@
 //! The programs zc-trace's `trace` tests trace and compare against (nginx and strace), unpacked
 //! from this machine's Debian release into `target/trace-tools/root/` like the VM tools
-//! (`vm::tools`): resolved and downloaded in a private apt state, unpacked with `dpkg-deb -x`,
+//! (`debian`): resolved and downloaded in a private apt state, unpacked with `dpkg-deb -x`,
 //! run through the unpacked loader and libraries. Nothing is installed on the host, removed or
 //! downgraded. `cargo xtask test` hands the root to the tests as `ZC_TRACE_TOOLS`.
 
 use std::path::{Path, PathBuf};
 
+use crate::debian::{fetch_unpacked, find_unpacked, published, release_codename, unpacked_command};
 use crate::util::{output, workspace_root, Result};
-use crate::vm::tools::{
-    fetch_unpacked, find_unpacked, published, release_codename, unpacked_command,
-};
 
 /// The private apt state the packages are resolved in (under `target/vm/apt/`).
 const APT_STATE: &str = "trace-tools";

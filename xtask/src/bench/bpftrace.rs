@@ -1,13 +1,13 @@
 //! bpftrace, the reference the tax is compared with. It is not installed on the host (the
 //! project changes no host package): Debian's `bpftrace` of this machine's release is resolved
-//! in a private apt state, like the VM tools (`vm::tools`), and unpacked into
+//! in a private apt state, like the VM tools (`debian`), and unpacked into
 //! `target/bench/tools/root/`, where it runs through the unpacked loader and libraries.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::debian::{fetch_unpacked, unpacked_command};
 use crate::util::{output, workspace_root, Result};
-use crate::vm::tools::{fetch_unpacked, unpacked_command};
 
 pub struct Bpftrace {
     root: PathBuf,

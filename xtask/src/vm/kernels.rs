@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use crate::util::{workspace_root, Result};
 
-use super::apt::Archives;
-use super::private_apt::{unpack, AptState, Suite};
+use crate::debian::apt::Archives;
+use crate::debian::private_apt::{unpack, AptState, Suite};
 
 /// The data file, relative to the workspace root.
 pub const MATRIX_FILE: &str = "zc-trace/tests/data/kernel-matrix.toml";
@@ -185,7 +185,7 @@ pub fn ensure(k: &Kernel) -> Result<Fetched> {
     if let Some(f) = cached(k) {
         return Ok(f);
     }
-    let archives = super::apt::archives()?;
+    let archives = crate::debian::apt::archives()?;
     let suites = k.resolved_suites(archives);
     let state = AptState::new(&format!("kernel-{}", k.name), suites.clone());
     state.update()?;

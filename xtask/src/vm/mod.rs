@@ -17,12 +17,10 @@
 //! `zc-trace/tests/data/kernel-matrix.toml` inside the guest. The kernels come from the Debian
 //! archives this machine's apt already uses (`apt`).
 
-mod apt;
 mod check;
 mod disk;
 mod initramfs;
 mod kernels;
-mod private_apt;
 mod qemu;
 pub mod tools;
 

@@ -32,7 +32,7 @@ impl AptState {
     /// The state `name` under `target/vm/apt/`, serving exactly `suites`.
     pub fn new(name: &str, suites: Vec<Suite>) -> AptState {
         AptState {
-            dir: super::vm_dir().join("apt").join(name),
+            dir: crate::vm::vm_dir().join("apt").join(name),
             suites,
         }
     }
