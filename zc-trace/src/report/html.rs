@@ -11,8 +11,9 @@
 
 use std::fmt::Write;
 
-use super::model::{CopySiteReport, Figure, Provenance, Report, StrategyReport};
+use super::model::{CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport};
 use super::stat::Stat;
+use crate::kernel::probes::HookId;
 use crate::report::claims::{Condition, Outcome};
 use crate::transfer::sink::SinkKind;
 use crate::ui::units::{human_bytes, human_duration, human_rate};
@@ -413,7 +414,8 @@ const CLASSES: [(&str, &str, How); 4] = [
 /// Where a copy site's bytes of one class went in the diagram: (from, to). `via_pipe`: the
 /// strategy's file pages went into a pipe first (splice, sendfile), so what enters the sink
 /// from the kernel comes from there.
-fn route(site: &str, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
+fn route(site: SiteId, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
+    use crate::kernel::probes::HookId as H;
     let kernel_source = if via_pipe {
         Node::Pipe
     } else {
@@ -426,19 +428,23 @@ fn route(site: &str, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node
         Node::Pipe
     };
     match (site, class) {
-        ("file_read" | "shmem_read", "kernel_to_user") => (Node::PageCache, Node::UserBuf),
-        ("file_read" | "shmem_read", "user_to_kernel") => (Node::UserBuf, Node::PageCache),
-        ("file_read" | "shmem_read" | "file_splice_read" | "shmem_splice_read", _) => {
+        (SiteId::Hook(H::FileRead | H::ShmemRead), "kernel_to_user") => {
+            (Node::PageCache, Node::UserBuf)
+        }
+        (SiteId::Hook(H::FileRead | H::ShmemRead), "user_to_kernel") => {
+            (Node::UserBuf, Node::PageCache)
+        }
+        (SiteId::Hook(H::FileRead | H::ShmemRead | H::FileSpliceRead | H::ShmemSpliceRead), _) => {
             (Node::PageCache, Node::Pipe)
         }
-        ("pipe_write", "kernel_to_kernel") => (Node::PageCache, pipe),
-        ("pipe_write", "kernel_to_user") => (pipe, Node::UserBuf),
-        ("pipe_write", _) => (Node::UserBuf, pipe),
-        ("pipe_read", "user_to_kernel") => (Node::UserBuf, pipe),
-        ("pipe_read", "kernel_to_kernel") => (pipe, Node::Sink),
-        ("pipe_read", _) => (pipe, Node::UserBuf),
-        ("nic_linearize", _) => (Node::Sink, Node::Linear),
-        ("zerocopy_completion", _) => (Node::Sink, Node::DeliveryCopy),
+        (SiteId::Hook(H::PipeWrite), "kernel_to_kernel") => (Node::PageCache, pipe),
+        (SiteId::Hook(H::PipeWrite), "kernel_to_user") => (pipe, Node::UserBuf),
+        (SiteId::Hook(H::PipeWrite), _) => (Node::UserBuf, pipe),
+        (SiteId::Hook(H::PipeRead), "user_to_kernel") => (Node::UserBuf, pipe),
+        (SiteId::Hook(H::PipeRead), "kernel_to_kernel") => (pipe, Node::Sink),
+        (SiteId::Hook(H::PipeRead), _) => (pipe, Node::UserBuf),
+        (SiteId::Hook(H::NicLinearize), _) => (Node::Sink, Node::Linear),
+        (SiteId::ZerocopyCompletion, _) => (Node::Sink, Node::DeliveryCopy),
         // The sink's sites: sockets and file writes.
         (_, "user_to_kernel") => (Node::UserBuf, Node::Sink),
         (_, "kernel_to_user") => (Node::Sink, Node::UserBuf),
@@ -449,11 +455,11 @@ fn route(site: &str, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node
 }
 
 /// Whether a copy site can carry payload to this sink (the model's rule for its totals).
-fn site_relevant(site: &str, sink: SinkKind) -> bool {
-    crate::kernel::probes::PLAN
-        .iter()
-        .find(|h| h.id.name() == site)
-        .map_or(true, |h| super::model::relevant(h.id, sink))
+fn site_relevant(site: SiteId, sink: SinkKind) -> bool {
+    match site {
+        SiteId::Hook(h) => super::model::relevant(h, sink),
+        SiteId::ZerocopyCompletion => true,
+    }
 }
 
 fn class_stat<'a>(b: &'a super::model::ClassBytes, class: &str) -> &'a Stat {
@@ -469,12 +475,14 @@ fn class_stat<'a>(b: &'a super::model::ClassBytes, class: &str) -> &'a Stat {
 fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a CopySiteReport>) {
     let mut arrows = Vec::new();
     let via_pipe = s.copy_sites.iter().any(|c| {
-        matches!(c.site, "file_splice_read" | "shmem_splice_read")
-            && c.bytes.as_ref().is_some_and(|b| {
-                CLASSES
-                    .iter()
-                    .any(|(k, _, _)| class_stat(b, k).median != 0.0)
-            })
+        matches!(
+            c.site,
+            SiteId::Hook(HookId::FileSpliceRead | HookId::ShmemSpliceRead)
+        ) && c.bytes.as_ref().is_some_and(|b| {
+            CLASSES
+                .iter()
+                .any(|(k, _, _)| class_stat(b, k).median != 0.0)
+        })
     });
     let mut hidden = Vec::new();
     for c in &s.copy_sites {
@@ -893,8 +901,8 @@ fn diagram(out: &mut String, report: &Report, s: &StrategyReport, index: usize) 
             write!(
                 out,
                 " <tspan data-site=\"{}\">{}<title>{}</title></tspan>",
-                esc(c.site),
-                esc(c.site),
+                esc(c.site.name()),
+                esc(c.site.name()),
                 esc(&c.provenance.describe())
             )
             .unwrap();
@@ -1340,7 +1348,7 @@ fn provenance(out: &mut String, report: &Report) {
             writeln!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                esc(c.site),
+                esc(c.site.name()),
                 esc(c.description),
                 how_cell(&groups, with_site.len())
             )

@@ -123,7 +123,7 @@ pub struct LedgerLeg {
     pub retransmitted_bytes: Option<Stat>,
     /// Bytes the leg's copy sites saw, all classes; absent when not observable.
     pub seen_bytes: Option<Stat>,
-    pub sites: Vec<&'static str>,
+    pub sites: Vec<HookId>,
     pub balance: Balance,
     /// For a leg that does not balance: what it means, in words.
     pub note: String,
@@ -270,7 +270,7 @@ pub fn sender_ledger(
             retransmitted_bytes: leg.no_sg_route.then(|| stat(&retransmitted)),
             moved_bytes: stat(&moved),
             seen_bytes: (!not_observable).then(|| stat(&seen)),
-            sites: sites.iter().map(|h| h.name()).collect(),
+            sites: sites.clone(),
             balance,
             note,
         });
@@ -347,7 +347,7 @@ pub fn nic_leg(probes: &AttachReport, samples: &[Sample]) -> LedgerLeg {
         moved_bytes: stat(&moved),
         retransmitted_bytes: Some(stat(&retransmitted)),
         seen_bytes: observable.then(|| stat(&seen)),
-        sites: vec![HookId::NicTransmit.name()],
+        sites: vec![HookId::NicTransmit],
         balance,
         note,
     }
@@ -575,7 +575,7 @@ mod socket_tests {
         );
         let leg = l.iter().find(|l| l.leg == LegId::SocketSend).unwrap();
         assert_eq!(leg.balance, Balance::Balanced, "{leg:#?}");
-        assert!(leg.sites.contains(&"unix_sendpage") && !leg.sites.contains(&"tcp_send"));
+        assert!(leg.sites.contains(&HookId::UnixSendpage) && !leg.sites.contains(&HookId::TcpSend));
         // Without that site the same bytes are missing, and the ledger says where.
         let l = sender_ledger(&probes, &[sendfile_into(4096, &[])], "ext4", UNIX);
         let leg = l.iter().find(|l| l.leg == LegId::SocketSend).unwrap();

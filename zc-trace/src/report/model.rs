@@ -212,11 +212,41 @@ impl Figures {
 /// One copy site's bytes per class, for one strategy (sender).
 #[derive(Debug, Clone, Serialize)]
 pub struct CopySiteReport {
-    pub site: &'static str,
+    pub site: SiteId,
     pub description: &'static str,
     pub provenance: Provenance,
     /// Absent when not observable.
     pub bytes: Option<ClassBytes>,
+}
+
+/// A copy site of the report: a hook of the plan, or the kernel's own reports of zero-copy
+/// sends it copied after all (read after the window, not a hook). Serialised, and printed, as
+/// its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteId {
+    Hook(HookId),
+    ZerocopyCompletion,
+}
+
+impl SiteId {
+    pub fn name(self) -> &'static str {
+        match self {
+            SiteId::Hook(h) => h.name(),
+            SiteId::ZerocopyCompletion => "zerocopy_completion",
+        }
+    }
+}
+
+impl std::fmt::Display for SiteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for SiteId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -895,7 +925,7 @@ fn copy_site(probes: &AttachReport, hook: &HookOutcome, samples: &[Sample]) -> C
         }),
     };
     CopySiteReport {
-        site: hook.hook.name(),
+        site: SiteId::Hook(hook.hook),
         description: hook.site,
         provenance,
         bytes,
@@ -918,7 +948,7 @@ fn zerocopy_site(samples: &[Sample]) -> Option<CopySiteReport> {
     };
     let zero = stat(samples, |_| 0.0).expect("samples");
     Some(CopySiteReport {
-        site: "zerocopy_completion",
+        site: SiteId::ZerocopyCompletion,
         description: "zero-copy sends the kernel reports as copied (its completion notifications)",
         provenance: Provenance::Derived {
             from: format!(

@@ -366,7 +366,7 @@ fn zerocopy_notes(report: &Report) -> Vec<String> {
             let c = s
                 .copy_sites
                 .iter()
-                .find(|c| c.site == "zerocopy_completion")?;
+                .find(|c| c.site == super::model::SiteId::ZerocopyCompletion)?;
             let copied = c.bytes.as_ref()?.kernel_to_kernel.median;
             (copied > 0.0).then(|| {
                 format!(

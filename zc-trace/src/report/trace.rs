@@ -10,11 +10,11 @@ use zc_trace_common::{fd_kind, fd_side, FdKey, FdStat};
 
 use crate::kernel::capabilities::HostFacts;
 use crate::kernel::filesystems;
-use crate::kernel::probes::{AttachReport, HookOutcome, LegId};
+use crate::kernel::probes::{AttachReport, HookId, HookOutcome, LegId};
 use crate::transfer::sink::SinkKind;
 
 use super::ledger::SinkRoute;
-use super::model::{program_report, Label, Provenance, StrategyReport, Tool};
+use super::model::{program_report, Label, Provenance, SiteId, StrategyReport, Tool};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
 use crate::ui::units::{human_bytes, human_rate};
@@ -479,33 +479,33 @@ pub fn interval_line(i: &Interval) -> String {
 /// (3) what entered sockets by reference is more than what the CPU copied into them from
 /// user memory (headers and the like), so the file's bytes are the ones by reference.
 pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
-    let site = |name: &str| program.copy_sites.iter().find(|c| c.site == name);
-    let sum = |names: &[&str], pick: fn(&super::model::ClassBytes) -> f64| -> Option<f64> {
+    let site = |id: HookId| {
+        program
+            .copy_sites
+            .iter()
+            .find(|c| c.site == SiteId::Hook(id))
+    };
+    let sum = |ids: &[HookId], pick: fn(&super::model::ClassBytes) -> f64| -> Option<f64> {
         let mut total = 0.0;
-        for n in names {
-            let s = site(n)?;
+        for &id in ids {
+            let s = site(id)?;
             total += pick(s.bytes.as_ref()?);
         }
         Some(total)
     };
-    let file_reads = ["file_read", "shmem_read"];
+    let file_reads = [HookId::FileRead, HookId::ShmemRead];
     let send = [
-        "tcp_send",
-        "tcp_sendpage",
-        "unix_send",
-        "unix_sendpage",
-        "nic_linearize",
+        HookId::TcpSend,
+        HookId::TcpSendpage,
+        HookId::UnixSend,
+        HookId::UnixSendpage,
+        HookId::NicLinearize,
     ];
     // A site of another socket family than the program's carries none of its bytes (and
     // may not be observable here): left out, as in the totals.
-    let send: Vec<&str> = send
+    let send: Vec<HookId> = send
         .into_iter()
-        .filter(|n| {
-            crate::kernel::probes::PLAN
-                .iter()
-                .find(|h| h.id.name() == *n)
-                .is_some_and(|h| super::model::relevant(h.id, program.sink))
-        })
+        .filter(|&h| super::model::relevant(h, program.sink))
         .collect();
     let k2u = sum(&file_reads, |b| b.kernel_to_user.median);
     let k2k = sum(&send, |b| b.kernel_to_kernel.median);
@@ -1067,7 +1067,7 @@ mod tests {
             .program
             .copy_sites
             .iter_mut()
-            .find(|c| c.site == "file_read")
+            .find(|c| c.site == SiteId::Hook(HookId::FileRead))
             .unwrap();
         site.bytes.as_mut().unwrap().kernel_to_user = Stat::of(vec![500.0]).unwrap();
         let e = expect_zero_copy(&r.program);
