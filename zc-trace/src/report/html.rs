@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-use super::model::{CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport};
+use super::model::{Class, CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport};
 use super::stat::Stat;
 use crate::kernel::probes::HookId;
 use crate::report::claims::{Condition, Outcome};
@@ -403,18 +403,18 @@ struct Arrow {
     data: Vec<(&'static str, String)>,
 }
 
-/// The byte classes of a copy site: (JSON key, short label, how).
-const CLASSES: [(&str, &str, How); 4] = [
-    ("user_to_kernel", "u->k", How::Cpu),
-    ("kernel_to_user", "k->u", How::Cpu),
-    ("kernel_to_kernel", "k->k", How::Cpu),
-    ("by_reference", "by ref", How::ByReference),
+/// The byte classes of a copy site: (class, short label, how).
+const CLASSES: [(Class, &str, How); 4] = [
+    (Class::UserToKernel, "u->k", How::Cpu),
+    (Class::KernelToUser, "k->u", How::Cpu),
+    (Class::KernelToKernel, "k->k", How::Cpu),
+    (Class::ByReference, "by ref", How::ByReference),
 ];
 
 /// Where a copy site's bytes of one class went in the diagram: (from, to). `via_pipe`: the
 /// strategy's file pages went into a pipe first (splice, sendfile), so what enters the sink
 /// from the kernel comes from there.
-fn route(site: SiteId, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
+fn route(site: SiteId, class: Class, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
     use crate::kernel::probes::HookId as H;
     let kernel_source = if via_pipe {
         Node::Pipe
@@ -428,26 +428,26 @@ fn route(site: SiteId, class: &str, via_pipe: bool, sink: SinkKind) -> (Node, No
         Node::Pipe
     };
     match (site, class) {
-        (SiteId::Hook(H::FileRead | H::ShmemRead), "kernel_to_user") => {
+        (SiteId::Hook(H::FileRead | H::ShmemRead), Class::KernelToUser) => {
             (Node::PageCache, Node::UserBuf)
         }
-        (SiteId::Hook(H::FileRead | H::ShmemRead), "user_to_kernel") => {
+        (SiteId::Hook(H::FileRead | H::ShmemRead), Class::UserToKernel) => {
             (Node::UserBuf, Node::PageCache)
         }
         (SiteId::Hook(H::FileRead | H::ShmemRead | H::FileSpliceRead | H::ShmemSpliceRead), _) => {
             (Node::PageCache, Node::Pipe)
         }
-        (SiteId::Hook(H::PipeWrite), "kernel_to_kernel") => (Node::PageCache, pipe),
-        (SiteId::Hook(H::PipeWrite), "kernel_to_user") => (pipe, Node::UserBuf),
+        (SiteId::Hook(H::PipeWrite), Class::KernelToKernel) => (Node::PageCache, pipe),
+        (SiteId::Hook(H::PipeWrite), Class::KernelToUser) => (pipe, Node::UserBuf),
         (SiteId::Hook(H::PipeWrite), _) => (Node::UserBuf, pipe),
-        (SiteId::Hook(H::PipeRead), "user_to_kernel") => (Node::UserBuf, pipe),
-        (SiteId::Hook(H::PipeRead), "kernel_to_kernel") => (pipe, Node::Sink),
+        (SiteId::Hook(H::PipeRead), Class::UserToKernel) => (Node::UserBuf, pipe),
+        (SiteId::Hook(H::PipeRead), Class::KernelToKernel) => (pipe, Node::Sink),
         (SiteId::Hook(H::PipeRead), _) => (pipe, Node::UserBuf),
         (SiteId::Hook(H::NicLinearize), _) => (Node::Sink, Node::Linear),
         (SiteId::ZerocopyCompletion, _) => (Node::Sink, Node::DeliveryCopy),
         // The sink's sites: sockets and file writes.
-        (_, "user_to_kernel") => (Node::UserBuf, Node::Sink),
-        (_, "kernel_to_user") => (Node::Sink, Node::UserBuf),
+        (_, Class::UserToKernel) => (Node::UserBuf, Node::Sink),
+        (_, Class::KernelToUser) => (Node::Sink, Node::UserBuf),
         // Page references enter the sink from the pipe they were spliced into or, without a
         // pipe, from the page cache (a mapping of the file: MSG_ZEROCOPY, vmsplice).
         _ => (kernel_source, Node::Sink),
@@ -462,15 +462,6 @@ fn site_relevant(site: SiteId, sink: SinkKind) -> bool {
     }
 }
 
-fn class_stat<'a>(b: &'a super::model::ClassBytes, class: &str) -> &'a Stat {
-    match class {
-        "user_to_kernel" => &b.user_to_kernel,
-        "kernel_to_user" => &b.kernel_to_user,
-        "kernel_to_kernel" => &b.kernel_to_kernel,
-        _ => &b.by_reference,
-    }
-}
-
 /// The arrows of a strategy's diagram, and its copy sites that are not observable here.
 fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a CopySiteReport>) {
     let mut arrows = Vec::new();
@@ -478,11 +469,10 @@ fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a Co
         matches!(
             c.site,
             SiteId::Hook(HookId::FileSpliceRead | HookId::ShmemSpliceRead)
-        ) && c.bytes.as_ref().is_some_and(|b| {
-            CLASSES
-                .iter()
-                .any(|(k, _, _)| class_stat(b, k).median != 0.0)
-        })
+        ) && c
+            .bytes
+            .as_ref()
+            .is_some_and(|b| CLASSES.iter().any(|(k, _, _)| b.get(*k).median != 0.0))
     });
     let mut hidden = Vec::new();
     for c in &s.copy_sites {
@@ -493,7 +483,7 @@ fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a Co
             continue;
         };
         for (class, short, how) in CLASSES {
-            let v = class_stat(b, class);
+            let v = b.get(class);
             if v.median == 0.0 {
                 continue;
             }

@@ -257,6 +257,44 @@ pub struct ClassBytes {
     pub by_reference: Stat,
 }
 
+/// How a copy site moved bytes (`zc_trace_common::class` in the kernel's counters): its
+/// `key` is ClassBytes' JSON key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    UserToKernel,
+    KernelToUser,
+    KernelToKernel,
+    ByReference,
+}
+
+impl Class {
+    pub fn key(self) -> &'static str {
+        match self {
+            Class::UserToKernel => "user_to_kernel",
+            Class::KernelToUser => "kernel_to_user",
+            Class::KernelToKernel => "kernel_to_kernel",
+            Class::ByReference => "by_reference",
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl ClassBytes {
+    pub fn get(&self, class: Class) -> &Stat {
+        match class {
+            Class::UserToKernel => &self.user_to_kernel,
+            Class::KernelToUser => &self.kernel_to_user,
+            Class::KernelToKernel => &self.kernel_to_kernel,
+            Class::ByReference => &self.by_reference,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SyscallFigures {
     pub count: Stat,
