@@ -10,6 +10,23 @@ use std::process::{Command, Stdio};
 use common::trace::{fd_bytes, payload, receiver, site, trace_json, xfer, N};
 use serde_json::Value;
 
+/// What `trace --pid`'s stderr said up to its "tracing ..." line (it has attached then), and
+/// the rest of its stderr, to be kept open while it runs (a closed one would fail its writes).
+fn until_attached(
+    tracer: &mut std::process::Child,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        said.push_str(&line);
+        if n == 0 || line.contains("tracing") {
+            return (said, stderr);
+        }
+    }
+}
+
 /// Traces `xfer STRATEGY` and checks its exact figures (see `common::trace::EXPECTED`).
 macro_rules! strategy_test {
     ($name:ident, $strategy:literal) => {
@@ -53,16 +70,7 @@ fn a_running_process_is_traced_by_pid_until_it_exits() {
         .spawn()
         .unwrap();
     // zc-trace says on stderr when it has attached; then the program goes on.
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut said = String::new();
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        said.push_str(&line);
-        if n == 0 || line.contains("tracing") {
-            break;
-        }
-    }
+    let (said, _stderr) = until_attached(&mut tracer);
     assert!(said.contains("zc-trace: tracing"), "not attached: {said}");
     prog.stdin.take().unwrap().write_all(b"x").unwrap();
     assert!(prog.wait().unwrap().success());
@@ -638,16 +646,7 @@ fn a_process_whose_leader_exited_is_traced_by_pid() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut said = String::new();
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        said.push_str(&line);
-        if n == 0 || line.contains("tracing") {
-            break;
-        }
-    }
+    let (said, _stderr) = until_attached(&mut tracer);
     assert!(said.contains("tracing 1 thread"), "{said}");
     prog.stdin.take().unwrap().write_all(b"x").unwrap();
     assert!(prog.wait().unwrap().success());

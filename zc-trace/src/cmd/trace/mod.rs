@@ -287,8 +287,7 @@ async fn follow(
         if let Some(c) = child.as_mut() {
             if status.is_none() {
                 if let Ok(Some(s)) = c.try_wait() {
-                    use std::os::unix::process::ExitStatusExt;
-                    status = Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+                    status = Some(exit_code(s));
                 }
             }
         }
@@ -357,9 +356,7 @@ async fn follow(
                     }
                     if status.is_none() {
                         if let Ok(s) = c.wait() {
-                            use std::os::unix::process::ExitStatusExt;
-                            status =
-                                Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+                            status = Some(exit_code(s));
                         }
                     }
                     killed = Some(what);
@@ -420,6 +417,12 @@ fn followed_processes(tracer: &Tracer, command: Option<u32>) -> Result<Vec<(u32,
         found.insert(status.tgid as u32, status.name);
     }
     Ok(found.into_iter().collect())
+}
+
+/// The command's status as a shell gives it: its exit code, or 128 + the signal that ended it.
+fn exit_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
 /// Whether process `pid` is in zc-trace's process group.
