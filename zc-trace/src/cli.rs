@@ -405,6 +405,18 @@ pub struct ReceiverArgs {
     pub netns: Option<PathBuf>,
 }
 
+impl ReceiverArgs {
+    /// What the receiver process consumes of its flags.
+    pub fn serve(&self) -> crate::transfer::receiver::Serve {
+        crate::transfer::receiver::Serve {
+            listen: self.listen.clone(),
+            mode: self.mode,
+            buffer: self.buffer,
+            netns: self.netns.clone(),
+        }
+    }
+}
+
 /// A parsed --sink: its kind, and HOST:PORT for a remote one.
 #[derive(Debug, Clone)]
 pub struct SinkArg {

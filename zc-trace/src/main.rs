@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     // The receiver is a separate, single-threaded process: dispatch before anything else
     // (no logger threads, no runtime) so that it makes only the syscalls of its read loop.
     if let Command::Receiver(args) = &cli.command {
-        return match transfer::receiver::serve(args) {
+        return match transfer::receiver::serve(&args.serve()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("zc-trace receiver: {e}");
@@ -102,7 +102,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             ui::output::print(report::claims::seed_text()).map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Receive(args) => transfer::receiver::receive(&args),
+        Command::Receive(args) => cmd::receive::receive(&args),
         Command::Probes(args) => cmd::probes::main(args),
         Command::Doctor(args) => cmd::doctor::main(args),
         Command::Strategies => {

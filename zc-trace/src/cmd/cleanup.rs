@@ -1,11 +1,11 @@
-//! `zc-trace cleanup`: finds what killed runs left (`resources::leftovers`), and removes it or,
+//! `zc-trace cleanup`: finds what killed runs left (`resources::sweep`), and removes it or,
 //! with --dry-run, lists it.
 
 use std::process::ExitCode;
 
 use crate::cli::CleanupArgs;
 use crate::error::Error;
-use crate::resources::leftovers;
+use crate::resources::sweep;
 
 /// `zc-trace cleanup`: exit 0 when everything found was removed (or nothing was found), 4
 /// when something could not be.
@@ -13,8 +13,8 @@ pub fn main(args: &CleanupArgs) -> Result<ExitCode, Error> {
     crate::kernel::capabilities::check_privileges()?;
     // From another PID namespace a live host run's maker is invisible, so its namespaces
     // would be swept as dead.
-    leftovers::in_host_pid_namespace()?;
-    let found = leftovers::find(&args.tmpdir, true);
+    sweep::in_host_pid_namespace()?;
+    let found = sweep::find(&args.tmpdir, true);
     if found.is_empty() {
         say("nothing to remove: no leftover of a killed zc-trace")?;
     }
@@ -24,7 +24,7 @@ pub fn main(args: &CleanupArgs) -> Result<ExitCode, Error> {
             say(&format!("would remove {l}"))?;
             continue;
         }
-        match leftovers::remove(l) {
+        match sweep::remove(l) {
             Ok(()) => say(&format!("removed {l}"))?,
             Err(e) => {
                 failed += 1;

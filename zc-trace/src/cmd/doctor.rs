@@ -1,6 +1,6 @@
 //! `zc-trace doctor`: what this host lets zc-trace observe and what not, with the fix for each,
 //! on one screen. The host facts come from `capabilities` and `tracefs`; what the probe plan
-//! attaches comes from loading the tracer as `zc-trace probes` does (`probes::attach_plan`),
+//! attaches comes from loading the tracer as `zc-trace probes` does (`tracer::attach_plan`),
 //! summarised here.
 
 use std::process::ExitCode;
@@ -161,7 +161,7 @@ pub fn gather() -> Facts {
         match tracefs::ensure_mounted() {
             Ok(root) => {
                 facts.function_tracer = capabilities::function_tracer(&root);
-                let plan = crate::kernel::probes::attach_plan(&facts.host, &root);
+                let plan = crate::kernel::tracer::attach_plan(&facts.host, &root);
                 crate::resources::cleanup::run_all();
                 plan.map_err(|e| PlanError::Failed(e.to_string()))
             }

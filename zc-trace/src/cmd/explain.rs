@@ -25,7 +25,7 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
     crate::kernel::capabilities::check_privileges()?;
     let host = crate::kernel::capabilities::HostFacts::detect();
     let tracefs = crate::kernel::tracefs::ensure_mounted()?;
-    let plan = crate::kernel::probes::attach_plan(&host, &tracefs);
+    let plan = crate::kernel::tracer::attach_plan(&host, &tracefs);
     crate::resources::cleanup::run_all();
     let plan = plan?;
     let config = RunConfig {

@@ -12,7 +12,7 @@ pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
     crate::kernel::capabilities::check_privileges()?;
     let host = crate::kernel::capabilities::HostFacts::detect();
     let tracefs = crate::kernel::tracefs::ensure_mounted()?;
-    let result = probes::attach_plan(&host, &tracefs);
+    let result = crate::kernel::tracer::attach_plan(&host, &tracefs);
     crate::resources::cleanup::run_all();
     let report = result?;
     let functions = probes::function_presence();

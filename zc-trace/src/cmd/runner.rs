@@ -81,7 +81,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     }
     capabilities::check_privileges()?;
     // What runs killed with SIGKILL left (their namespace names could collide with ours).
-    crate::resources::leftovers::sweep_before_run(&args.tmpdir);
+    crate::resources::sweep::sweep_before_run(&args.tmpdir);
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
@@ -311,7 +311,7 @@ fn measure(
         tid: nix::unistd::gettid().as_raw() as u32,
         tracer,
     };
-    let measured = crate::transfer::measure::measure(&mut meter, &source, args)?;
+    let measured = crate::cmd::measure::measure(&mut meter, &source, args)?;
     let report = report::build(
         host,
         measured.config,
@@ -334,7 +334,7 @@ struct Before {
     windows: u64,
 }
 
-impl crate::transfer::measure::Meter for Probes {
+impl crate::cmd::measure::Meter for Probes {
     type Sample = Sample;
     type Mark = Before;
 

@@ -86,7 +86,7 @@ fn print(text: &str) -> Result<(), Error> {
 /// On the sender thread, as in a traced run (`measure::measure`, with the clock for a meter).
 /// Returns the rendered report.
 fn measure(host: HostFacts, source: SourceFile, args: &RunArgs) -> Result<String, Error> {
-    let measured = crate::transfer::measure::measure(&mut Clock, &source, args)?;
+    let measured = crate::cmd::measure::measure(&mut Clock, &source, args)?;
     let runs = measured
         .runs
         .into_iter()
@@ -100,7 +100,7 @@ fn measure(host: HostFacts, source: SourceFile, args: &RunArgs) -> Result<String
 /// between its two markers).
 struct Clock;
 
-impl crate::transfer::measure::Meter for Clock {
+impl crate::cmd::measure::Meter for Clock {
     type Sample = UntracedSample;
     type Mark = u64;
 

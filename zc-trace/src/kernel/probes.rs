@@ -1166,18 +1166,6 @@ pub fn prototype_mismatch(f: &str, real: &crate::kernel::btf::FuncProto) -> Opti
         .find_map(|half| half.proto?.check(real, half.method).err())
 }
 
-/// Loads the programs and attaches the whole plan as `run` does, and returns what attached
-/// (the programs are detached on return). The caller runs cleanup (a tracefs it mounted).
-pub fn attach_plan(
-    host: &crate::kernel::capabilities::HostFacts,
-    tracefs: &std::path::Path,
-) -> Result<AttachReport, crate::error::EnvError> {
-    let runtime = crate::kernel::tracer::runtime()?;
-    // aya-log's reader registers with the runtime when the object is loaded.
-    let _context = runtime.enter();
-    crate::kernel::tracer::Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::error::{EnvError, InputError};
+use crate::error::InputError;
 
 /// The kernel's flag for its own threads (include/linux/sched.h).
 const PF_KTHREAD: u32 = 0x0020_0000;
@@ -38,30 +38,6 @@ pub fn check(pids: &[u32]) -> Result<(), InputError> {
                  trace",
             );
         }
-    }
-    Ok(())
-}
-
-/// zc-trace must see the kernel's own pids: in a PID namespace other than the first, the
-/// numbers it reads in /proc are not the ones the eBPF programs see.
-pub fn check_own_namespace() -> Result<(), EnvError> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|source| EnvError::Read {
-        path: "/proc/self/status".into(),
-        source,
-    })?;
-    let levels = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map_or(1, |l| l.split_whitespace().count());
-    // NSpid lists the levels from the PID namespace of the /proc mount down, so a namespace
-    // with a /proc of its own (`unshare --pid --mount-proc`) shows one level: its namespace
-    // file's inode tells, the initial namespace's being a constant (PROC_PID_INIT_INO).
-    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
-    let initial = std::fs::metadata("/proc/self/ns/pid").map_or(true, |m| {
-        std::os::unix::fs::MetadataExt::ino(&m) == PROC_PID_INIT_INO
-    });
-    if levels > 1 || !initial {
-        return Err(EnvError::PidNamespace);
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
     // The source names this process: a mount left by a zc-trace killed with SIGKILL is then
     // provably its own (`zc-trace cleanup`).
     nix::mount::mount(
-        Some(crate::resources::leftovers::tracefs_source().as_str()),
+        Some(crate::resources::names::tracefs_source().as_str()),
         target,
         Some("tracefs"),
         nix::mount::MsFlags::empty(),
@@ -38,7 +38,12 @@ pub fn ensure_mounted() -> Result<PathBuf, EnvError> {
     .map_err(|e| EnvError::Tracefs {
         reason: e.desc().to_string(),
     })?;
-    cleanup::register_unmount(target.to_path_buf());
+    let path = target.to_path_buf();
+    cleanup::register(format!("tracefs at {}", path.display()), move || {
+        if let Err(e) = crate::resources::mounts::unmount_own_tracefs(&path) {
+            log::warn!("could not unmount {}: {e}", path.display());
+        }
+    });
     log::info!("mounted tracefs at {}", target.display());
     find().ok_or_else(|| EnvError::Tracefs {
         reason: "mounted, but no events directory appeared".into(),

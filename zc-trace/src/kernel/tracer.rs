@@ -38,6 +38,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, EnvError> {
         .map_err(|e| EnvError::Load(format!("cannot start the async runtime: {e}")))
 }
 
+/// Loads the programs and attaches the whole plan as `run` does, and returns what attached
+/// (the programs are detached on return). The caller runs cleanup (a tracefs it mounted).
+pub fn attach_plan(
+    host: &HostFacts,
+    tracefs: &std::path::Path,
+) -> Result<crate::kernel::probes::AttachReport, EnvError> {
+    let runtime = runtime()?;
+    // aya-log's reader registers with the runtime when the object is loaded.
+    let _context = runtime.enter();
+    Tracer::load(host, tracefs).map(|t| t.attach_report().clone())
+}
+
 pub struct Tracer {
     ebpf: Ebpf,
     /// Trace mode: TASKS' size (`--max-tasks`); 0 in `run`.

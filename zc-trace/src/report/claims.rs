@@ -9,42 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::InputError;
 use crate::report::Report;
 
+pub use super::verdict::{ClaimFigure, ClaimsReport, Condition, Outcome, Verdict};
+
 const DEFAULT_CLAIMS: &str = include_str!("../../claims/seed-article.toml");
-
-/// What a claim is about, normalised so that it compares with per-call textbook numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimFigure {
-    /// User<->kernel transitions per transfer call (per chunk).
-    TransitionsPerCall,
-    /// CPU copies of each payload byte.
-    CpuCopies,
-    /// Device (DMA) copies of each payload byte.
-    DmaCopies,
-    /// CPU + DMA copies of each payload byte.
-    TotalCopies,
-}
-
-impl ClaimFigure {
-    fn label(self) -> &'static str {
-        match self {
-            ClaimFigure::TransitionsPerCall => "user/kernel transitions per call",
-            ClaimFigure::CpuCopies => "CPU copies",
-            ClaimFigure::DmaCopies => "DMA copies",
-            ClaimFigure::TotalCopies => "copies in total",
-        }
-    }
-}
-
-/// A run condition a claim is restricted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Condition {
-    /// The sink's route has scatter-gather.
-    Sg,
-    /// It has not.
-    NoSg,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,52 +105,6 @@ impl Claims {
             source: file.source,
             claims: file.claim,
         })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Holds,
-    Differs,
-    NotObservable,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Holds => "HOLDS",
-            Outcome::Differs => "DIFFERS",
-            Outcome::NotObservable => "NOT OBSERVABLE HERE",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub strategy: String,
-    pub figure: ClaimFigure,
-    pub when: Option<Condition>,
-    #[serde(serialize_with = "crate::report::stat::serialize_number")]
-    pub claimed: f64,
-    /// Absent when not observable.
-    #[serde(serialize_with = "crate::report::stat::serialize_opt_number")]
-    pub observed: Option<f64>,
-    pub verdict: Outcome,
-    /// What the observed value is made of, or why it cannot be observed.
-    pub reason: String,
-    pub quote: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClaimsReport {
-    pub source: String,
-    pub verdicts: Vec<Verdict>,
-}
-
-impl ClaimsReport {
-    pub fn any_differs(&self) -> bool {
-        self.verdicts.iter().any(|v| v.verdict == Outcome::Differs)
     }
 }
 

@@ -457,7 +457,7 @@ fn route(site: SiteId, class: Class, via_pipe: bool, sink: SinkKind) -> (Node, N
 /// Whether a copy site can carry payload to this sink (the model's rule for its totals).
 fn site_relevant(site: SiteId, sink: SinkKind) -> bool {
     match site {
-        SiteId::Hook(h) => super::model::relevant(h, sink),
+        SiteId::Hook(h) => super::sites::relevant(h, sink),
         SiteId::ZerocopyCompletion => true,
     }
 }
@@ -1378,10 +1378,10 @@ fn provenance(out: &mut String, report: &Report) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::tests::{attach_report, sample_with};
     use super::super::tests::{host, run_config};
     use super::*;
     use crate::report::claims::{ClaimFigure, ClaimsReport, Verdict};
+    use crate::report::fixtures::{attach_report, sample_with};
     use zc_trace_common::{class, site};
 
     /// read+write and sendfile over loopback TCP, 1000 bytes, two iterations each, with the

@@ -6,12 +6,13 @@
 //! copied or by reference. A leg that does not balance makes every copy figure that sums its
 //! sites "incomplete", and the claims graded on those figures are not graded.
 
-use serde::Serialize;
 use zc_trace_common::{class, counter};
 
 use crate::kernel::probes::{AttachReport, HookId, LegId};
 
-use super::model::{relevant, site_source_for, Sample, SiteValues};
+use super::model::{Balance, LedgerLeg};
+use super::sample::Sample;
+use super::sites::{relevant, site_source_for, SiteValues};
 use super::stat::Stat;
 
 /// One leg: which syscall-byte counters say what moved; the copy sites that should see it are
@@ -93,48 +94,6 @@ pub const LEGS: &[Leg] = &[
         no_sg_route: false,
     },
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    /// The sites saw exactly what the syscalls moved, in every iteration.
-    Balanced,
-    /// The sites saw less: some bytes took a path no hooked site covers.
-    Incomplete,
-    /// The sites saw more than the syscalls moved on this leg.
-    Excess,
-    /// The leg's figure is itself derived from these syscall bytes: nothing to check.
-    Derived,
-    /// A site of the leg cannot be observed here.
-    NotObservable,
-}
-
-/// One leg of one strategy.
-#[derive(Debug, Clone, Serialize)]
-pub struct LedgerLeg {
-    pub leg: LegId,
-    pub description: &'static str,
-    /// Bytes the syscalls returned on this leg (raw_syscalls:sys_exit, by descriptor type),
-    /// and on the nic_linearize leg the bytes TCP retransmitted too.
-    pub moved_bytes: Stat,
-    /// nic_linearize: of the moved bytes, those TCP retransmitted (the socket's
-    /// tcp_info.tcpi_bytes_retrans, read after the receiver has them all).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retransmitted_bytes: Option<Stat>,
-    /// Bytes the leg's copy sites saw, all classes; absent when not observable.
-    pub seen_bytes: Option<Stat>,
-    pub sites: Vec<HookId>,
-    pub balance: Balance,
-    /// For a leg that does not balance: what it means, in words.
-    pub note: String,
-}
-
-impl LedgerLeg {
-    /// Whether figures that sum this leg's sites are short of (or over) the truth.
-    pub fn unbalanced(&self) -> bool {
-        matches!(self.balance, Balance::Incomplete | Balance::Excess)
-    }
-}
 
 /// The sender's ledger for one strategy: the legs that moved or saw any byte.
 pub fn sender_ledger(
@@ -371,7 +330,7 @@ pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::tests::{attach_report, sample_with};
+    use crate::report::fixtures::{attach_report, read_of};
     use zc_trace_common::site;
 
     pub(super) const TCP: SinkRoute = SinkRoute {
@@ -382,16 +341,6 @@ mod tests {
         kind: crate::transfer::sink::SinkKind::Unix,
         scatter_gather: None,
     };
-
-    /// A read+write of N bytes from a file: read() returned N on a regular file.
-    fn read_of(n: u64, seen_at: &[(usize, u64)]) -> Sample {
-        sample_with(&[(0, 2, n)], 0, 10, |s| {
-            s.counters[counter::READ_REGULAR_BYTES] = n;
-            for &(site_id, bytes) in seen_at {
-                s.copies[site_id][class::KERNEL_TO_USER] = bytes;
-            }
-        })
-    }
 
     #[test]
     fn every_leg_has_sites_and_every_site_s_leg_exists() {
@@ -461,96 +410,13 @@ mod tests {
         assert_eq!(l[0].balance, Balance::Derived);
         assert!(!l[0].unbalanced());
     }
-
-    #[test]
-    fn an_incomplete_leg_marks_the_copy_figures_and_the_claim_is_not_graded() {
-        use crate::report::Provenance;
-        let probes = attach_report(&[]);
-        let samples = vec![read_of(1000, &[])];
-        let config = crate::report::RunConfig {
-            payload_bytes: 1000,
-            chunk_bytes: 500,
-            iterations: 1,
-            cold: false,
-            source: "generated".into(),
-            source_fs: "tmpfs".into(),
-            sink: crate::transfer::sink::SinkKind::Tcp,
-            sink_description: "TCP over loopback".into(),
-            sink_scatter_gather: Some(true),
-            receiver: Some("separate process".into()),
-            sink_device: None,
-            skipped: vec![],
-        };
-        let strategy = crate::transfer::strategies::by_name("read-write").unwrap();
-        let host = crate::kernel::capabilities::HostFacts {
-            kernel: "6.12.0-test".into(),
-            arch: "x86_64".into(),
-            btf: None,
-            btf_note: None,
-        };
-        let mut report = crate::report::build(
-            host,
-            config,
-            &probes,
-            vec![(
-                strategy,
-                crate::transfer::sink::SinkKind::Tcp,
-                true,
-                samples,
-            )],
-        );
-        let f = &report.strategies[0].figures;
-        let Provenance::Incomplete { reason, .. } = &f.cpu_copied_bytes.provenance else {
-            panic!("{:#?}", f.cpu_copied_bytes);
-        };
-        assert!(
-            reason.contains("file_read leg: 0 of 1000 bytes seen"),
-            "{reason}"
-        );
-        assert!(matches!(
-            f.copied_kernel_to_user_bytes.provenance,
-            Provenance::Incomplete { .. }
-        ));
-        // by reference sums the socket sites only: not part of the file leg.
-        assert!(!matches!(
-            f.by_reference_bytes.provenance,
-            Provenance::Incomplete { .. }
-        ));
-        let facts = crate::report::claims::RunFacts {
-            sink_has_sg: Some(true),
-            sink: "tcp".into(),
-            cold: false,
-        };
-        report.claims = Some(crate::report::claims::judge(
-            &crate::report::claims::Claims::seed(),
-            &report,
-            &facts,
-        ));
-        let v = report
-            .claims
-            .as_ref()
-            .unwrap()
-            .verdicts
-            .iter()
-            .find(|v| {
-                v.strategy == "read-write"
-                    && v.figure == crate::report::claims::ClaimFigure::CpuCopies
-            })
-            .expect("the seed article grades read+write's CPU copies");
-        assert_eq!(
-            v.verdict,
-            crate::report::claims::Outcome::NotObservable,
-            "{v:#?}"
-        );
-        assert!(v.reason.contains("incomplete"), "{}", v.reason);
-    }
 }
 
 #[cfg(test)]
 mod socket_tests {
     use super::tests::{TCP, UNIX};
     use super::*;
-    use crate::report::model::tests::{attach_report, sample_with};
+    use crate::report::fixtures::{attach_report, sample_with};
     use zc_trace_common::site;
 
     /// sendfile of N bytes into a socket; `seen` at the given socket site, by reference.

@@ -1,18 +1,31 @@
 //! The report: every figure with its value over the iterations and its provenance, built from
-//! the raw per-run samples; and its renderings (table, markdown, CSV, JSON).
+//! the raw per-run samples; and its renderings (table, markdown, CSV, JSON, HTML).
+//!
+//! From the bottom: `stat` (a figure over the iterations), `sample` (what one run keeps),
+//! `verdict` and `model` (the JSON schema's types), `sites` (each copy site's bytes and where
+//! they come from), `ledger` (the byte ledger over the sites), `build` (every figure from the
+//! samples), `claims` (judging the textbook claims), then the renderers (`text`, `csv`,
+//! `html`) and the reports of `trace` and `run --untraced`. It uses the kernel layer's plan
+//! and the transfer layer's names; no command.
 
+mod build;
 pub mod claims;
 mod csv;
+#[cfg(test)]
+mod fixtures;
 pub mod html;
 mod ledger;
 mod model;
 mod sample;
+mod sites;
 pub(crate) mod stat;
 mod text;
 pub mod trace;
 mod untraced;
+mod verdict;
 
-pub use model::{build, Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
+pub use build::build;
+pub use model::{Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
 pub use text::Layout;
 pub use untraced::{untraced, UntracedSample};
@@ -63,7 +76,7 @@ pub fn write_laid_out(
 
 #[cfg(test)]
 mod tests {
-    use super::model::tests::{attach_report, sample};
+    use super::fixtures::{attach_report, sample};
     use super::*;
     use crate::kernel::capabilities::HostFacts;
     use crate::kernel::probes::HookId;

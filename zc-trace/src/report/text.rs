@@ -618,11 +618,11 @@ fn render_ledger(out: &mut String, report: &Report, bullet: &str) {
                     .as_ref()
                     .map_or("not observable".into(), |v| human_bytes(v.median));
                 let verdict = match l.balance {
-                    super::ledger::Balance::Balanced => "balanced".to_string(),
-                    super::ledger::Balance::Derived => "derived (not checked)".to_string(),
-                    super::ledger::Balance::NotObservable => "not observable".to_string(),
-                    super::ledger::Balance::Incomplete => format!("INCOMPLETE: {}", l.note),
-                    super::ledger::Balance::Excess => format!("EXCESS: {}", l.note),
+                    super::model::Balance::Balanced => "balanced".to_string(),
+                    super::model::Balance::Derived => "derived (not checked)".to_string(),
+                    super::model::Balance::NotObservable => "not observable".to_string(),
+                    super::model::Balance::Incomplete => format!("INCOMPLETE: {}", l.note),
+                    super::model::Balance::Excess => format!("EXCESS: {}", l.note),
                 };
                 format!(
                     "{} moved {}, seen {}: {verdict}",

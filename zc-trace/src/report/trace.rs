@@ -13,8 +13,9 @@ use crate::kernel::filesystems;
 use crate::kernel::probes::{AttachReport, HookId, HookOutcome, LegId};
 use crate::transfer::sink::SinkKind;
 
+use super::build::{program_report, Label};
 use super::ledger::SinkRoute;
-use super::model::{program_report, Label, Provenance, SiteId, StrategyReport, Tool};
+use super::model::{Provenance, SiteId, StrategyReport, Tool};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
 use crate::ui::units::{human_bytes, human_rate};
@@ -505,7 +506,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     // may not be observable here): left out, as in the totals.
     let send: Vec<HookId> = send
         .into_iter()
-        .filter(|&h| super::model::relevant(h, program.sink))
+        .filter(|&h| super::sites::relevant(h, program.sink))
         .collect();
     let k2u = sum(&file_reads, |b| b.kernel_to_user.median);
     let k2k = sum(&send, |b| b.kernel_to_kernel.median);
@@ -937,7 +938,7 @@ mod tests {
 
     /// sendfile of 1000 bytes from ext4 to TCP in 2 calls, observed at tcp_send.
     fn report() -> TraceReport {
-        let probes = super::super::model::tests::attach_report(&[]);
+        let probes = crate::report::fixtures::attach_report(&[]);
         let mut stats = Box::new(RoleStats::zeroed());
         let nr = nix::libc::SYS_sendfile as usize;
         stats.syscalls[nr].enters = 2;

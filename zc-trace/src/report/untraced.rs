@@ -64,7 +64,7 @@ pub fn untraced(
                     nic_transmit_frag_bytes: not_observable("bytes"),
                     payload_bytes: figure(
                         "bytes",
-                        crate::report::model::payload_provenance(
+                        crate::report::build::payload_provenance(
                             samples.iter().filter(|s| s.received.is_some()).count(),
                             samples.len(),
                         ),

@@ -4,21 +4,15 @@
 //! eBPF programs need no entry here: their links are file descriptors, closed by the kernel
 //! when the process exits.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
-enum Item {
-    Process(nix::unistd::Pid),
-    /// A private directory in --tmpdir, removed through its descriptors (`private_dir`).
-    PrivateDir(std::sync::Arc<crate::resources::private_dir::Inner>),
-    Unmount(PathBuf),
-    /// What the layer that made something registered to undo it (a network namespace to
-    /// delete, scatter-gather to turn on again), under a key that `forget` takes it off by:
-    /// the registry runs it and knows nothing of sinks or devices.
-    Undo {
-        key: String,
-        action: Box<dyn FnOnce() + Send>,
-    },
+/// What the layer that made something registered to undo it (a private directory to remove,
+/// a tracefs to unmount, a network namespace to delete, scatter-gather to turn on again),
+/// under a key that `forget` takes it off by: the registry runs it and knows nothing of what
+/// it undoes, so it imports none of the modules that make things.
+struct Item {
+    key: String,
+    action: Box<dyn FnOnce() + Send>,
 }
 
 /// What is registered, and whether cleanup has begun (then nothing new may be made).
@@ -44,7 +38,7 @@ pub struct Closing;
 impl Registry {
     /// `action` undoes what is about to be made; `key` names it for `forget`.
     pub fn undo(&mut self, key: String, action: impl FnOnce() + Send + 'static) {
-        self.items.push(Item::Undo {
+        self.items.push(Item {
             key,
             action: Box::new(action),
         });
@@ -53,9 +47,7 @@ impl Registry {
 
 /// What `key` names was undone the normal way: its action is dropped unrun.
 pub fn forget(key: &str) {
-    registry()
-        .items
-        .retain(|i| !matches!(i, Item::Undo { key: k, .. } if k == key));
+    registry().items.retain(|i| i.key != key);
 }
 
 /// Runs cleanup from a panic: it must not wait for a lock the panicking thread may hold.
@@ -81,22 +73,18 @@ pub fn unless_closing<T>(make: impl FnOnce(&mut Registry) -> T) -> Result<T, Clo
     Ok(make(&mut registry))
 }
 
+/// Registers `action` to undo what was just made (see `Registry::undo`); for what cannot be
+/// made after cleanup began (a step that can, uses `unless_closing`).
+pub fn register(key: String, action: impl FnOnce() + Send + 'static) {
+    registry().undo(key, action);
+}
+
+/// The receiver process: killed and reaped.
 pub fn register_process(pid: nix::unistd::Pid) {
-    registry().items.push(Item::Process(pid));
-}
-
-pub fn register_private_dir(dir: std::sync::Arc<crate::resources::private_dir::Inner>) {
-    registry().items.push(Item::PrivateDir(dir));
-}
-
-pub fn forget_private_dir(dir: &std::sync::Arc<crate::resources::private_dir::Inner>) {
-    registry()
-        .items
-        .retain(|i| !matches!(i, Item::PrivateDir(d) if std::sync::Arc::ptr_eq(d, dir)));
-}
-
-pub fn register_unmount(path: PathBuf) {
-    registry().items.push(Item::Unmount(path));
+    register(format!("process {pid}"), move || {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    });
 }
 
 /// Undo everything registered, newest first. Safe to call more than once. It waits for a
@@ -110,18 +98,6 @@ pub fn run_all() {
 
 fn undo(items: Vec<Item>) {
     for item in items.into_iter().rev() {
-        match item {
-            Item::Process(pid) => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(pid, None);
-            }
-            Item::PrivateDir(dir) => dir.remove(),
-            Item::Undo { action, .. } => action(),
-            Item::Unmount(path) => {
-                if let Err(e) = crate::resources::leftovers::unmount_own_tracefs(&path) {
-                    log::warn!("could not unmount {}: {e}", path.display());
-                }
-            }
-        }
+        (item.action)();
     }
 }

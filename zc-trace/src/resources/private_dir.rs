@@ -28,7 +28,7 @@ pub struct PrivateDir {
 
 /// What cleanup needs to remove the directory from another thread.
 #[derive(Debug)]
-pub struct Inner {
+struct Inner {
     parent_path: PathBuf,
     parent: OwnedFd,
     name: String,
@@ -86,7 +86,7 @@ impl PrivateDir {
         let parent_fd = unsafe { OwnedFd::from_raw_fd(parent_fd) };
         let mut tries = 0;
         let name = loop {
-            let name = crate::resources::leftovers::temp_name(kind, &random_suffix());
+            let name = crate::resources::names::temp_name(kind, &random_suffix());
             match mkdirat(Some(parent_fd.as_raw_fd()), name.as_str(), Mode::S_IRWXU) {
                 Ok(()) => break name,
                 Err(nix::errno::Errno::EEXIST) if tries < 100 => tries += 1,
@@ -97,7 +97,8 @@ impl PrivateDir {
         match made {
             Ok(inner) => {
                 let inner = Arc::new(inner);
-                crate::resources::cleanup::register_private_dir(inner.clone());
+                let undo = inner.clone();
+                crate::resources::cleanup::register(key(&inner), move || undo.remove());
                 Ok(PrivateDir { inner })
             }
             Err((parent_fd, name, why)) => {
@@ -323,7 +324,7 @@ impl Inner {
     /// root's), then the directory, where it is now: at its name, or, if someone moved it,
     /// at the name its descriptor's path says, checked to be the same directory. An empty
     /// directory is all `rmdir` can remove, so a race there can cost nothing but that.
-    pub fn remove(&self) {
+    fn remove(&self) {
         if let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", self.dir.as_raw_fd())) {
             for e in entries.flatten() {
                 let _ = unlinkat(
@@ -373,10 +374,16 @@ impl Inner {
     }
 }
 
+/// The cleanup registry's key for a directory: its `Inner`, which the registered action keeps
+/// alive (so the address names no other directory until it is forgotten).
+fn key(inner: &Arc<Inner>) -> String {
+    format!("private directory {:p}", Arc::as_ptr(inner))
+}
+
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         self.inner.remove();
-        crate::resources::cleanup::forget_private_dir(&self.inner);
+        crate::resources::cleanup::forget(&key(&self.inner));
     }
 }
 

@@ -1,8 +1,7 @@
-//! The transfer engine: the payload, the strategies that move it, the sinks they move it
-//! to (with the receiver process, network namespaces and NICs), and the measured windows
-//! (`measure`).
+//! The transfer engine: the payload, the strategies that move it, and the sinks they move it
+//! to (with the receiver process, network namespaces and NICs). The measured runs of these
+//! (`cmd::measure`) sit above, with the report they fill.
 
-pub mod measure;
 pub mod nic;
 pub mod payload;
 pub mod receiver;

@@ -495,21 +495,7 @@ struct Netns {
 }
 
 /// Where `ip netns` keeps its named namespaces.
-use crate::resources::leftovers::NETNS_DIR;
-
-/// Deletes a named network namespace as `ip netns del` does: detach its bind mount, remove
-/// the file (its veth end goes with the namespace). No `ip` needed. A file that is not a
-/// mount (a namespace whose making was cut short) is removed all the same.
-pub fn delete_netns(path: &Path) -> Result<(), String> {
-    // Not through a symlink: only the namespace's own bind mount at this very path.
-    let _ = crate::resources::leftovers::unmount(path);
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("removing {}: {e}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
+use crate::resources::names::NETNS_DIR;
 
 /// Fails if a namespace of one of these names already exists in `dir`.
 fn unclaimed(dir: &Path, names: &[&str]) -> Result<(), String> {
@@ -529,7 +515,7 @@ const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 203, 2);
 impl Netns {
     fn create(sg: bool) -> Result<Self, crate::error::Error> {
         let id = std::process::id();
-        let [sender, receiver] = crate::resources::leftovers::netns_names();
+        let [sender, receiver] = crate::resources::names::netns_names();
         let n = Netns {
             sender,
             receiver,
@@ -549,7 +535,7 @@ impl Netns {
                 let path = Path::new(NETNS_DIR).join(name);
                 let owned = name.clone();
                 registry.undo(format!("network namespace {name}"), move || {
-                    if let Err(e) = delete_netns(&path) {
+                    if let Err(e) = crate::resources::mounts::delete_netns(&path) {
                         log::warn!("could not delete network namespace {owned}: {e}");
                     }
                 });

@@ -48,7 +48,7 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         processes::check(&args.pid)?;
     }
     capabilities::check_privileges()?;
-    processes::check_own_namespace()?;
+    crate::resources::names::check_own_namespace()?;
     let host = HostFacts::detect();
     if let Some(note) = &host.btf_note {
         eprintln!("zc-trace: note: {note}");
