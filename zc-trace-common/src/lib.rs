@@ -9,10 +9,26 @@
 /// mixes with the sender's.
 pub mod role {
     /// The sender thread, inside its measured window.
-    pub const SENDER: u32 = 0;
+    pub const SENDER: u32 = super::Role::Sender as u32;
     /// The receiver process (a separate process reading from the socket).
-    pub const RECEIVER: u32 = 1;
+    pub const RECEIVER: u32 = super::Role::Receiver as u32;
     pub const COUNT: u32 = 2;
+}
+
+/// The role of a tracked task, typed: user space passes and reads roles as this; the maps and
+/// the eBPF programs hold its number (`role::*`, the index of its STATS entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Role {
+    Sender = 0,
+    Receiver = 1,
+}
+
+impl Role {
+    /// Its number in the maps.
+    pub const fn id(self) -> u32 {
+        self as u32
+    }
 }
 
 /// Indices into [`RoleStats::counters`].

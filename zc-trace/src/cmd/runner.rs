@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use zc_trace_common::{role, RoleStats, MARK_START, MARK_STOP};
+use zc_trace_common::{Role, RoleStats, MARK_START, MARK_STOP};
 
 use crate::cli::RunArgs;
 use crate::error::{Error, InputError, RunError};
@@ -339,7 +339,7 @@ impl crate::cmd::measure::Meter for Probes {
     type Mark = Before;
 
     fn receiver_started(&mut self, pid: u32) -> Result<(), RunError> {
-        self.tracer.track(pid, role::RECEIVER)
+        self.tracer.track(pid, Role::Receiver)
     }
 
     fn dma_device(&mut self, ifindex: u32) -> Result<(), RunError> {
@@ -351,8 +351,8 @@ impl crate::cmd::measure::Meter for Probes {
         run: &mut dyn FnMut() -> std::io::Result<u64>,
     ) -> Result<(std::io::Result<u64>, Before), RunError> {
         let before = Before {
-            sender: self.tracer.snapshot(role::SENDER)?,
-            receiver: self.tracer.snapshot(role::RECEIVER)?,
+            sender: self.tracer.snapshot(Role::Sender)?,
+            receiver: self.tracer.snapshot(Role::Receiver)?,
             windows: self.tracer.task(self.tid).map_or(0, |t| t.windows),
         };
         mark(MARK_START);
@@ -369,8 +369,8 @@ impl crate::cmd::measure::Meter for Probes {
         finished: Finished,
         zerocopy: Option<ZerocopyReport>,
     ) -> Result<Sample, RunError> {
-        let sender_after = self.tracer.snapshot(role::SENDER)?;
-        let receiver_after = self.tracer.snapshot(role::RECEIVER)?;
+        let sender_after = self.tracer.snapshot(Role::Sender)?;
+        let receiver_after = self.tracer.snapshot(Role::Receiver)?;
         self.tracer.forget_sockets()?;
         let task = self
             .tracer

@@ -323,12 +323,14 @@ pub enum Side {
 }
 
 impl Side {
-    pub fn sender(self) -> bool {
-        self != Side::Receiver
-    }
-
-    pub fn receiver(self) -> bool {
-        self != Side::Sender
+    /// Whether the tasks of `role` copy at the site.
+    pub fn serves(self, role: zc_trace_common::Role) -> bool {
+        use zc_trace_common::Role;
+        match self {
+            Side::Both => true,
+            Side::Sender => role == Role::Sender,
+            Side::Receiver => role == Role::Receiver,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use zc_trace_common::{role, Config, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
+use zc_trace_common::{Config, Role, RoleStats, TaskState, NO_SYSCALL, UNKNOWN};
 
 use crate::error::{EnvError, RunError};
 use crate::kernel::btf::KernelBtf;
@@ -161,12 +161,12 @@ impl Tracer {
 
     /// Count everything `tid` does from now on under `role` (used for the receiver process,
     /// whose every syscall is part of the transfer).
-    pub fn track(&mut self, tid: u32, role: u32) -> Result<(), RunError> {
+    pub fn track(&mut self, tid: u32, role: Role) -> Result<(), RunError> {
         let mut tasks: BpfHashMap<&mut MapData, u32, TaskState> =
             BpfHashMap::try_from(self.ebpf.map_mut("TASKS").expect("TASKS is in the object"))
                 .map_err(|e| RunError::Maps(e.to_string()))?;
         let state = TaskState {
-            role,
+            role: role.id(),
             active: 1,
             pending_nr: NO_SYSCALL,
             ..Default::default()
@@ -214,7 +214,7 @@ impl Tracer {
                 continue;
             }
             let state = TaskState {
-                role: role::SENDER,
+                role: Role::Sender.id(),
                 active: 1,
                 pending_nr: NO_SYSCALL,
                 ..Default::default()
@@ -262,7 +262,7 @@ impl Tracer {
         let mut tasks = self.tasks_map()?;
         if on {
             let state = TaskState {
-                role: role::SENDER,
+                role: Role::Sender.id(),
                 active: 0,
                 pending_nr: NO_SYSCALL,
                 flags: zc_trace_common::task_flag::SPAWNER,
@@ -362,8 +362,8 @@ impl Tracer {
     }
 
     /// The role's counters summed over all CPUs.
-    pub fn snapshot(&self, role_id: u32) -> Result<Box<RoleStats>, RunError> {
-        debug_assert!(role_id < role::COUNT);
+    pub fn snapshot(&self, role: Role) -> Result<Box<RoleStats>, RunError> {
+        let role_id = role.id();
         let stats: PerCpuArray<&MapData, RoleStats> =
             PerCpuArray::try_from(self.ebpf.map("STATS").expect("STATS is in the object"))
                 .map_err(|e| RunError::Maps(e.to_string()))?;

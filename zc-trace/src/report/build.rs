@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use zc_trace_common::{class, counter};
+use zc_trace_common::{class, counter, Role};
 
 use super::model::*;
 use super::sample::{RoleSample, Sample};
@@ -132,7 +132,7 @@ fn stat(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Option<Stat> {
     Stat::of(samples.iter().map(f).collect())
 }
 
-fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Figure {
+fn figure(unit: Unit, provenance: Provenance, value: Option<Stat>) -> Figure {
     let value = match provenance {
         Provenance::NotObservable { .. } => None,
         _ => value,
@@ -157,7 +157,7 @@ fn figures(
                       samples: &[Sample],
                       classes: &[usize],
                       sites: &[HookId],
-                      side: Side,
+                      side: Role,
                       sink: SinkKind| {
         let f = copy_total(probes, samples, classes, sites, side, sink);
         incomplete_if(f, sites, unbalanced, side)
@@ -176,7 +176,7 @@ fn figures(
     let csw = probes.get(HookId::ContextSwitch);
 
     let syscalls = figure(
-        "count",
+        Unit::Count,
         observed(enter, SENDER),
         stat(samples, c(sender, counter::SYSCALL_ENTERS)),
     );
@@ -184,7 +184,7 @@ fn figures(
     // Each syscall is one entry and one exit; each user-mode fault is one more round trip.
     let faults_seen = fault_user.method.is_some();
     let transitions = figure(
-        "count",
+        Unit::Count,
         Provenance::Derived {
             from: if faults_seen {
                 "syscall entries (raw_syscalls:sys_enter) + syscall exits (raw_syscalls:sys_exit, \
@@ -212,7 +212,7 @@ fn figures(
     );
 
     let time_ns = figure(
-        "ns",
+        Unit::Ns,
         observed(
             enter,
             "bpf_ktime_get_ns() at the start and stop markers (close(0x7a637401/2))",
@@ -220,7 +220,7 @@ fn figures(
         stat(samples, |s| s.window_ns as f64),
     );
     let throughput = figure(
-        "bytes/s",
+        Unit::BytesPerSec,
         Provenance::Derived {
             from: "payload_bytes / time_ns".into(),
         },
@@ -237,7 +237,7 @@ fn figures(
         let value = stat(samples, c(sender, counter_id));
         match device.filter(|d| d.dma) {
             Some(d) => figure(
-                "bytes",
+                Unit::Bytes,
                 observed(
                     probes.get(HookId::NicTransmit),
                     &format!(
@@ -251,7 +251,7 @@ fn figures(
                 value,
             ),
             None => figure(
-                "bytes",
+                Unit::Bytes,
                 Provenance::NotObservable {
                     reason: "no device reads this sink's frames by DMA: loopback and veth \
                              hand socket buffers to the receiving socket by reference (use \
@@ -275,24 +275,24 @@ fn figures(
         nic_transmit_linear_bytes,
         nic_transmit_frag_bytes,
         device_read_bytes: figure(
-            "bytes",
+            Unit::Bytes,
             observed(device, device_detail),
             stat(samples, c(sender, counter::DEVICE_READ_BYTES)),
         ),
         device_write_bytes: figure(
-            "bytes",
+            Unit::Bytes,
             observed(device, device_detail),
             stat(samples, c(sender, counter::DEVICE_WRITE_BYTES)),
         ),
         syscalls,
         transitions,
         page_faults_user_mode: figure(
-            "count",
+            Unit::Count,
             observed(fault_user, SENDER),
             stat(samples, c(sender, counter::FAULTS_USER_MODE)),
         ),
         page_faults_kernel_mode: figure(
-            "count",
+            Unit::Count,
             observed(
                 fault_kernel,
                 "faults on user addresses taken inside a syscall (e.g. write() reading an \
@@ -301,7 +301,7 @@ fn figures(
             stat(samples, c(sender, counter::FAULTS_KERNEL_MODE)),
         ),
         context_switches_voluntary: figure(
-            "count",
+            Unit::Count,
             observed(
                 csw,
                 "the sender thread blocked (not a preemption); sender only",
@@ -309,7 +309,7 @@ fn figures(
             stat(samples, c(sender, counter::CSW_VOLUNTARY)),
         ),
         context_switches_involuntary: figure(
-            "count",
+            Unit::Count,
             observed(
                 csw,
                 "the sender thread was preempted while runnable; sender only",
@@ -317,7 +317,7 @@ fn figures(
             stat(samples, c(sender, counter::CSW_INVOLUNTARY)),
         ),
         payload_bytes: figure(
-            "bytes",
+            Unit::Bytes,
             payload_provenance(
                 samples.iter().filter(|s| s.received.is_some()).count(),
                 samples.len(),
@@ -332,12 +332,12 @@ fn figures(
                 samples,
                 &[class::KERNEL_TO_USER, class::KERNEL_TO_KERNEL],
                 &receiver_sites(),
-                Side::Receiver,
+                Role::Receiver,
                 sink,
             )
         } else if sink == SinkKind::Remote {
             figure(
-                "bytes",
+                Unit::Bytes,
                 Provenance::NotObservable {
                     reason: "the receiver runs on the other machine (zc-trace receive there \
                              counts what it received, not its copies)"
@@ -349,7 +349,7 @@ fn figures(
             // Nothing reads a file or /dev/null: no receiver, so no receive copy (a student
             // read "not observable" as "happened but unseen").
             figure(
-                "bytes",
+                Unit::Bytes,
                 Provenance::Derived {
                     from: "0: this sink has no receiver (a file or /dev/null is not read)".into(),
                 },
@@ -365,7 +365,7 @@ fn figures(
                 class::KERNEL_TO_KERNEL,
             ],
             &sender_sites(),
-            Side::Sender,
+            Role::Sender,
             sink,
         ),
         copied_user_to_kernel_bytes: copy_total(
@@ -373,7 +373,7 @@ fn figures(
             samples,
             &[class::USER_TO_KERNEL],
             &sender_sites(),
-            Side::Sender,
+            Role::Sender,
             sink,
         ),
         copied_kernel_to_user_bytes: copy_total(
@@ -381,7 +381,7 @@ fn figures(
             samples,
             &[class::KERNEL_TO_USER],
             &sender_sites(),
-            Side::Sender,
+            Role::Sender,
             sink,
         ),
         copied_kernel_to_kernel_bytes: copy_total(
@@ -389,7 +389,7 @@ fn figures(
             samples,
             &[class::KERNEL_TO_KERNEL],
             &sender_sites(),
-            Side::Sender,
+            Role::Sender,
             sink,
         ),
         by_reference_bytes: copy_total(
@@ -397,26 +397,9 @@ fn figures(
             samples,
             &[class::BY_REFERENCE],
             &socket_sites(),
-            Side::Sender,
+            Role::Sender,
             sink,
         ),
-    }
-}
-
-/// The sum of `classes` over `sites`; not observable if any site is.
-/// Whose copies a total adds up.
-#[derive(Clone, Copy)]
-enum Side {
-    Sender,
-    Receiver,
-}
-
-impl Side {
-    fn of(self, s: &Sample) -> &RoleSample {
-        match self {
-            Side::Sender => &s.sender,
-            Side::Receiver => &s.receiver,
-        }
     }
 }
 
@@ -425,9 +408,9 @@ fn incomplete_if(
     f: Figure,
     sites: &[HookId],
     unbalanced: &[(HookId, String)],
-    side: Side,
+    side: Role,
 ) -> Figure {
-    if !matches!(side, Side::Sender) || f.value.is_none() {
+    if !matches!(side, Role::Sender) || f.value.is_none() {
         return f;
     }
     let mut reasons: Vec<&str> = unbalanced
@@ -452,12 +435,13 @@ fn incomplete_if(
     }
 }
 
+/// The sum of `classes` over `sites` for the tasks of `side`; not observable if any site is.
 fn copy_total(
     probes: &AttachReport,
     samples: &[Sample],
     classes: &[usize],
     sites: &[HookId],
-    side: Side,
+    side: Role,
     sink: SinkKind,
 ) -> Figure {
     let mut parts = Vec::new();
@@ -468,7 +452,7 @@ fn copy_total(
         let how = match &p {
             Provenance::NotObservable { reason } => {
                 return figure(
-                    "bytes",
+                    Unit::Bytes,
                     Provenance::NotObservable {
                         reason: reason.clone(),
                     },
@@ -488,7 +472,7 @@ fn copy_total(
         values.push(v);
     }
     // Copies the kernel reported for zero-copy sends (see `zerocopy_site`).
-    let reported = matches!(side, Side::Sender)
+    let reported = matches!(side, Role::Sender)
         && classes.contains(&class::KERNEL_TO_KERNEL)
         && samples.iter().any(|s| s.zerocopy.is_some());
     if reported {
@@ -497,14 +481,14 @@ fn copy_total(
         ));
     }
     figure(
-        "bytes",
+        Unit::Bytes,
         Provenance::Derived {
             from: format!("sum over copy sites: {}", parts.join("; ")),
         },
         stat(samples, |s| {
             let sites: u64 = values
                 .iter()
-                .map(|v| classes.iter().map(|&k| v.bytes(side.of(s), k)).sum::<u64>())
+                .map(|v| classes.iter().map(|&k| v.bytes(s.of(side), k)).sum::<u64>())
                 .sum();
             let kernel_reported = if reported {
                 s.zerocopy.as_ref().map_or(0, |z| z.copied_bytes)

@@ -11,7 +11,9 @@
 
 use std::fmt::Write;
 
-use super::model::{Class, CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport};
+use super::model::{
+    Class, CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport, Unit,
+};
 use super::stat::Stat;
 use crate::kernel::probes::HookId;
 use crate::report::claims::{Condition, Outcome};
@@ -99,17 +101,17 @@ fn base(v: f64) -> String {
 }
 
 /// A value in its unit, for people.
-fn human(unit: &str, v: f64) -> String {
+fn human(unit: Unit, v: f64) -> String {
     match unit {
-        "bytes" => human_bytes(v),
-        "ns" => human_duration(v),
-        "bytes/s" => human_rate(v),
-        _ => base(v),
+        Unit::Bytes => human_bytes(v),
+        Unit::Ns => human_duration(v),
+        Unit::BytesPerSec => human_rate(v),
+        Unit::Count => base(v),
     }
 }
 
 /// A figure's median for people, with the spread when runs differ.
-fn human_stat(unit: &str, v: &Stat) -> String {
+fn human_stat(unit: Unit, v: &Stat) -> String {
     if v.is_exact() {
         human(unit, v.median)
     } else {
@@ -1055,7 +1057,7 @@ fn bytes_chart(out: &mut String, report: &Report) {
                     "<text x=\"{:.1}\" y=\"{:.1}\">CPU copied {}{}</text>",
                     x + 6.0,
                     bar_y + 12.0,
-                    esc(&human_stat("bytes", v)),
+                    esc(&human_stat(Unit::Bytes, v)),
                     if incomplete { " (incomplete)" } else { "" }
                 )
                 .unwrap();
@@ -1082,7 +1084,7 @@ fn bytes_chart(out: &mut String, report: &Report) {
                     "<text x=\"{:.1}\" y=\"{:.1}\">by reference {}</text>",
                     LABEL_W + w + 6.0,
                     ref_y + 12.0,
-                    esc(&human_stat("bytes", v))
+                    esc(&human_stat(Unit::Bytes, v))
                 )
                 .unwrap();
             }
@@ -1143,7 +1145,7 @@ fn transitions_chart(out: &mut String, report: &Report) {
                     "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
                     LABEL_W + w + 6.0,
                     y + 16.0,
-                    esc(&human_stat("count", v))
+                    esc(&human_stat(Unit::Count, v))
                 )
                 .unwrap();
             }
@@ -1186,7 +1188,7 @@ fn figures_table(out: &mut String, report: &Report) {
                 "data-strategy=\"{}\" data-key=\"{}\" data-unit=\"{}\"",
                 esc(s.id),
                 esc(key),
-                esc(f.unit)
+                esc(f.unit.name())
             );
             match &f.value {
                 None => write!(

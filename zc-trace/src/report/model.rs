@@ -55,9 +55,40 @@ impl Provenance {
     }
 }
 
+/// What a figure counts, serialised as the JSON's `unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "count")]
+    Count,
+    #[serde(rename = "bytes")]
+    Bytes,
+    #[serde(rename = "ns")]
+    Ns,
+    #[serde(rename = "bytes/s")]
+    BytesPerSec,
+}
+
+impl Unit {
+    /// As the JSON names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Bytes => "bytes",
+            Unit::Ns => "ns",
+            Unit::BytesPerSec => "bytes/s",
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
-    pub unit: &'static str,
+    pub unit: Unit,
     /// Absent when not observable.
     pub value: Option<Stat>,
     pub provenance: Provenance,
@@ -422,5 +453,18 @@ impl LedgerLeg {
     /// Whether figures that sum this leg's sites are short of (or over) the truth.
     pub fn unbalanced(&self) -> bool {
         matches!(self.balance, Balance::Incomplete | Balance::Excess)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the renderers print are the JSON's.
+    #[test]
+    fn unit_names_are_the_json_names() {
+        for u in [Unit::Count, Unit::Bytes, Unit::Ns, Unit::BytesPerSec] {
+            assert_eq!(serde_json::to_value(u).unwrap(), u.name());
+        }
     }
 }

@@ -97,6 +97,16 @@ pub struct Sample {
     pub received: Option<u64>,
 }
 
+impl Sample {
+    /// What the tasks of `role` did.
+    pub fn of(&self, role: zc_trace_common::Role) -> &RoleSample {
+        match role {
+            zc_trace_common::Role::Sender => &self.sender,
+            zc_trace_common::Role::Receiver => &self.receiver,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! type, zero where the site does not exist, or not observable, with the reason), and the
 //! site rows of a report.
 
-use zc_trace_common::{class, counter};
+use zc_trace_common::{class, counter, Role};
 
 use super::model::{ClassBytes, CopySiteReport, Provenance, SiteId};
 use super::sample::{RoleSample, Sample};
@@ -39,12 +39,12 @@ fn sites_where(keep: impl Fn(&CopySite) -> bool) -> Vec<HookId> {
 
 /// The sender's copy sites.
 pub(super) fn sender_sites() -> Vec<HookId> {
-    sites_where(|c| c.side.sender())
+    sites_where(|c| c.side.serves(Role::Sender))
 }
 
 /// Where the receiver process copies: out of a socket, or out of a pipe (FIFO sink).
 pub(super) fn receiver_sites() -> Vec<HookId> {
-    sites_where(|c| c.side.receiver())
+    sites_where(|c| c.side.serves(Role::Receiver))
 }
 
 /// Sites where bytes enter the socket (the socket leg's): "by reference" counts here, so that

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use comfy_table::{presets, ContentArrangement, Table};
 
-use super::model::{Figure, Provenance, Report};
+use super::model::{Figure, Provenance, Report, Unit};
 use super::stat::Stat;
 use crate::ui::units::{human_bytes, human_duration, human_rate};
 
@@ -727,10 +727,10 @@ fn cell(f: &Figure) -> String {
         };
     };
     let fmt = |x: f64| match f.unit {
-        "bytes" => human_bytes(x),
-        "ns" => human_duration(x),
-        "bytes/s" => human_rate(x),
-        _ => plain(x),
+        Unit::Bytes => human_bytes(x),
+        Unit::Ns => human_duration(x),
+        Unit::BytesPerSec => human_rate(x),
+        Unit::Count => plain(x),
     };
     let text = if v.is_exact() {
         fmt(v.median)

@@ -15,9 +15,10 @@ use crate::transfer::sink::SinkKind;
 
 use super::build::{program_report, Label};
 use super::ledger::SinkRoute;
-use super::model::{Provenance, SiteId, StrategyReport, Tool};
+use super::model::{Provenance, SiteId, StrategyReport, Tool, Unit};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
+use super::verdict::Outcome;
 use crate::ui::units::{human_bytes, human_rate};
 
 /// What was traced.
@@ -77,7 +78,7 @@ pub struct Interval {
 pub struct Expectation {
     pub expect: &'static str,
     /// holds, differs, not_observable (the figures it needs are not complete here).
-    pub verdict: &'static str,
+    pub verdict: Outcome,
     pub reason: String,
 }
 
@@ -521,7 +522,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     let (Some(k2u), Some(k2k), Some(u2k), Some(by_ref)) = (k2u, k2k, u2k, by_ref) else {
         return Expectation {
             expect: "zero-copy",
-            verdict: "not_observable",
+            verdict: Outcome::NotObservable,
             reason: "a copy site of the file-to-socket path is not observable here (see the \
                      copy sites)"
                 .into(),
@@ -530,7 +531,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     if !incomplete.is_empty() {
         return Expectation {
             expect: "zero-copy",
-            verdict: "not_observable",
+            verdict: Outcome::NotObservable,
             reason: format!(
                 "the byte ledger does not balance on {}: the figures are incomplete",
                 incomplete.join(", ")
@@ -561,7 +562,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     if failed.is_empty() {
         Expectation {
             expect: "zero-copy",
-            verdict: "holds",
+            verdict: Outcome::Holds,
             reason: format!(
                 "{} entered sockets by reference; no file byte was read into user memory and no \
                  kernel buffer was copied on the send path; {} were copied into sockets from \
@@ -573,7 +574,7 @@ pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
     } else {
         Expectation {
             expect: "zero-copy",
-            verdict: "differs",
+            verdict: Outcome::Differs,
             reason: failed.join("; "),
         }
     }
@@ -632,10 +633,12 @@ pub fn write(
 fn value(f: &super::model::Figure) -> String {
     match &f.value {
         None => "not observable".into(),
-        Some(v) if f.unit == "bytes" => human_bytes(v.median),
-        Some(v) if f.unit == "bytes/s" => human_rate(v.median),
-        Some(v) if f.unit == "ns" => format!("{:.3} s", v.median / 1e9),
-        Some(v) => super::stat::number(v.median).to_string(),
+        Some(v) => match f.unit {
+            Unit::Bytes => human_bytes(v.median),
+            Unit::BytesPerSec => human_rate(v.median),
+            Unit::Ns => format!("{:.3} s", v.median / 1e9),
+            Unit::Count => super::stat::number(v.median).to_string(),
+        },
     }
 }
 
@@ -851,7 +854,7 @@ fn text_unwrapped(r: &TraceReport, markdown: bool) -> String {
             out,
             "\nExpectation {}: {} ({})",
             e.expect,
-            e.verdict.to_uppercase().replace('_', " "),
+            e.verdict.short_label(),
             e.reason
         )
         .unwrap();
@@ -924,7 +927,7 @@ fn csv(r: &TraceReport) -> String {
     );
     out.push(',');
     if let Some(e) = &r.expectation {
-        out.push_str(e.verdict);
+        out.push_str(e.verdict.name());
     }
     out.push('\n');
     out
@@ -1020,7 +1023,7 @@ mod tests {
             "{}",
             f.syscalls.provenance.describe()
         );
-        assert_eq!(r.expectation.as_ref().unwrap().verdict, "holds");
+        assert_eq!(r.expectation.as_ref().unwrap().verdict, Outcome::Holds);
         assert_eq!(r.by_fd_kind[0].filesystem.as_deref(), Some("ext2/3/4"));
         assert_eq!(r.by_fd_kind.len(), 2);
     }
@@ -1072,7 +1075,7 @@ mod tests {
             .unwrap();
         site.bytes.as_mut().unwrap().kernel_to_user = Stat::of(vec![500.0]).unwrap();
         let e = expect_zero_copy(&r.program);
-        assert_eq!(e.verdict, "differs", "{}", e.reason);
+        assert_eq!(e.verdict, Outcome::Differs, "{}", e.reason);
         assert!(
             e.reason.contains("read from files into user memory"),
             "{}",

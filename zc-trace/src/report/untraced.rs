@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::model::{Figure, Figures, Provenance, Report, RunConfig, StrategyReport, Tool};
+use super::model::{Figure, Figures, Provenance, Report, RunConfig, StrategyReport, Tool, Unit};
 use super::stat::Stat;
 use crate::kernel::capabilities::HostFacts;
 use crate::transfer::sink::SinkKind;
@@ -22,7 +22,7 @@ pub struct UntracedSample {
 const WHY: &str =
     "--untraced: no eBPF program was loaded (a baseline run for measuring zc-trace's own overhead)";
 
-fn not_observable(unit: &'static str) -> Figure {
+fn not_observable(unit: Unit) -> Figure {
     Figure {
         unit,
         value: None,
@@ -30,7 +30,7 @@ fn not_observable(unit: &'static str) -> Figure {
     }
 }
 
-fn figure(unit: &'static str, provenance: Provenance, value: Option<Stat>) -> Figure {
+fn figure(unit: Unit, provenance: Provenance, value: Option<Stat>) -> Figure {
     Figure {
         unit,
         value,
@@ -54,16 +54,16 @@ pub fn untraced(
                 sink,
                 receiver_window_limited: None,
                 figures: Figures {
-                    syscalls: not_observable("count"),
-                    transitions: not_observable("count"),
-                    page_faults_user_mode: not_observable("count"),
-                    page_faults_kernel_mode: not_observable("count"),
-                    context_switches_voluntary: not_observable("count"),
-                    context_switches_involuntary: not_observable("count"),
-                    nic_transmit_linear_bytes: not_observable("bytes"),
-                    nic_transmit_frag_bytes: not_observable("bytes"),
+                    syscalls: not_observable(Unit::Count),
+                    transitions: not_observable(Unit::Count),
+                    page_faults_user_mode: not_observable(Unit::Count),
+                    page_faults_kernel_mode: not_observable(Unit::Count),
+                    context_switches_voluntary: not_observable(Unit::Count),
+                    context_switches_involuntary: not_observable(Unit::Count),
+                    nic_transmit_linear_bytes: not_observable(Unit::Bytes),
+                    nic_transmit_frag_bytes: not_observable(Unit::Bytes),
                     payload_bytes: figure(
-                        "bytes",
+                        Unit::Bytes,
                         crate::report::build::payload_provenance(
                             samples.iter().filter(|s| s.received.is_some()).count(),
                             samples.len(),
@@ -71,7 +71,7 @@ pub fn untraced(
                         of(|s| s.bytes as f64),
                     ),
                     time_ns: figure(
-                        "ns",
+                        Unit::Ns,
                         Provenance::Observed {
                             hook: "clock_gettime(CLOCK_MONOTONIC)".into(),
                             method: "user space, no probe (--untraced)".into(),
@@ -82,7 +82,7 @@ pub fn untraced(
                         of(|s| s.window_ns as f64),
                     ),
                     throughput_bytes_per_sec: figure(
-                        "bytes/s",
+                        Unit::BytesPerSec,
                         Provenance::Derived {
                             from: "payload_bytes / time_ns".into(),
                         },
@@ -94,14 +94,14 @@ pub fn untraced(
                             }
                         }),
                     ),
-                    cpu_copied_bytes: not_observable("bytes"),
-                    copied_user_to_kernel_bytes: not_observable("bytes"),
-                    copied_kernel_to_user_bytes: not_observable("bytes"),
-                    copied_kernel_to_kernel_bytes: not_observable("bytes"),
-                    by_reference_bytes: not_observable("bytes"),
-                    receiver_copied_bytes: not_observable("bytes"),
-                    device_read_bytes: not_observable("bytes"),
-                    device_write_bytes: not_observable("bytes"),
+                    cpu_copied_bytes: not_observable(Unit::Bytes),
+                    copied_user_to_kernel_bytes: not_observable(Unit::Bytes),
+                    copied_kernel_to_user_bytes: not_observable(Unit::Bytes),
+                    copied_kernel_to_kernel_bytes: not_observable(Unit::Bytes),
+                    by_reference_bytes: not_observable(Unit::Bytes),
+                    receiver_copied_bytes: not_observable(Unit::Bytes),
+                    device_read_bytes: not_observable(Unit::Bytes),
+                    device_write_bytes: not_observable(Unit::Bytes),
                 },
                 copy_sites: Vec::new(),
                 syscalls_by_name: BTreeMap::new(),

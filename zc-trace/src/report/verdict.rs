@@ -55,6 +55,23 @@ impl Outcome {
             Outcome::NotObservable => "NOT OBSERVABLE HERE",
         }
     }
+
+    /// The label without "HERE" (`trace --expect`'s line).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Outcome::NotObservable => "NOT OBSERVABLE",
+            other => other.label(),
+        }
+    }
+
+    /// As the JSON names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Holds => "holds",
+            Outcome::Differs => "differs",
+            Outcome::NotObservable => "not_observable",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,5 +99,18 @@ pub struct ClaimsReport {
 impl ClaimsReport {
     pub fn any_differs(&self) -> bool {
         self.verdicts.iter().any(|v| v.verdict == Outcome::Differs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `trace`'s CSV and its JSON name a verdict the same way.
+    #[test]
+    fn outcome_names_are_the_json_names() {
+        for o in [Outcome::Holds, Outcome::Differs, Outcome::NotObservable] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.name());
+        }
     }
 }

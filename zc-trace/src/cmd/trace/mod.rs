@@ -9,7 +9,7 @@ pub(crate) mod command;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use zc_trace_common::{counter, role, RoleStats};
+use zc_trace_common::{counter, Role, RoleStats};
 
 use crate::cli::{Expect, TraceArgs};
 use crate::cmd::runner::Signals;
@@ -161,7 +161,9 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
         }
         _ => None,
     };
-    let differs = expectation.as_ref().is_some_and(|e| e.verdict == "differs")
+    let differs = expectation
+        .as_ref()
+        .is_some_and(|e| e.verdict == crate::report::claims::Outcome::Differs)
         || claims_report.as_ref().is_some_and(|c| c.any_differs());
     let exit_status = ending.exit_status;
     let report = TraceReport {
@@ -293,7 +295,7 @@ async fn follow(
         }
         if let (Some(every), Some(due)) = (args.interval, next_interval) {
             if Instant::now() >= due {
-                let now = tracer.snapshot(role::SENDER)?;
+                let now = tracer.snapshot(Role::Sender)?;
                 let secs = last.1.elapsed().as_secs_f64();
                 let delta = Collected {
                     stats: RoleSample::delta(&now, &last.0),
@@ -433,7 +435,7 @@ fn in_our_group(pid: u32) -> bool {
 
 /// Everything the kernel side counted for the traced tasks.
 fn collect(tracer: &Tracer, elapsed_ns: u64) -> Result<Collected, Error> {
-    let stats = tracer.snapshot(role::SENDER)?;
+    let stats = tracer.snapshot(Role::Sender)?;
     let uring = match tracer.attach_report().get(HookId::IoUringSubmit).method {
         Some(_) => Some(tracer.uring_ops()?),
         None => None,
