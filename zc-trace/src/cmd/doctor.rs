@@ -917,38 +917,13 @@ pub fn verdict(f: &Facts, s: &PlanSummary) -> String {
     v
 }
 
-/// Greedy word wrap to `width` columns; a word longer than that is cut.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        let mut word: Vec<char> = word.chars().collect();
-        while word.len() > width {
-            if !line.is_empty() {
-                lines.push(std::mem::take(&mut line));
-            }
-            lines.push(word.drain(..width).collect());
-        }
-        let word: String = word.into_iter().collect();
-        let len = line.chars().count();
-        if len > 0 && len + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(&word);
-    }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
 /// `head` then `text` wrapped into the columns after it, continuation lines indented to it.
 fn hang(out: &mut Vec<String>, head: &str, text: &str) {
     let indent = head.chars().count();
-    for (i, l) in wrap(text, WIDTH - indent).into_iter().enumerate() {
+    for (i, l) in crate::ui::wrap::lines(text, WIDTH - indent)
+        .into_iter()
+        .enumerate()
+    {
         if i == 0 {
             out.push(format!("{head}{l}").trim_end().to_string());
         } else {
@@ -1165,15 +1140,6 @@ mod tests {
                 l.chars().count()
             );
         }
-    }
-
-    #[test]
-    fn wrapping_keeps_every_word_within_the_width() {
-        let text = "a few words and averyveryverylongwordthatcannotfit in the width";
-        let lines = wrap(text, 12);
-        assert!(lines.iter().all(|l| l.chars().count() <= 12), "{lines:?}");
-        assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
-        assert_eq!(wrap("", 10), [""]);
     }
 
     #[test]

@@ -66,14 +66,7 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
     let built = report::build(host, config, &plan, runs);
     let claims = crate::report::claims::Claims::seed();
     let width = report::Layout::terminal_width();
-    let wrap = |text: &str, indent: &str| {
-        textwrap::fill(
-            text,
-            textwrap::Options::new(width)
-                .subsequent_indent(indent)
-                .break_words(false),
-        )
-    };
+    let wrap = |text: &str, indent: &str| crate::ui::wrap::fill(text, width, indent);
     let mut out = String::new();
     let mut found = false;
     for s in &built.strategies {

@@ -88,10 +88,7 @@ fn heading(report: &Report) -> String {
 
 /// Prose wrapped to the layout's width, each line after the first indented by `indent`.
 fn wrapped(text: &str, width: usize, indent: &str) -> String {
-    let opts = textwrap::Options::new(width.max(20))
-        .subsequent_indent(indent)
-        .break_words(false);
-    textwrap::fill(text, opts)
+    crate::ui::wrap::fill(text, width.max(20), indent)
 }
 
 /// The verdict's word, in color where the layout has it.

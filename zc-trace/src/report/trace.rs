@@ -690,18 +690,13 @@ fn text(r: &TraceReport, markdown: bool) -> String {
     }
     // Prose lines wrapped to the terminal (tables are laid out to it already).
     let width = super::Layout::terminal_width();
-    let opts = || {
-        textwrap::Options::new(width)
-            .subsequent_indent("    ")
-            .break_words(false)
-    };
     raw.lines()
         .map(|l| {
             let table = l.starts_with(['┌', '│', '╞', '└', '├']);
             if table || l.chars().count() <= width {
                 l.to_string()
             } else {
-                textwrap::fill(l, opts())
+                crate::ui::wrap::fill(l, width, "    ")
             }
         })
         .collect::<Vec<_>>()
