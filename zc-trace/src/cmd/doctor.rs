@@ -1098,7 +1098,7 @@ mod tests {
     }
 
     fn root() -> Privileges {
-        Privileges::from_status("CapEff:\t000001ffffffffff\n", 0)
+        Privileges::from_effective(0x0000_01ff_ffff_ffff, 0)
     }
 
     fn facts(privileges: Privileges, plan: Result<AttachReport, PlanError>) -> Facts {
@@ -1238,7 +1238,7 @@ mod tests {
 
     #[test]
     fn without_privileges_nothing_is_loaded_and_the_missing_ones_are_named() {
-        let nobody = Privileges::from_status("CapEff:\t0000000000000000\n", 65534);
+        let nobody = Privileges::from_effective(0, 65534);
         let mut f = facts(nobody, Err(PlanError::NotChecked("lacks".into())));
         f.tracefs = None;
         f.mounts[0].readable = false;
@@ -1264,10 +1264,7 @@ mod tests {
         assert!(verdict(&f, &s).starts_with("zc-trace cannot run here"));
         assert_fits(&render(&f, &checks, &s));
         // With CAP_BPF and CAP_PERFMON only, tracefs's mode is what is missing.
-        let bpf = Privileges::from_status(
-            &format!("CapEff:\t{:016x}\n", (1u64 << 39) | (1u64 << 38)),
-            1000,
-        );
+        let bpf = Privileges::from_effective((1u64 << 39) | (1u64 << 38), 1000);
         f.privileges = bpf;
         assert_eq!(f.missing_privileges(), ["CAP_DAC_READ_SEARCH"]);
         // Not mounted at all: mounting it needs CAP_SYS_ADMIN.

@@ -68,11 +68,7 @@ impl HostFacts {
 /// Fails with one line naming the missing capabilities unless the process can load and attach
 /// tracing eBPF programs.
 pub fn check_privileges() -> Result<(), EnvError> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|source| EnvError::Read {
-        path: "/proc/self/status".into(),
-        source,
-    })?;
-    let missing = missing_capabilities(&status);
+    let missing = missing_capabilities(effective_capabilities()?);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -82,19 +78,20 @@ pub fn check_privileges() -> Result<(), EnvError> {
     }
 }
 
-/// The effective capability set, given /proc/self/status (none when it cannot be read).
-fn effective_capabilities(proc_status: &str) -> u64 {
-    proc_status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0)
+/// The effective capability set, from /proc/self/status.
+fn effective_capabilities() -> Result<u64, EnvError> {
+    procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .map(|s| s.capeff)
+        .map_err(|e| EnvError::Read {
+            path: "/proc/self/status".into(),
+            source: std::io::Error::other(e),
+        })
 }
 
-/// Names of the capabilities missing for loading tracing programs, given /proc/self/status.
+/// Names of the capabilities missing for loading tracing programs, given the effective set.
 /// CAP_SYS_ADMIN stands in for both on kernels before 5.8, as it does in the kernel.
-pub fn missing_capabilities(proc_status: &str) -> Vec<&'static str> {
-    let eff = effective_capabilities(proc_status);
+pub fn missing_capabilities(eff: u64) -> Vec<&'static str> {
     let has = |bit: u32| eff & (1u64 << bit) != 0;
     if has(CAP_SYS_ADMIN) {
         return Vec::new();
@@ -128,16 +125,17 @@ pub struct Privileges {
 
 impl Privileges {
     pub fn detect() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        Self::from_status(&status, nix::unistd::geteuid().as_raw())
+        // Unreadable, it is an empty set: doctor then says what is missing.
+        let eff = effective_capabilities().unwrap_or(0);
+        Self::from_effective(eff, nix::unistd::geteuid().as_raw())
     }
 
-    pub fn from_status(proc_status: &str, euid: u32) -> Self {
-        let eff = effective_capabilities(proc_status);
+    /// Given the effective capability set and the effective uid.
+    pub fn from_effective(eff: u64, euid: u32) -> Self {
         let has = |bit: u32| eff & (1u64 << bit) != 0;
         Privileges {
             euid,
-            missing: missing_capabilities(proc_status),
+            missing: missing_capabilities(eff),
             sys_admin: has(CAP_SYS_ADMIN),
             dac_read: has(CAP_DAC_READ_SEARCH) || has(CAP_DAC_OVERRIDE),
             net_admin: has(CAP_NET_ADMIN),
@@ -167,44 +165,12 @@ pub fn kernel_sysctl(name: &str) -> Option<i64> {
 /// The mount points of every filesystem of type `fstype`, from /proc/self/mountinfo (which
 /// anyone may read, unlike some of the mount points).
 pub fn mount_points(fstype: &str) -> Vec<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mount_points_in(&mountinfo, fstype)
-}
-
-fn mount_points_in(mountinfo: &str, fstype: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            // "36 35 0:12 / /sys/kernel/tracing rw,relatime shared:14 - tracefs tracefs rw"
-            let (left, right) = line.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
-            (right.split(' ').next()? == fstype).then(|| PathBuf::from(unescape_octal(point)))
-        })
+    crate::resources::mounts::this_process()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.fs_type == fstype)
+        .map(|m| m.point)
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash in a path as \040, \011, \012, \134.
-fn unescape_octal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest
-            .get(i + 1..i + 4)
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match code {
-            Some(c) => {
-                out.push(char::from(c));
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The kernel's lockdown state, from securityfs.
@@ -257,68 +223,37 @@ pub fn function_tracer(tracefs: &Path) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn status(capeff: &str) -> String {
-        format!("Name:\tzc-trace\nCapInh:\t0000000000000000\nCapEff:\t{capeff}\n")
-    }
+    const ALL: u64 = 0x0000_01ff_ffff_ffff;
 
     #[test]
     fn root_has_everything() {
-        assert!(missing_capabilities(&status("000001ffffffffff")).is_empty());
+        assert!(missing_capabilities(ALL).is_empty());
     }
 
     #[test]
     fn bpf_and_perfmon_suffice_without_sys_admin() {
         let bits = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
-        assert!(missing_capabilities(&status(&format!("{bits:016x}"))).is_empty());
+        assert!(missing_capabilities(bits).is_empty());
     }
 
     #[test]
     fn an_ordinary_user_misses_both() {
-        assert_eq!(
-            missing_capabilities(&status("0000000000000000")),
-            ["CAP_BPF", "CAP_PERFMON"]
-        );
+        assert_eq!(missing_capabilities(0), ["CAP_BPF", "CAP_PERFMON"]);
         let only_bpf = 1u64 << CAP_BPF;
-        assert_eq!(
-            missing_capabilities(&status(&format!("{only_bpf:016x}"))),
-            ["CAP_PERFMON"]
-        );
+        assert_eq!(missing_capabilities(only_bpf), ["CAP_PERFMON"]);
     }
 
     #[test]
     fn privileges_tell_the_capabilities_beyond_loading() {
-        let root = Privileges::from_status(&status("000001ffffffffff"), 0);
+        let root = Privileges::from_effective(ALL, 0);
         assert!(root.all());
         let bits = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
-        let p = Privileges::from_status(&status(&format!("{bits:016x}")), 1000);
+        let p = Privileges::from_effective(bits, 1000);
         assert!(p.missing.is_empty() && !p.dac_read && !p.sys_admin && !p.all());
         let bits = bits | (1u64 << CAP_DAC_READ_SEARCH);
-        assert!(Privileges::from_status(&status(&format!("{bits:016x}")), 1000).dac_read);
-        let nobody = Privileges::from_status(&status("0000000000000000"), 65534);
+        assert!(Privileges::from_effective(bits, 1000).dac_read);
+        let nobody = Privileges::from_effective(0, 65534);
         assert_eq!(nobody.missing, ["CAP_BPF", "CAP_PERFMON"]);
-    }
-
-    #[test]
-    fn mountinfo_gives_mount_points_by_type_unescaped() {
-        let mountinfo = "\
-22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
-36 22 0:12 / /sys/kernel/tracing rw,relatime shared:14 - tracefs tracefs rw
-90 22 0:12 / /mnt/my\\040trace rw - tracefs zc-trace-42 rw
-37 22 0:13 / /sys/kernel/security rw - securityfs securityfs rw
-";
-        assert_eq!(
-            mount_points_in(mountinfo, "tracefs"),
-            [
-                PathBuf::from("/sys/kernel/tracing"),
-                PathBuf::from("/mnt/my trace")
-            ]
-        );
-        assert_eq!(
-            mount_points_in(mountinfo, "securityfs"),
-            [PathBuf::from("/sys/kernel/security")]
-        );
-        assert!(mount_points_in(mountinfo, "debugfs").is_empty());
-        assert_eq!(unescape_octal("a\\134b\\x"), "a\\b\\x");
     }
 
     #[test]

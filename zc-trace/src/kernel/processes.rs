@@ -48,13 +48,10 @@ pub fn check(pids: &[u32]) -> Result<(), InputError> {
 /// thread it starts later has an untraced parent, so it is not followed either.
 pub fn threads_and_descendants(pids: &[u32]) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Some(ppid) = parent_of(pid) {
-                children.entry(ppid).or_default().push(pid);
+    if let Ok(all) = procfs::process::all_processes() {
+        for p in all.flatten() {
+            if let Some(ppid) = parent_of(&p) {
+                children.entry(ppid).or_default().push(p.pid as u32);
             }
         }
     }
@@ -66,46 +63,41 @@ pub fn threads_and_descendants(pids: &[u32]) -> Vec<u32> {
             todo.extend(children.get(&p).into_iter().flatten());
         }
     }
-    let mut tids = Vec::new();
-    for p in processes {
-        if let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            tids.extend(
-                dir.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())),
-            );
-        }
-    }
-    tids
+    processes
+        .into_iter()
+        .flat_map(|p| tasks_of(p).into_iter().map(|t| t.tid as u32))
+        .collect()
 }
 
-/// The parent pid from /proc/PID/stat (the field after the parenthesised command name).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+/// The parent pid, from /proc/PID/stat; none for a process that has gone meanwhile.
+fn parent_of(p: &procfs::process::Process) -> Option<u32> {
+    p.stat().ok().map(|st| st.ppid as u32)
+}
+
+/// The threads of process `pid` as /proc/PID/task lists them; none once it has gone.
+fn tasks_of(pid: u32) -> Vec<procfs::process::Task> {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.tasks())
+        .map(|tasks| tasks.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Whether a stat's state is a running task: neither a zombie (Z) nor dead (X).
+fn runs(stat: procfs::process::Stat) -> bool {
+    !matches!(stat.state, 'Z' | 'X')
 }
 
 /// Whether the task `tid` (any thread, by its tid) still runs: its /proc entry is there and
 /// it is neither a zombie nor dead.
 pub fn task_alive(tid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|s| {
-        s.rfind(')')
-            .and_then(|i| s[i + 1..].split_whitespace().next())
-            .is_some_and(|st| st != "Z" && st != "X")
-    })
+    procfs::process::Process::new(tid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(runs)
 }
 
 /// Whether any thread of `pids` still runs (not a zombie): a main thread that called
 /// pthread_exit is a zombie while the others run.
 pub fn any_alive(pids: &[u32]) -> bool {
-    pids.iter().any(|p| {
-        std::fs::read_dir(format!("/proc/{p}/task")).is_ok_and(|tasks| {
-            tasks.flatten().any(|t| {
-                t.file_name()
-                    .to_str()
-                    .and_then(|tid| tid.parse().ok())
-                    .is_some_and(task_alive)
-            })
-        })
-    })
+    pids.iter()
+        .any(|&p| tasks_of(p).iter().any(|t| t.stat().is_ok_and(runs)))
 }

@@ -39,6 +39,14 @@ pub struct Mount {
     pub source: String,
 }
 
+/// This process's mounts, from /proc/self/mountinfo.
+pub fn this_process() -> Result<Vec<Mount>, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    Ok(mounts(&mountinfo))
+}
+
+/// The mounts of a mountinfo text. procfs splits the fields; it leaves the octal escapes of
+/// paths (a space is `\040`) in, so they are decoded here.
 pub fn mounts(mountinfo: &str) -> Vec<Mount> {
     mountinfo
         .lines()
@@ -75,8 +83,7 @@ pub fn unmount(path: &Path) -> Result<(), String> {
 /// Unmounts the tracefs this process mounted at `path`, if it is still the top mount there
 /// (another tool may have mounted over it since).
 pub fn unmount_own_tracefs(path: &Path) -> Result<(), String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let all = mounts(&mountinfo);
+    let all = this_process()?;
     match top_mount_at(&all, path) {
         Some(m) if m.fs_type == "tracefs" && m.source == tracefs_source() => unmount(path),
         Some(_) => Err("another mount is on top of zc-trace's there now; left mounted".into()),
@@ -107,5 +114,37 @@ mod tests {
         assert_eq!(unescape("/a\\040b\\011c\\134d"), "/a b\tc\\d");
         assert_eq!(unescape("/plain"), "/plain");
         assert_eq!(unescape("/trailing\\04"), "/trailing\\04");
+    }
+
+    #[test]
+    fn mountinfo_lines_give_mounts_with_their_paths_decoded() {
+        let all = mounts(
+            "\
+22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+36 22 0:12 / /sys/kernel/tracing rw,relatime shared:14 - tracefs tracefs rw
+90 22 0:12 / /mnt/my\\040trace rw - tracefs zc-trace-42 rw
+not a mountinfo line
+",
+        );
+        let shown: Vec<_> = all
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    m.parent,
+                    m.point.to_str().unwrap(),
+                    &*m.fs_type,
+                    &*m.source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (22, 1, "/sys", "sysfs", "sysfs"),
+                (36, 22, "/sys/kernel/tracing", "tracefs", "tracefs"),
+                (90, 22, "/mnt/my trace", "tracefs", "zc-trace-42"),
+            ]
+        );
     }
 }

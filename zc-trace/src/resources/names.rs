@@ -121,14 +121,14 @@ pub fn owner_of_name(name: &str) -> Option<(Kind, Maker)> {
 /// numbers it reads in /proc are not the ones the eBPF programs see, and a live run's maker
 /// is not visible to the sweep (it would look dead).
 pub fn check_own_namespace() -> Result<(), EnvError> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|source| EnvError::Read {
-        path: "/proc/self/status".into(),
-        source,
-    })?;
-    let levels = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map_or(1, |l| l.split_whitespace().count());
+    let status = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .map_err(|e| EnvError::Read {
+            path: "/proc/self/status".into(),
+            source: std::io::Error::other(e),
+        })?;
+    // NSpid is there since 4.1; before, a kernel could not say (one level, then).
+    let levels = status.nspid.map_or(1, |l| l.len());
     // NSpid lists the levels from the PID namespace of the /proc mount down, so a namespace
     // with a /proc of its own (`unshare --pid --mount-proc`) shows one level: its namespace
     // file's inode tells, the initial namespace's being a constant (PROC_PID_INIT_INO).

@@ -116,18 +116,14 @@ static INHERITED_SIGNALS: OnceLock<(u64, u64)> = OnceLock::new();
 /// Reads them from /proc/self/status; called first thing in `main`.
 pub fn record_inherited_signals() {
     INHERITED_SIGNALS.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let mask = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-                .unwrap_or(0)
-        };
+        // Unreadable (no /proc), the command gets every signal's default.
+        let (ignored, blocked) = procfs::process::Process::myself()
+            .and_then(|p| p.status())
+            .map_or((0, 0), |s| (s.sigign, s.sigblk));
         // Rust's runtime ignores SIGPIPE before main, so whether the caller did is lost; the
         // command gets the default, as std's Command gives it too (and a shell would).
         let sigpipe = 1u64 << (nix::libc::SIGPIPE - 1);
-        (mask("SigIgn:") & !sigpipe, mask("SigBlk:"))
+        (ignored & !sigpipe, blocked)
     });
 }
 
