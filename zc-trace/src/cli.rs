@@ -487,7 +487,10 @@ impl RunArgs {
 /// order where the list names `all`); then the ids the list named more than once, each run
 /// once (see `duplicates_warning`).
 #[derive(Debug, Clone)]
-pub struct StrategyList(pub Vec<&'static dyn Strategy>, pub Vec<&'static str>);
+pub struct StrategyList(
+    pub Vec<&'static dyn Strategy>,
+    pub Vec<strategies::StrategyId>,
+);
 
 impl StrategyList {
     /// The warning line for ids named more than once, if any: they are merged (run once), and
@@ -499,7 +502,11 @@ impl StrategyList {
         Some(format!(
             "{option} names {} more than once: each strategy runs once (--iterations N runs \
              each N times)",
-            self.1.join(", ")
+            self.1
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 }
@@ -609,7 +616,7 @@ fn parse_strategies(text: &str) -> Result<StrategyList, String> {
             continue;
         }
         let s = strategies::by_name(name).ok_or_else(|| {
-            let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
+            let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id().name()).collect();
             format!(
                 "unknown strategy '{name}': known strategies are {}, or all",
                 known.join(", ")
@@ -724,7 +731,7 @@ mod tests {
     #[test]
     fn strategies_parse_by_id_or_display_name_in_order() {
         let l = parse_strategies("splice, read+write,sendfile,splice").unwrap();
-        let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+        let ids: Vec<&str> = l.0.iter().map(|s| s.id().name()).collect();
         assert_eq!(ids, ["splice", "read-write", "sendfile"]);
         let all = parse_strategies("all").unwrap();
         assert_eq!(all.0.len(), strategies::ALL.len());
@@ -740,10 +747,10 @@ mod tests {
     /// named twice runs once, and the user is told so.
     #[test]
     fn all_anywhere_and_duplicates_are_reported() {
-        let standard: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
+        let standard: Vec<&str> = strategies::ALL.iter().map(|s| s.id().name()).collect();
         for text in ["all", "all,sendfile", "splice,all", "sendfile, ALL ,splice"] {
             let l = parse_strategies(text).unwrap();
-            let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+            let ids: Vec<&str> = l.0.iter().map(|s| s.id().name()).collect();
             assert_eq!(ids, standard, "{text}");
             assert_eq!(l.duplicates_warning("--strategies"), None, "{text}");
         }
@@ -751,7 +758,7 @@ mod tests {
             .unwrap_err()
             .contains("unknown strategy 'teleport'"));
         let l = parse_strategies("sendfile,splice,sendfile,splice,sendfile").unwrap();
-        let ids: Vec<&str> = l.0.iter().map(|s| s.id()).collect();
+        let ids: Vec<&str> = l.0.iter().map(|s| s.id().name()).collect();
         assert_eq!(ids, ["sendfile", "splice"]);
         let w = l.duplicates_warning("--strategies").unwrap();
         assert!(

@@ -596,8 +596,8 @@ fn io_uring(f: &Facts) -> Check {
     const FIX: &str = "sysctl kernel.io_uring_disabled=0";
     let strategies: Vec<&str> = crate::transfer::strategies::ALL
         .iter()
-        .map(|s| s.id())
-        .filter(|id| id.contains("uring"))
+        .filter(|s| s.needs_io_uring())
+        .map(|s| s.id().name())
         .collect();
     let strategies = and_list(&strategies);
     match f.io_uring_disabled {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::cli::ExplainArgs;
 use crate::error::{Error, InputError};
-use crate::report::{self, RoleSample, RunConfig, Sample};
+use crate::report::{self, RoleSample, RowId, RunConfig, Sample};
 use crate::transfer::sink::SinkKind;
 use crate::transfer::strategies::{self, Strategy};
 
@@ -15,7 +15,7 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
     let selected: Vec<&'static dyn Strategy> = match &args.strategy {
         None => strategies::ALL.to_vec(),
         Some(name) => vec![strategies::by_name(name).ok_or_else(|| {
-            let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id()).collect();
+            let known: Vec<&str> = strategies::ALL.iter().map(|s| s.id().name()).collect();
             InputError::Usage(format!(
                 "unknown strategy '{name}': known strategies are {}",
                 known.join(", ")
@@ -94,11 +94,9 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
                 ));
                 out.push('\n');
             }
-            for c in claims
-                .claims
-                .iter()
-                .filter(|c| strategies::by_name(&c.strategy).is_some_and(|x| x.id() == s.id))
-            {
+            for c in claims.claims.iter().filter(|c| {
+                strategies::by_name(&c.strategy).is_some_and(|x| s.id == RowId::Strategy(x.id()))
+            }) {
                 out.push_str(&wrap(
                     &format!(
                         "  the article claims {} {}{}",

@@ -32,7 +32,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // to fail only after the whole measurement (the check after it stays, for strategies this
     // host skips).
     if let Some(path) = &args.claims {
-        let selected: Vec<&str> = args.strategies.0.iter().map(|s| s.id()).collect();
+        let selected: Vec<_> = args.strategies.0.iter().map(|s| s.id()).collect();
         let grades_one = claims.claims.iter().any(|c| {
             crate::transfer::strategies::by_name(&c.strategy)
                 .is_some_and(|s| selected.contains(&s.id()))
@@ -44,7 +44,11 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                     "none of its {} claims is about a selected strategy ({}); select their \
                      strategies with --strategies",
                     claims.claims.len(),
-                    selected.join(", ")
+                    selected
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
             .into());
@@ -187,7 +191,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
                 report
                     .strategies
                     .iter()
-                    .map(|s| s.id)
+                    .map(|s| s.id.name())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

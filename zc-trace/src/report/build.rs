@@ -35,7 +35,7 @@ pub fn build(
         .into_iter()
         .map(|(s, sink, has_receiver, samples)| {
             let label = Label {
-                id: s.id(),
+                id: super::model::RowId::Strategy(s.id()),
                 name: s.name(),
                 summary: s.summary(),
             };
@@ -70,7 +70,7 @@ pub fn build(
 
 /// What a report row is called: a strategy's names, or a traced program's.
 pub struct Label {
-    pub id: &'static str,
+    pub id: super::model::RowId,
     pub name: &'static str,
     pub summary: &'static str,
 }
@@ -746,7 +746,7 @@ mod tests {
             .verdicts
             .iter()
             .find(|v| {
-                v.strategy == "read-write"
+                v.strategy == crate::transfer::strategies::StrategyId::ReadWrite
                     && v.figure == crate::report::claims::ClaimFigure::CpuCopies
             })
             .expect("the seed article grades read+write's CPU copies");

@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
-use crate::report::Report;
+use crate::report::{Report, RowId};
+use crate::transfer::strategies::StrategyId;
 
 pub use super::verdict::{ClaimFigure, ClaimsReport, Condition, Outcome, Verdict};
 
@@ -129,9 +130,13 @@ pub fn judge(claims: &Claims, report: &Report, facts: &RunFacts) -> ClaimsReport
         .iter()
         .filter_map(|c| {
             let id = crate::transfer::strategies::by_name(&c.strategy)?.id();
-            let s = report.strategies.iter().find(|s| s.id == id)?;
+            let s = report
+                .strategies
+                .iter()
+                .find(|s| s.id == RowId::Strategy(id))?;
             Some(verdict(
                 c,
+                id,
                 s,
                 chunks,
                 report.config.chunk_bytes as f64,
@@ -148,6 +153,7 @@ pub fn judge(claims: &Claims, report: &Report, facts: &RunFacts) -> ClaimsReport
 
 fn verdict(
     c: &Claim,
+    id: StrategyId,
     s: &crate::report::StrategyReport,
     chunks: f64,
     chunk_bytes: f64,
@@ -155,7 +161,7 @@ fn verdict(
     facts: &RunFacts,
 ) -> Verdict {
     let mut v = Verdict {
-        strategy: s.id.to_string(),
+        strategy: id,
         figure: c.figure,
         when: c.when,
         claimed: c.value,

@@ -12,12 +12,13 @@
 use std::fmt::Write;
 
 use super::model::{
-    Class, CopySiteReport, Figure, Provenance, Report, SiteId, StrategyReport, Unit,
+    Class, CopySiteReport, Figure, Provenance, Report, RowId, SiteId, StrategyReport, Unit,
 };
 use super::stat::Stat;
 use crate::kernel::probes::HookId;
 use crate::report::claims::{Condition, Outcome};
 use crate::transfer::sink::SinkKind;
+use crate::transfer::strategies::StrategyId;
 use crate::ui::units::{human_bytes, human_duration, human_rate};
 
 /// The page.
@@ -240,7 +241,7 @@ fn header(out: &mut String, report: &Report) {
         let list: Vec<String> = c
             .skipped
             .iter()
-            .map(|s| format!("{}: {}", esc(s.strategy), esc(&s.reason)))
+            .map(|s| format!("{}: {}", esc(s.strategy.name()), esc(&s.reason)))
             .collect();
         row("Skipped", list.join("<br>"));
     }
@@ -518,7 +519,7 @@ fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a Co
     }
 
     // Disk -> page cache (O_DIRECT: straight into the user buffer), by DMA.
-    let to = if s.id == "odirect" {
+    let to = if s.id == RowId::Strategy(StrategyId::Odirect) {
         Node::UserBuf
     } else {
         Node::PageCache
@@ -719,9 +720,9 @@ fn diagrams(out: &mut String, report: &Report) {
             out,
             "<article class=\"strategy\" id=\"strategy-{}\">\n<h3>{} <span class=\"h\">({})</span></h3>\n\
              <p class=\"summary\">{}</p>",
-            esc(s.id),
+            esc(s.id.name()),
             esc(s.name),
-            esc(s.id),
+            esc(s.id.name()),
             esc(s.summary)
         )
         .unwrap();
@@ -752,7 +753,7 @@ fn diagram(out: &mut String, report: &Report, s: &StrategyReport, index: usize) 
         out,
         "<svg class=\"diagram\" data-strategy=\"{}\" viewBox=\"0 0 {DIAGRAM_W} {DIAGRAM_H}\" \
          width=\"{DIAGRAM_W}\" height=\"{DIAGRAM_H}\" role=\"img\" aria-label=\"data path of {}\">",
-        esc(s.id),
+        esc(s.id.name()),
         esc(s.name)
     )
     .unwrap();
@@ -1011,7 +1012,7 @@ fn bytes_chart(out: &mut String, report: &Report) {
         write!(
             out,
             "<g data-strategy=\"{}\"><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            esc(s.id),
+            esc(s.id.name()),
             LABEL_W - 8.0,
             y + 25.0,
             esc(s.name)
@@ -1119,7 +1120,7 @@ fn transitions_chart(out: &mut String, report: &Report) {
         write!(
             out,
             "<g data-strategy=\"{}\"><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            esc(s.id),
+            esc(s.id.name()),
             LABEL_W - 8.0,
             y + 16.0,
             esc(s.name)
@@ -1186,7 +1187,7 @@ fn figures_table(out: &mut String, report: &Report) {
             };
             let attrs = format!(
                 "data-strategy=\"{}\" data-key=\"{}\" data-unit=\"{}\"",
-                esc(s.id),
+                esc(s.id.name()),
                 esc(key),
                 esc(f.unit.name())
             );
@@ -1255,8 +1256,8 @@ fn claims(out: &mut String, report: &Report) {
             "<tr data-strategy=\"{}\" data-verdict=\"{verdict}\"><td>{}</td><td>{}{when}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"verdict-{verdict}\">{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&v.strategy),
-            esc(&v.strategy),
+            esc(v.strategy.name()),
+            esc(v.strategy.name()),
             esc(&v.figure.to_string()),
             base(v.claimed),
             v.observed.map_or("-".into(), |o| esc(&format!("{o}"))),
@@ -1419,7 +1420,7 @@ mod tests {
         r.claims = Some(ClaimsReport {
             source: "a <b>bold</b> source & more".into(),
             verdicts: vec![Verdict {
-                strategy: "read-write".into(),
+                strategy: StrategyId::ReadWrite,
                 figure: ClaimFigure::CpuCopies,
                 when: None,
                 claimed: 2.0,

@@ -25,7 +25,7 @@ mod untraced;
 mod verdict;
 
 pub use build::build;
-pub use model::{Provenance, Report, RunConfig, SkippedStrategy, StrategyReport};
+pub use model::{Provenance, Report, RowId, RunConfig, SkippedStrategy, StrategyReport};
 pub use sample::{RoleSample, Sample};
 pub use text::Layout;
 pub use untraced::{untraced, UntracedSample};

@@ -10,6 +10,7 @@ use super::stat::Stat;
 
 use crate::kernel::capabilities::HostFacts;
 use crate::kernel::probes::{HookId, HookOutcome, LegId};
+use crate::transfer::strategies::StrategyId;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -333,9 +334,38 @@ pub struct SyscallFigures {
     pub zero_returns: Stat,
 }
 
+/// What a row of figures is: a strategy of `run`, or the program `trace` followed. In JSON,
+/// the strategy's identifier or "traced".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowId {
+    Strategy(StrategyId),
+    Traced,
+}
+
+impl RowId {
+    pub const fn name(self) -> &'static str {
+        match self {
+            RowId::Strategy(s) => s.name(),
+            RowId::Traced => "traced",
+        }
+    }
+}
+
+impl std::fmt::Display for RowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for RowId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyReport {
-    pub id: &'static str,
+    pub id: RowId,
     pub name: &'static str,
     pub summary: &'static str,
     /// The sink this strategy sent to.
@@ -391,7 +421,7 @@ pub struct RunConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SkippedStrategy {
-    pub strategy: &'static str,
+    pub strategy: StrategyId,
     pub reason: String,
 }
 

@@ -133,11 +133,11 @@ fn tally(
 }
 
 /// Per strategy: how many of its claims hold, differ, cannot be observed ("2 ok 1 x 3 ?").
-fn verdict_marks(report: &Report, strategy: &str) -> String {
+fn verdict_marks(report: &Report, row: super::RowId) -> String {
     let Some(c) = &report.claims else {
         return "-".into();
     };
-    let (h, d, n) = tally(c, |v| v.strategy == strategy);
+    let (h, d, n) = tally(c, |v| row == super::RowId::Strategy(v.strategy));
     if h + d + n == 0 {
         return "-".into();
     }
@@ -686,7 +686,7 @@ fn render_claims(out: &mut String, claims: &crate::report::claims::ClaimsReport,
             None => v.figure.to_string(),
         };
         let mut row = vec![
-            v.strategy.clone(),
+            v.strategy.to_string(),
             claim,
             plain(v.claimed),
             v.observed.map_or("-".into(), |o| format!("{o}")),

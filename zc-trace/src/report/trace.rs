@@ -15,6 +15,7 @@ use crate::transfer::sink::SinkKind;
 
 use super::build::{program_report, Label};
 use super::ledger::SinkRoute;
+use super::model::RowId;
 use super::model::{Provenance, SiteId, StrategyReport, Tool, Unit};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
@@ -234,12 +235,12 @@ pub fn program(
     };
     let label = match strategy {
         Some(s) => Label {
-            id: s.id(),
+            id: RowId::Strategy(s.id()),
             name: s.name(),
             summary: s.summary(),
         },
         None => Label {
-            id: "traced",
+            id: RowId::Traced,
             name,
             summary: "the traced program",
         },

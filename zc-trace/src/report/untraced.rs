@@ -48,7 +48,7 @@ pub fn untraced(
         .map(|(s, sink, samples)| {
             let of = |f: fn(&UntracedSample) -> f64| Stat::of(samples.iter().map(f).collect());
             StrategyReport {
-                id: s.id(),
+                id: super::RowId::Strategy(s.id()),
                 name: s.name(),
                 summary: s.summary(),
                 sink,

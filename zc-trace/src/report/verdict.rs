@@ -76,7 +76,7 @@ impl Outcome {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    pub strategy: String,
+    pub strategy: crate::transfer::strategies::StrategyId,
     pub figure: ClaimFigure,
     pub when: Option<Condition>,
     #[serde(serialize_with = "crate::report::stat::serialize_number")]

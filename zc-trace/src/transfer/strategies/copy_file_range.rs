@@ -12,8 +12,8 @@ use super::{retry, unexpected_eof, Strategy, Transfer, TransferContext};
 pub struct CopyFileRangeStrategy;
 
 impl Strategy for CopyFileRangeStrategy {
-    fn id(&self) -> &'static str {
-        "copy-file-range"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::CopyFileRange
     }
     fn name(&self) -> &'static str {
         "copy_file_range"

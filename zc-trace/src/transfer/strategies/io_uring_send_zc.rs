@@ -30,8 +30,8 @@ const MECHANISM: &str = "io_uring notification CQE (IORING_NOTIF_USAGE_ZC_COPIED
 pub struct IoUringSendZcStrategy;
 
 impl Strategy for IoUringSendZcStrategy {
-    fn id(&self) -> &'static str {
-        "io-uring-send-zc"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::IoUringSendZc
     }
     fn name(&self) -> &'static str {
         "io_uring SEND_ZC"
@@ -39,6 +39,9 @@ impl Strategy for IoUringSendZcStrategy {
     fn summary(&self) -> &'static str {
         "ring made before the window; mmap(file) once, one IORING_OP_SEND_ZC per chunk \
          (io_uring_enter waits for its result CQE), munmap; notification CQEs read as they come"
+    }
+    fn needs_io_uring(&self) -> bool {
+        true
     }
     fn unsupported(&self, sink: SinkKind) -> Option<String> {
         (!sink.is_tcp()).then(|| {

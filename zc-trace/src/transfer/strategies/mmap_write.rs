@@ -11,8 +11,8 @@ use super::{mapping_len, with_mapping, write_all, Strategy, Transfer, TransferCo
 pub struct MmapWriteStrategy;
 
 impl Strategy for MmapWriteStrategy {
-    fn id(&self) -> &'static str {
-        "mmap-write"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::MmapWrite
     }
     fn name(&self) -> &'static str {
         "mmap+write"

@@ -45,15 +45,67 @@ pub struct TransferContext<'a> {
     pub chunk: usize,
 }
 
+/// A strategy, typed: what the code compares and matches; its name (`read-write`) is for the
+/// command line, JSON and the screen only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StrategyId {
+    ReadWrite,
+    MmapWrite,
+    Sendfile,
+    Splice,
+    Vmsplice,
+    Tee,
+    Odirect,
+    CopyFileRange,
+    SendfileFile,
+    MsgZerocopy,
+    IoUringSendZc,
+}
+
+impl StrategyId {
+    /// The identifier on the command line and in JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StrategyId::ReadWrite => "read-write",
+            StrategyId::MmapWrite => "mmap-write",
+            StrategyId::Sendfile => "sendfile",
+            StrategyId::Splice => "splice",
+            StrategyId::Vmsplice => "vmsplice",
+            StrategyId::Tee => "tee",
+            StrategyId::Odirect => "odirect",
+            StrategyId::CopyFileRange => "copy-file-range",
+            StrategyId::SendfileFile => "sendfile-file",
+            StrategyId::MsgZerocopy => "msg-zerocopy",
+            StrategyId::IoUringSendZc => "io-uring-send-zc",
+        }
+    }
+}
+
+impl std::fmt::Display for StrategyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for StrategyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 pub trait Strategy: Debug + Sync {
-    /// Identifier used on the command line and in JSON, e.g. `read-write`.
-    fn id(&self) -> &'static str;
+    /// Which strategy this is (its name is the identifier on the command line and in JSON).
+    fn id(&self) -> StrategyId;
     /// Display name, e.g. `read+write`.
     fn name(&self) -> &'static str;
     /// One line: what the strategy does, in syscalls.
     fn summary(&self) -> &'static str;
     /// Work done before the window opens; the returned transfer runs inside it.
     fn prepare<'a>(&self, cx: TransferContext<'a>) -> io::Result<Box<dyn Transfer + 'a>>;
+    /// Whether it needs io_uring (which a sysctl may disable: doctor says so).
+    fn needs_io_uring(&self) -> bool {
+        false
+    }
     /// A sink this strategy always uses, whatever --sink says (file -> file strategies).
     fn fixed_sink(&self) -> Option<SinkKind> {
         None
@@ -110,7 +162,7 @@ pub static ALL: &[&dyn Strategy] = &[
 pub fn by_name(name: &str) -> Option<&'static dyn Strategy> {
     ALL.iter()
         .copied()
-        .find(|s| s.id().eq_ignore_ascii_case(name) || s.name().eq_ignore_ascii_case(name))
+        .find(|s| s.id().name().eq_ignore_ascii_case(name) || s.name().eq_ignore_ascii_case(name))
 }
 
 /// The source's length as a mapping length (a mapping cannot be empty or exceed usize).
@@ -185,9 +237,9 @@ mod tests {
     #[test]
     fn names_and_ids_resolve() {
         for s in ALL {
-            assert_eq!(by_name(s.id()).unwrap().id(), s.id());
+            assert_eq!(by_name(s.id().name()).unwrap().id(), s.id());
             assert_eq!(by_name(s.name()).unwrap().id(), s.id());
-            assert_eq!(by_name(&s.id().to_uppercase()).unwrap().id(), s.id());
+            assert_eq!(by_name(&s.id().name().to_uppercase()).unwrap().id(), s.id());
         }
         assert!(by_name("nope").is_none());
     }
@@ -195,9 +247,11 @@ mod tests {
     #[test]
     fn ids_are_unique_and_cli_safe() {
         for (i, a) in ALL.iter().enumerate() {
-            assert!(a.id().chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+            let name = a.id().name();
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
             for b in &ALL[i + 1..] {
                 assert_ne!(a.id(), b.id());
+                assert_ne!(name, b.id().name());
             }
         }
     }

@@ -27,8 +27,8 @@ const MECHANISM: &str = "MSG_ERRQUEUE (SO_EE_ORIGIN_ZEROCOPY)";
 pub struct MsgZerocopyStrategy;
 
 impl Strategy for MsgZerocopyStrategy {
-    fn id(&self) -> &'static str {
-        "msg-zerocopy"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::MsgZerocopy
     }
     fn name(&self) -> &'static str {
         "send(MSG_ZEROCOPY)"

@@ -19,8 +19,8 @@ const ALIGN: usize = 4096;
 pub struct OdirectStrategy;
 
 impl Strategy for OdirectStrategy {
-    fn id(&self) -> &'static str {
-        "odirect"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::Odirect
     }
     fn name(&self) -> &'static str {
         "O_DIRECT read+write"

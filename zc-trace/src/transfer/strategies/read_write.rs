@@ -9,8 +9,8 @@ use super::{retry, write_all, Strategy, Transfer, TransferContext};
 pub struct ReadWriteStrategy;
 
 impl Strategy for ReadWriteStrategy {
-    fn id(&self) -> &'static str {
-        "read-write"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::ReadWrite
     }
     fn name(&self) -> &'static str {
         "read+write"

@@ -9,8 +9,8 @@ use super::{retry, unexpected_eof, Strategy, Transfer, TransferContext};
 pub struct SendfileStrategy;
 
 impl Strategy for SendfileStrategy {
-    fn id(&self) -> &'static str {
-        "sendfile"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::Sendfile
     }
     fn name(&self) -> &'static str {
         "sendfile"

@@ -12,8 +12,8 @@ use super::{Strategy, Transfer, TransferContext};
 pub struct SendfileFileStrategy;
 
 impl Strategy for SendfileFileStrategy {
-    fn id(&self) -> &'static str {
-        "sendfile-file"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::SendfileFile
     }
     fn name(&self) -> &'static str {
         "sendfile (file->file)"

@@ -13,8 +13,8 @@ use super::{retry, unexpected_eof, Strategy, Transfer, TransferContext};
 pub struct SpliceStrategy;
 
 impl Strategy for SpliceStrategy {
-    fn id(&self) -> &'static str {
-        "splice"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::Splice
     }
     fn name(&self) -> &'static str {
         "splice"

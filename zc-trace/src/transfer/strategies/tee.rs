@@ -14,8 +14,8 @@ use super::{retry, unexpected_eof, Strategy, Transfer, TransferContext};
 pub struct TeeStrategy;
 
 impl Strategy for TeeStrategy {
-    fn id(&self) -> &'static str {
-        "tee"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::Tee
     }
     fn name(&self) -> &'static str {
         "tee"

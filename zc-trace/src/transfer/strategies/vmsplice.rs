@@ -14,8 +14,8 @@ use super::{mapping_len, retry, with_mapping, Strategy, Transfer, TransferContex
 pub struct VmspliceStrategy;
 
 impl Strategy for VmspliceStrategy {
-    fn id(&self) -> &'static str {
-        "vmsplice"
+    fn id(&self) -> super::StrategyId {
+        super::StrategyId::Vmsplice
     }
     fn name(&self) -> &'static str {
         "vmsplice+splice"
