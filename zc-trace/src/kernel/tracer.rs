@@ -899,11 +899,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = inner.source();
     }
-    // A verifier log can be long: its first line says what failed, its last lines say why.
+    // A verifier log can be long: its first line says what failed; why is the line before
+    // its "processed N insns" summary (the instruction it refused), then the summary and the
+    // errno.
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let tail_from = lines
+        .iter()
+        .rposition(|l| l.starts_with("processed "))
+        .map_or(lines.len().saturating_sub(2), |p| p.saturating_sub(1));
     match lines.len() {
         0..=3 => lines.join(" | "),
-        n => format!("{} | ... | {}", lines[0], lines[n - 2..].join(" | ")),
+        _ if tail_from <= 1 => lines.join(" | "),
+        _ => format!("{} | ... | {}", lines[0], lines[tail_from..].join(" | ")),
     }
 }
 
@@ -929,6 +936,26 @@ mod tests {
         }
         assert!(missing.is_empty(), "not in the eBPF object: {missing:?}");
         assert!(object.programs.len() >= 30, "{}", object.programs.len());
+    }
+
+    /// The refused instruction's line is kept: it comes before the summary, and was cut off
+    /// (6.1's refusal read "... | processed 3588 insns ... | : Invalid argument").
+    #[test]
+    fn a_verifier_log_keeps_its_first_line_and_the_reason_before_the_summary() {
+        let log = "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx\n\
+                   1: (bf) r6 = r1\n\
+                   2: (71) r1 = *(u8 *)(r2 +880)\n\
+                   R2 unbounded memory access, make sure to bounds check any such access\n\
+                   processed 3588 insns (limit 1000000) max_states_per_insn 5\n";
+        let e = std::io::Error::other(log);
+        let text = error_chain(&e);
+        assert_eq!(
+            text,
+            "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx | ... | R2 unbounded \
+             memory access, make sure to bounds check any such access | processed 3588 insns \
+             (limit 1000000) max_states_per_insn 5"
+        );
+        assert_eq!(error_chain(&std::io::Error::other("a\nb")), "a | b");
     }
 
     #[test]
