@@ -47,10 +47,17 @@ pub fn zc_task_newtask(ctx: TracePointContext) -> u32 {
         ..TaskState::default()
     };
     let role = parent.role;
+    let spawner = flags == task_flag::ARM_ON_EXEC;
     if TASKS.insert(&(child as u32), &state, 0).is_err() {
         // The map is full: the child goes uncounted, and the report says by how many tasks
         // it is incomplete (one warning per task flooded the log on large programs).
         state::add(role, counter::TASKS_NOT_FOLLOWED, 1);
+    }
+    if spawner {
+        // zc-trace's spawning thread starts one task, the command: its mark goes now, not
+        // when user space takes it away after spawn() returns, so the command's tasks have
+        // the whole table whatever the timing (the command's threads raced that removal).
+        let _ = TASKS.remove(&state::current_tid());
     }
     0
 }
