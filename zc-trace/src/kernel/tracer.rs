@@ -777,6 +777,9 @@ fn attach(
     };
     let e = |e: aya::programs::ProgramError| {
         let kind = failure_kind(&e);
+        // The whole verifier log, for whoever debugs a refusal (RUST_LOG=debug); the
+        // message below keeps its first line and its reason.
+        log::debug!("{} {target}: {e:?}", method.label());
         // "the BPF_PROG_LOAD syscall failed. Verifier output: : Operation not permitted" says
         // nothing a user can act on: say what the kernel refused.
         let message = match (kind, method) {
@@ -785,10 +788,20 @@ fn attach(
                  module, or no ftrace direct calls; `zc-trace doctor` says which)",
                 method.label()
             ),
-            (AttachFailure::NotPermitted, _) => format!(
-                "the kernel refused the {} program (EPERM: lockdown or a security module?)",
-                method.label()
-            ),
+            (AttachFailure::NotPermitted, _) => {
+                let mut m = format!(
+                    "the kernel refused the {} program (EPERM: lockdown or a security module?)",
+                    method.label()
+                );
+                // A verifier that logged before the refusal said why: keep it.
+                if matches!(&e, aya::programs::ProgramError::LoadError { verifier_log, .. }
+                    if !verifier_log.to_string().trim().is_empty())
+                {
+                    m.push_str(": ");
+                    m.push_str(&error_chain(&e));
+                }
+                m
+            }
             _ => error_chain(&e),
         };
         AttachError::new(kind, message)
@@ -866,14 +879,14 @@ fn failure_kind(e: &aya::programs::ProgramError) -> AttachFailure {
         io_error,
     } = e
     {
-        if matches!(
-            io_error.raw_os_error(),
-            Some(nix::libc::EPERM | nix::libc::EACCES)
-        ) {
-            return AttachFailure::NotPermitted;
-        }
-        if !verifier_log.to_string().trim().is_empty() {
-            return AttachFailure::VerifierRefused;
+        // The verifier refuses many accesses with EACCES, and says why in its log; lockdown
+        // and security modules refuse before it runs, with an empty log.
+        let logged = !verifier_log.to_string().trim().is_empty();
+        match io_error.raw_os_error() {
+            Some(nix::libc::EPERM) => return AttachFailure::NotPermitted,
+            Some(nix::libc::EACCES) if !logged => return AttachFailure::NotPermitted,
+            _ if logged => return AttachFailure::VerifierRefused,
+            _ => {}
         }
     }
     let mut cur: Option<&dyn std::error::Error> = Some(e);
@@ -900,13 +913,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     // A verifier log can be long: its first line says what failed; why is the line before
-    // its "processed N insns" summary (the instruction it refused), then the summary and the
-    // errno.
+    // its statistics (the instruction it refused), then the "processed N insns" summary and
+    // the errno. The statistics are "processed ..." with, on some kernels and log levels,
+    // "stack depth ..." and "verification time ..." before it (6.1 prints stack depth).
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let is_statistic =
+        |l: &str| l.starts_with("stack depth ") || l.starts_with("verification time ");
     let tail_from = lines
         .iter()
         .rposition(|l| l.starts_with("processed "))
-        .map_or(lines.len().saturating_sub(2), |p| p.saturating_sub(1));
+        .map_or(lines.len().saturating_sub(2), |mut p| {
+            while p > 0 && is_statistic(lines[p - 1]) {
+                p -= 1;
+            }
+            p.saturating_sub(1)
+        });
     match lines.len() {
         0..=3 => lines.join(" | "),
         _ if tail_from <= 1 => lines.join(" | "),
@@ -954,6 +975,19 @@ mod tests {
             "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx | ... | R2 unbounded \
              memory access, make sure to bounds check any such access | processed 3588 insns \
              (limit 1000000) max_states_per_insn 5"
+        );
+        // 6.1 prints the stack depth between the reason and the summary.
+        let log = "Verifier output: 0: R1=ctx\n\
+                   1: (bf) r6 = r1\n\
+                   2: (71) r1 = *(u8 *)(r2 +880)\n\
+                   R2 unbounded memory access\n\
+                   verification time 9 usec\n\
+                   stack depth 168+0+0+0+0\n\
+                   processed 3588 insns (limit 1000000)\n";
+        assert_eq!(
+            error_chain(&std::io::Error::other(log)),
+            "Verifier output: 0: R1=ctx | ... | R2 unbounded memory access | verification time \
+             9 usec | stack depth 168+0+0+0+0 | processed 3588 insns (limit 1000000)"
         );
         assert_eq!(error_chain(&std::io::Error::other("a\nb")), "a | b");
     }
