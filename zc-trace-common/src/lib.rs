@@ -31,6 +31,59 @@ impl Role {
     }
 }
 
+/// What the programs do with a system call, by its family. User space writes one for every
+/// syscall number into [`Config::syscall_families`] from its one table (zc-trace's
+/// `kernel/syscalls.rs`, by name, for the architecture it was built for); the programs read
+/// it by the number they see, and the report reads the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyscallFamily {
+    /// None the programs treat apart.
+    Other = 0,
+    /// Data from the descriptor in argument 0 into user memory (read, pread64, readv, ...).
+    Read = 1,
+    /// Data from user memory to the descriptor in argument 0 (write, ..., sendto, sendmsg).
+    Write = 2,
+    /// From the socket in argument 0 into user memory (recvfrom, recvmsg): only the
+    /// breakdown by descriptor kind counts them.
+    Receive = 3,
+    /// sendfile: from the descriptor in argument 1 to the one in argument 0, in the kernel.
+    Sendfile = 4,
+    /// splice: from the descriptor in argument 0 to the one in argument 2, in the kernel.
+    Splice = 5,
+    /// copy_file_range: like splice, but only file to file counts.
+    CopyFileRange = 6,
+    /// close: the measured window's markers.
+    Close = 7,
+    /// execve, execveat: a traced command is counted from its first one.
+    Exec = 8,
+    /// rt_sigreturn: its sys_exit carries id -1 (the kernel forgets the syscall so that the
+    /// restored registers are not restarted as one), matched to the pending entry.
+    RtSigreturn = 9,
+}
+
+impl SyscallFamily {
+    /// Its number in [`Config::syscall_families`].
+    pub const fn id(self) -> u8 {
+        self as u8
+    }
+}
+
+/// [`SyscallFamily`] numbers, for matching in the programs.
+pub mod family {
+    use super::SyscallFamily as F;
+    pub const OTHER: u8 = F::Other.id();
+    pub const READ: u8 = F::Read.id();
+    pub const WRITE: u8 = F::Write.id();
+    pub const RECEIVE: u8 = F::Receive.id();
+    pub const SENDFILE: u8 = F::Sendfile.id();
+    pub const SPLICE: u8 = F::Splice.id();
+    pub const COPY_FILE_RANGE: u8 = F::CopyFileRange.id();
+    pub const CLOSE: u8 = F::Close.id();
+    pub const EXEC: u8 = F::Exec.id();
+    pub const RT_SIGRETURN: u8 = F::RtSigreturn.id();
+}
+
 /// Indices into [`RoleStats::counters`].
 pub mod counter {
     /// Kernel entries by system call (raw_syscalls:sys_enter).
@@ -226,6 +279,8 @@ pub const RECEIVER_SLOTS: u32 = 2;
 /// Size of the per-syscall table; syscall numbers at or above it are counted in
 /// [`counter::SYSCALL_OUT_OF_TABLE`].
 pub const SYSCALL_SLOTS: usize = 512;
+// The programs index tables by a syscall number masked with SYSCALL_SLOTS - 1.
+const _: () = assert!(SYSCALL_SLOTS.is_power_of_two());
 
 /// The sender brackets its measured window with `close(MARK_START)` and `close(MARK_STOP)`.
 /// Both fail with EBADF (zc-trace never holds that many descriptors); the eBPF program at
@@ -393,12 +448,12 @@ pub const UNKNOWN: u32 = u32::MAX;
 /// Classic tracepoint field offsets differ between kernels, so user space reads them from
 /// tracefs (`events/<group>/<event>/format`) instead of hard-coding them.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// tgid whose threads may open a measured window with the markers.
     pub sender_tgid: u32,
-    /// Syscall number of close(2) on this architecture.
-    pub close_nr: u32,
+    /// Explicit padding (where close's syscall number was): the u64 below stays aligned.
+    pub _pad1: u32,
     pub sys_enter_id_off: u32,
     pub sys_enter_args_off: u32,
     pub sys_exit_id_off: u32,
@@ -432,20 +487,6 @@ pub struct Config {
     pub netif_f_sg: u64,
     /// sock:sock_send_length's `ret` field offset.
     pub sock_send_ret_off: u32,
-    /// Syscall numbers whose descriptor's file type feeds the derived-bytes counters.
-    pub read_nr: u32,
-    pub pread_nr: u32,
-    pub readv_nr: u32,
-    pub preadv_nr: u32,
-    pub write_nr: u32,
-    pub pwrite_nr: u32,
-    pub writev_nr: u32,
-    pub pwritev_nr: u32,
-    pub sendfile_nr: u32,
-    pub splice_nr: u32,
-    pub copy_file_range_nr: u32,
-    pub sendto_nr: u32,
-    pub sendmsg_nr: u32,
     /// From BTF: the path task_struct->files->fdt->fd[n]->f_inode->i_mode.
     pub task_files_off: u32,
     pub files_fdt_off: u32,
@@ -487,10 +528,6 @@ pub struct Config {
     /// 1 in trace mode: the traced tasks are every task in TASKS (not the sender's tgid and
     /// RECEIVERS), tasks they start are tracked too, and bytes are kept by descriptor kind.
     pub follow: u32,
-    pub recvfrom_nr: u32,
-    pub recvmsg_nr: u32,
-    pub execve_nr: u32,
-    pub execveat_nr: u32,
     /// sock.__sk_common.skc_family and sock.sk_protocol (BTF): TCP, UDP or UNIX.
     pub sock_family_off: u32,
     pub sock_protocol_off: u32,
@@ -506,9 +543,6 @@ pub struct Config {
     /// tp_btf net_dev_start_xmit, which has no tracefs fields.
     pub skb_head_off: u32,
     pub skb_transport_header_off: u32,
-    /// rt_sigreturn's number: its sys_exit carries id -1 (the kernel forgets the syscall so
-    /// that the restored registers are not restarted as one), matched to the pending entry.
-    pub rt_sigreturn_nr: u32,
     /// sched:sched_process_exec's `pid` and `old_pid` (tracefs): a thread other than the
     /// leader that calls execve takes the leader's pid, and its TASKS entry moves with it.
     pub exec_pid_off: u32,
@@ -517,6 +551,8 @@ pub struct Config {
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
     /// ends the list. Their bytes stay out of the regular-file counters (and the ledger).
     pub pseudo_fs_magics: [u32; PSEUDO_FS_SLOTS],
+    /// The [`SyscallFamily`] of every syscall number below [`SYSCALL_SLOTS`] (0: other).
+    pub syscall_families: [u8; SYSCALL_SLOTS],
 }
 
 /// Room in [`Config::pseudo_fs_magics`].
@@ -526,7 +562,7 @@ impl Config {
     pub const fn zeroed() -> Self {
         Config {
             sender_tgid: 0,
-            close_nr: 0,
+            _pad1: 0,
             sys_enter_id_off: 0,
             sys_enter_args_off: 0,
             sys_exit_id_off: 0,
@@ -551,19 +587,6 @@ impl Config {
             _pad0: 0,
             netif_f_sg: 0,
             sock_send_ret_off: 0,
-            read_nr: UNKNOWN,
-            pread_nr: UNKNOWN,
-            readv_nr: UNKNOWN,
-            preadv_nr: UNKNOWN,
-            write_nr: UNKNOWN,
-            pwrite_nr: UNKNOWN,
-            writev_nr: UNKNOWN,
-            pwritev_nr: UNKNOWN,
-            sendfile_nr: UNKNOWN,
-            splice_nr: UNKNOWN,
-            copy_file_range_nr: UNKNOWN,
-            sendto_nr: UNKNOWN,
-            sendmsg_nr: UNKNOWN,
             task_files_off: UNKNOWN,
             files_fdt_off: UNKNOWN,
             fdt_max_fds_off: UNKNOWN,
@@ -592,10 +615,6 @@ impl Config {
             skb_len_off: UNKNOWN,
             skb_data_len_off: UNKNOWN,
             follow: 0,
-            recvfrom_nr: UNKNOWN,
-            recvmsg_nr: UNKNOWN,
-            execve_nr: UNKNOWN,
-            execveat_nr: UNKNOWN,
             sock_family_off: UNKNOWN,
             sock_protocol_off: UNKNOWN,
             newtask_pid_off: 0,
@@ -605,10 +624,10 @@ impl Config {
             netdev_ifindex_off: UNKNOWN,
             skb_head_off: UNKNOWN,
             skb_transport_header_off: UNKNOWN,
-            rt_sigreturn_nr: UNKNOWN,
             exec_pid_off: 0,
             exec_old_pid_off: 0,
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
+            syscall_families: [0; SYSCALL_SLOTS],
         }
     }
 }
@@ -626,11 +645,13 @@ mod pod {
     unsafe impl aya::Pod for super::FdStat {}
 }
 
-// Config has no implicit padding: its size is the sum of its fields, 78 u32 (two of them the
-// explicit padding) and 3 u64. A field added without minding alignment fails the build.
+// Config has no implicit padding: its size is the sum of its fields, 62 u32 (two of them the
+// explicit padding), 3 u64 and the families' bytes. A field added without minding alignment
+// fails the build.
 const _: () = assert!(
-    core::mem::size_of::<Config>() == (80 + PSEUDO_FS_SLOTS) * 4 + 3 * 8
+    core::mem::size_of::<Config>() == (62 + PSEUDO_FS_SLOTS) * 4 + 3 * 8 + SYSCALL_SLOTS
         && PSEUDO_FS_SLOTS & 1 == 0
+        && SYSCALL_SLOTS.is_multiple_of(8)
 );
 const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);
 const _: () = assert!(core::mem::size_of::<FdKey>() == 16);

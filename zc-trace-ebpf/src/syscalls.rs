@@ -7,8 +7,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use zc_trace_common::{
-    counter, fd_kind, fd_side, role, task_flag, FdKey, FdStat, TaskState, MARK_START, MARK_STOP,
-    NO_SYSCALL, SYSCALL_SLOTS,
+    counter, family, fd_kind, fd_side, role, task_flag, FdKey, FdStat, TaskState, MARK_START,
+    MARK_STOP, NO_SYSCALL, SYSCALL_SLOTS,
 };
 
 use crate::state::{self, FDSTATS, TASKS};
@@ -35,7 +35,13 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets come from this kernel's tracefs format file.
     let nr: i64 = unsafe { ctx.read_at(cfg.sys_enter_id_off as usize)? };
 
-    if nr == cfg.close_nr as i64 && state::current_tgid() == cfg.sender_tgid {
+    // The number is bounded once, and the family and the per-syscall counter both use that
+    // one slot: with a second compare of the same number, 6.1's verifier followed a branch
+    // that cannot be taken (bounds umin 512 > umax 511) into the table's index arithmetic
+    // and refused the program ("R0 invalid mem access 'scalar'").
+    let slot = slot(nr);
+    let fam = family_at(cfg, slot);
+    if fam == family::CLOSE && state::current_tgid() == cfg.sender_tgid {
         let fd: u64 = unsafe { ctx.read_at(cfg.sys_enter_args_off as usize)? };
         if fd == MARK_START {
             if let Err(e) = open_window(tid) {
@@ -57,7 +63,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
 
     let task = match state::tracked_task(tid) {
         Some(task) => task,
-        None if cfg.follow != 0 => match armed_by_exec(cfg, tid, nr) {
+        None if cfg.follow != 0 => match armed_by_exec(tid, fam) {
             Some(task) => task,
             None => return Ok(()),
         },
@@ -74,7 +80,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         task.flags &= !task_flag::FIRST_RETURN;
     }
     stats.counters[counter::SYSCALL_ENTERS] += 1;
-    match slot(nr) {
+    match slot {
         Some(i) => {
             if let Some(s) = stats.syscalls.get_mut(i) {
                 s.enters += 1;
@@ -85,20 +91,18 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     task.pending_nr = nr;
     task.pending_in = 0;
     task.pending_out = 0;
-    task.pending_source = source_kind(ctx, cfg, nr, task);
+    task.pending_source = source_kind(ctx, cfg, fam, task);
     Ok(())
 }
 
 /// Trace mode: a task started by zc-trace for the command, counted from its first execve on
 /// (the fork's own set-up before it is zc-trace's code, not the command's).
 #[inline(always)]
-fn armed_by_exec(cfg: &zc_trace_common::Config, tid: u32, nr: i64) -> Option<*mut TaskState> {
+fn armed_by_exec(tid: u32, fam: u8) -> Option<*mut TaskState> {
     let task = TASKS.get_ptr_mut(&tid)?;
     // SAFETY: pointer from a successful lookup.
     let t = unsafe { &mut *task };
-    if t.flags & task_flag::ARM_ON_EXEC == 0
-        || (nr != cfg.execve_nr as i64 && nr != cfg.execveat_nr as i64)
-    {
+    if t.flags & task_flag::ARM_ON_EXEC == 0 || fam != family::EXEC {
         return None;
     }
     t.flags &= !task_flag::ARM_ON_EXEC;
@@ -115,34 +119,17 @@ fn armed_by_exec(cfg: &zc_trace_common::Config, tid: u32, nr: i64) -> Option<*mu
 fn source_kind(
     ctx: &TracePointContext,
     cfg: &zc_trace_common::Config,
-    nr: i64,
+    fam: u8,
     task: &mut TaskState,
 ) -> u64 {
     let role = task.role;
-    let nr = nr as u32;
     // (input descriptor argument, output descriptor argument, splices)
-    let (input, output, splices) = if nr == cfg.read_nr
-        || nr == cfg.pread_nr
-        || nr == cfg.readv_nr
-        || nr == cfg.preadv_nr
-        || nr == cfg.recvfrom_nr
-        || nr == cfg.recvmsg_nr
-    {
-        (Some(0usize), None, false)
-    } else if nr == cfg.write_nr
-        || nr == cfg.pwrite_nr
-        || nr == cfg.writev_nr
-        || nr == cfg.pwritev_nr
-        || nr == cfg.sendto_nr
-        || nr == cfg.sendmsg_nr
-    {
-        (None, Some(0usize), false)
-    } else if nr == cfg.sendfile_nr {
-        (Some(1), Some(0), true)
-    } else if nr == cfg.splice_nr || nr == cfg.copy_file_range_nr {
-        (Some(0), Some(2), true)
-    } else {
-        return 0;
+    let (input, output, splices) = match fam {
+        family::READ | family::RECEIVE => (Some(0usize), None, false),
+        family::WRITE => (None, Some(0usize), false),
+        family::SENDFILE => (Some(1), Some(0), true),
+        family::SPLICE | family::COPY_FILE_RANGE => (Some(0), Some(2), true),
+        _ => return 0,
     };
     // Plain values (0: none), not Options: the verifier rejects the undefined payload LLVM
     // may read from a None.
@@ -170,7 +157,7 @@ fn source_kind(
         }
     }
     // recvfrom/recvmsg feed only the breakdown.
-    if nr == cfg.recvfrom_nr || nr == cfg.recvmsg_nr {
+    if fam == family::RECEIVE {
         return 0;
     }
     // A socket the sender sends on is known from here on: frames leave the device inside
@@ -178,7 +165,7 @@ fn source_kind(
     if out_kind == S_IFSOCK {
         track_socket_of_file(cfg, file_at(cfg, out_fd), role);
     }
-    if nr == cfg.copy_file_range_nr {
+    if fam == family::COPY_FILE_RANGE {
         return if in_kind == S_IFREG && out_kind == S_IFREG {
             counter::UNCLASSIFIED_BYTES as u64
         } else {
@@ -445,7 +432,7 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let mut nr: i64 = unsafe { ctx.read_at(cfg.sys_exit_id_off as usize)? };
     // rt_sigreturn returns with the syscall forgotten (id -1): it is still the return of the
     // call whose entry was counted.
-    if nr == -1 && task.pending_nr == cfg.rt_sigreturn_nr as i64 {
+    if nr == -1 && family_at(cfg, slot(task.pending_nr)) == family::RT_SIGRETURN {
         nr = task.pending_nr;
     }
     // Only count the exit of a syscall whose entry was counted: the start marker's own exit,
@@ -551,6 +538,20 @@ fn close_window(tid: u32) -> Result<(), i64> {
         task.window_end_ns = unsafe { bpf_ktime_get_ns() };
     }
     Ok(())
+}
+
+/// The family of the syscall in `slot` (see [`slot`]), from the table user space wrote;
+/// other beyond the table.
+#[inline(always)]
+fn family_at(cfg: &zc_trace_common::Config, slot: Option<usize>) -> u8 {
+    match slot {
+        Some(i) => cfg
+            .syscall_families
+            .get(i)
+            .copied()
+            .unwrap_or(family::OTHER),
+        None => family::OTHER,
+    }
 }
 
 #[inline(always)]

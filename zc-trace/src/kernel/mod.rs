@@ -9,6 +9,6 @@ pub mod capabilities;
 pub mod filesystems;
 pub mod probes;
 pub mod processes;
-pub mod syscall_names;
+pub mod syscalls;
 pub mod tracefs;
 pub mod tracer;

@@ -16,7 +16,7 @@ use super::sites::{
 use super::stat::Stat;
 use crate::kernel::capabilities::HostFacts;
 use crate::kernel::probes::{AttachReport, HookId};
-use crate::kernel::syscall_names;
+use crate::kernel::syscalls;
 use crate::transfer::sink::SinkKind;
 use crate::transfer::strategies::Strategy;
 
@@ -519,8 +519,8 @@ fn by_name(samples: &[Sample]) -> BTreeMap<String, SyscallFigures> {
             )
             .expect("at least one sample")
         };
-        let name = syscall_names::name(nr);
-        let returns_bytes = syscall_names::returns_bytes(&name);
+        let name = syscalls::name(nr);
+        let returns_bytes = syscalls::returns_bytes(&name);
         out.insert(
             name,
             SyscallFigures {

@@ -327,7 +327,7 @@ pub struct SyscallFigures {
     pub count: Stat,
     /// Sum of the bytes the calls returned (their non-negative return values); null for a
     /// call whose return is no byte count (mmap's is an address, openat's a descriptor: see
-    /// `syscall_names::returns_bytes`).
+    /// `kernel::syscalls::returns_bytes`).
     pub returned: Option<Stat>,
     pub errors: Stat,
     /// Calls that returned 0: for read-like calls, end of file (they moved nothing).

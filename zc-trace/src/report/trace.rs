@@ -305,14 +305,10 @@ fn retitle(r: &mut StrategyReport, sink: SinkKind) {
 
 /// How a syscall treats the bytes it returns, by its side and the descriptor's kind.
 fn how(syscall: &str, side: u32, kind: u32) -> &'static str {
-    let read_family = matches!(
-        syscall,
-        "read" | "pread64" | "readv" | "preadv" | "recvfrom" | "recvmsg"
-    );
-    let write_family = matches!(
-        syscall,
-        "write" | "pwrite64" | "writev" | "pwritev" | "sendto" | "sendmsg"
-    );
+    use zc_trace_common::SyscallFamily as F;
+    let family = crate::kernel::syscalls::family(syscall);
+    let read_family = matches!(family, F::Read | F::Receive);
+    let write_family = family == F::Write;
     match (read_family, write_family, side, kind) {
         (_, _, _, fd_kind::REGULAR_DIRECT) => "DMA to/from user pages (O_DIRECT)",
         (_, _, _, fd_kind::CHAR_DEVICE) => "the driver decides (/dev/null: nothing)",
@@ -345,7 +341,7 @@ pub fn by_fd_kind(fds: &BTreeMap<FdKey, FdStat>) -> Vec<FdRow> {
     let mut rows: Vec<FdRow> = fds
         .iter()
         .map(|(k, v)| {
-            let syscall = crate::kernel::syscall_names::name(k.nr as usize);
+            let syscall = crate::kernel::syscalls::name(k.nr as usize);
             let regular = matches!(k.kind, fd_kind::REGULAR | fd_kind::REGULAR_DIRECT);
             FdRow {
                 how: how(&syscall, k.side, k.kind),
