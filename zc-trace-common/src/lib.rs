@@ -3,7 +3,10 @@
 //! Everything here is `#[repr(C)]` and plain old data: the eBPF side writes these values into
 //! maps and the user-space side reads the same bytes back. Changing a layout here requires
 //! rebuilding the committed eBPF object (`cargo xtask build-ebpf`); CI refuses a stale object.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+#[cfg(feature = "filesystems")]
+pub mod filesystems;
 
 /// Who a tracked task is. Counters are kept apart per role so that the receiver's work never
 /// mixes with the sender's.

@@ -44,14 +44,7 @@ fn fs_type(dir: &Path) -> String {
     if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
         return "unknown".into();
     }
-    match st.f_type as u64 {
-        0xEF53 => "ext2/3/4".into(),
-        0x5846_5342 => "xfs".into(),
-        0x9123_683E => "btrfs".into(),
-        0x0102_1994 => "tmpfs".into(),
-        0x794C_7630 => "overlayfs".into(),
-        other => format!("statfs magic {other:#x}"),
-    }
+    zc_trace_common::filesystems::name(st.f_type as u64)
 }
 
 impl Machine {

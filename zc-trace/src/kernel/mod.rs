@@ -1,4 +1,4 @@
-//! The kernel side: what this kernel offers (capabilities, BTF, tracefs, filesystems,
+//! The kernel side: what this kernel offers (capabilities, BTF, tracefs,
 //! syscall numbers), the probe plan (`probes`: every hook with its candidates), and loading
 //! and attaching the eBPF object and reading its maps (`tracer`), and /proc's processes
 //! (`processes`). It uses `resources` for what must be undone (a tracefs it mounts) and `ui`;
@@ -6,9 +6,9 @@
 
 pub mod btf;
 pub mod capabilities;
-pub mod filesystems;
 pub mod probes;
 pub mod processes;
 pub mod syscalls;
 pub mod tracefs;
+pub mod tracepoints;
 pub mod tracer;

@@ -80,7 +80,7 @@ impl Tracer {
         let mut config = build_config(&formats);
         if follow.is_some() {
             config.follow = 1;
-            config.pseudo_fs_magics = crate::kernel::filesystems::pseudo_magics();
+            config.pseudo_fs_magics = zc_trace_common::filesystems::pseudo_magics();
             // No thread of zc-trace's own opens a measured window in trace mode.
             config.sender_tgid = 0;
         }
@@ -404,45 +404,28 @@ fn read_formats(tracefs: &Path) -> Formats {
 }
 
 fn build_config(formats: &Formats) -> Config {
-    let off = |event: &str, field: &str| -> u32 {
-        formats
-            .get(event)
-            .and_then(|f| f.as_ref().ok())
-            .and_then(|f| f.field(field))
-            .map_or(0, |f| f.offset)
-    };
-    Config {
+    let mut config = Config {
         sender_tgid: std::process::id(),
         syscall_families: crate::kernel::syscalls::families_by_number(),
-        sys_enter_id_off: off("raw_syscalls:sys_enter", "id"),
-        sys_enter_args_off: off("raw_syscalls:sys_enter", "args"),
-        sys_exit_id_off: off("raw_syscalls:sys_exit", "id"),
-        sys_exit_ret_off: off("raw_syscalls:sys_exit", "ret"),
-        sched_prev_pid_off: off("sched:sched_switch", "prev_pid"),
-        sched_prev_state_off: off("sched:sched_switch", "prev_state"),
         sched_preempt_state_bit: TASK_REPORT_MAX,
-        fault_address_off: off("exceptions:page_fault_kernel", "address"),
-        skb_copy_len_off: off("skb:skb_copy_datagram_iovec", "len"),
         user_address_limit: USER_ADDRESS_LIMIT,
-        sock_send_ret_off: off("sock:sock_send_length", "ret"),
-        bio_nr_sector_off: off("block:block_bio_queue", "nr_sector"),
-        bio_rwbs_off: off("block:block_bio_queue", "rwbs"),
-        xmit_skbaddr_off: off("net:net_dev_start_xmit", "skbaddr"),
-        xmit_len_off: off("net:net_dev_start_xmit", "len"),
-        xmit_data_len_off: off("net:net_dev_start_xmit", "data_len"),
-        xmit_transport_valid_off: off("net:net_dev_start_xmit", "transport_offset_valid"),
-        xmit_transport_off: off("net:net_dev_start_xmit", "transport_offset"),
-        newtask_pid_off: off("task:task_newtask", "pid"),
-        exec_pid_off: off("sched:sched_process_exec", "pid"),
-        exec_old_pid_off: off("sched:sched_process_exec", "old_pid"),
-        // Whichever of the two names this kernel has (the field is the same).
-        uring_opcode_off: match off("io_uring:io_uring_submit_req", "opcode") {
-            0 => off("io_uring:io_uring_submit_sqe", "opcode"),
-            o => o,
-        },
         o_direct: nix::libc::O_DIRECT as u32,
         ..Config::zeroed()
+    };
+    // A field's offset stays 0 unless this kernel's format has it (and its program is then
+    // refused at attach); an event under two names (io_uring's submit) gets the one this
+    // kernel has.
+    for event in crate::kernel::tracepoints::EVENTS {
+        let Some(Ok(format)) = formats.get(event.target) else {
+            continue;
+        };
+        for field in event.fields {
+            if let Some(f) = format.field(field.name) {
+                (field.set)(&mut config, f.offset);
+            }
+        }
     }
+    config
 }
 
 /// MSG_SPLICE_PAGES from include/linux/socket.h (a macro, so not in BTF); it exists from 6.5,
@@ -590,31 +573,6 @@ fn need_label(need: Need) -> &'static str {
         Need::SkbHeaders => {
             "sk_buff.head, sk_buff.transport_header, sk_buff.data_len or net_device.ifindex"
         }
-    }
-}
-
-/// Fields each classic tracepoint program reads; the candidate is refused up front when one is
-/// missing from this kernel's format rather than reading at a wrong offset.
-fn required_fields(target: &str) -> &'static [&'static str] {
-    match target {
-        "raw_syscalls:sys_enter" => &["id", "args"],
-        "raw_syscalls:sys_exit" => &["id", "ret"],
-        "sched:sched_switch" => &["prev_pid", "prev_state"],
-        "exceptions:page_fault_kernel" => &["address"],
-        "skb:skb_copy_datagram_iovec" => &["len"],
-        "sock:sock_send_length" => &["ret"],
-        "block:block_bio_queue" => &["nr_sector", "rwbs"],
-        "task:task_newtask" => &["pid"],
-        "sched:sched_process_exec" => &["pid", "old_pid"],
-        "io_uring:io_uring_submit_req" | "io_uring:io_uring_submit_sqe" => &["opcode"],
-        "net:net_dev_start_xmit" => &[
-            "skbaddr",
-            "len",
-            "data_len",
-            "transport_offset_valid",
-            "transport_offset",
-        ],
-        _ => &[],
     }
 }
 
@@ -795,8 +753,10 @@ fn attach(
                 .ok_or_else(|| AttachError::new(Other, "no format read"))?
                 .as_ref()
                 .map_err(|e| AttachError::new(Absent, format!("event not available: {e}")))?;
-            if let Some(f) = required_fields(target)
+            if let Some(f) = crate::kernel::tracepoints::event(target)
+                .map_or(&[][..], |e| e.fields)
                 .iter()
+                .map(|f| f.name)
                 .find(|f| format.field(f).is_none())
             {
                 return Err(AttachError::new(

@@ -9,9 +9,9 @@ use serde::Serialize;
 use zc_trace_common::{fd_kind, fd_side, FdKey, FdStat};
 
 use crate::kernel::capabilities::HostFacts;
-use crate::kernel::filesystems;
 use crate::kernel::probes::{AttachReport, HookId, HookOutcome, LegId};
 use crate::transfer::sink::SinkKind;
+use zc_trace_common::filesystems;
 
 use super::build::{program_report, Label};
 use super::ledger::SinkRoute;
@@ -352,7 +352,7 @@ pub fn by_fd_kind(fds: &BTreeMap<FdKey, FdStat>) -> Vec<FdRow> {
                     "out"
                 },
                 kind: kind_name(k.kind),
-                filesystem: regular.then(|| filesystems::name(k.magic)),
+                filesystem: regular.then(|| filesystems::name(k.magic.into())),
                 calls: v.calls,
                 bytes: v.bytes,
             }

@@ -181,17 +181,7 @@ fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
 
 fn fs_type(file: &File) -> String {
     match nix::sys::statfs::fstatfs(file.as_fd()) {
-        Ok(s) => {
-            let magic = s.filesystem_type().0 as u64;
-            match magic {
-                0xef53 => "ext2/3/4".into(),
-                0x5846_5342 => "xfs".into(),
-                0x9123_683e => "btrfs".into(),
-                0x0102_1994 => "tmpfs".into(),
-                0x794c_7630 => "overlayfs".into(),
-                other => format!("{other:#x}"),
-            }
-        }
+        Ok(s) => zc_trace_common::filesystems::name(s.filesystem_type().0 as u64),
         Err(e) => format!("unknown ({e})"),
     }
 }

@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use toml::Table;
+use zc_trace_common::filesystems;
 
 pub const MATRIX: &str = include_str!("../data/kernel-matrix.toml");
 const FILE: &str = "zc-trace/tests/data/kernel-matrix.toml";
@@ -57,12 +58,10 @@ fn name(entry: &Table) -> &str {
 /// The filesystem of `dir` as the matrix names it ("ext4", "xfs", "btrfs", "tmpfs").
 pub fn filesystem(dir: &str) -> String {
     match nix::sys::statfs::statfs(dir) {
-        Ok(s) => match s.filesystem_type().0 as u64 {
-            0xef53 => "ext4".into(),
-            0x5846_5342 => "xfs".into(),
-            0x9123_683e => "btrfs".into(),
-            0x0102_1994 => "tmpfs".into(),
-            other => format!("{other:#x}"),
+        // The ext family shares one magic; the matrix's cell is ext4.
+        Ok(s) => match s.filesystem_type().0 as u64 as u32 {
+            filesystems::EXT => "ext4".into(),
+            magic => filesystems::name(magic.into()),
         },
         Err(e) => format!("unknown ({e})"),
     }
