@@ -145,6 +145,26 @@ pub mod counter {
     /// A power of two above the last counter: the eBPF side masks indices with COUNT - 1, so
     /// that older verifiers see the bound on the very register that indexes the array.
     pub const COUNT: usize = 32;
+    const _: () = assert!(COUNT.is_power_of_two() && FIRST_RETURNS < COUNT);
+
+    /// `i` as an index into the counters, bounded by a mask (see [`COUNT`]).
+    #[inline(always)]
+    pub const fn index(i: u64) -> usize {
+        i as usize & (COUNT - 1)
+    }
+
+    /// The two derived-bytes counters a pending syscall's return value feeds (its input
+    /// side and its output side; 0: none), in one TaskState word.
+    #[inline(always)]
+    pub const fn pack_sources(input: usize, output: usize) -> u64 {
+        (input as u64 & 0xff) | ((output as u64 & 0xff) << 8)
+    }
+
+    /// The inverse of [`pack_sources`].
+    #[inline(always)]
+    pub const fn unpack_sources(packed: u64) -> (usize, usize) {
+        ((packed & 0xff) as usize, ((packed >> 8) & 0xff) as usize)
+    }
 }
 
 /// How a copy site moved bytes, as the kernel says at the site (iov_iter type, msg flags).
@@ -157,7 +177,15 @@ pub mod class {
     pub const KERNEL_TO_KERNEL: usize = 2;
     /// No copy: page references handed on (splice, sendfile with scatter-gather).
     pub const BY_REFERENCE: usize = 3;
+    /// A power of two, for the same reason as [`super::counter::COUNT`].
     pub const COUNT: usize = 4;
+    const _: () = assert!(COUNT.is_power_of_two() && BY_REFERENCE < COUNT);
+
+    /// `c` as an index into a site's classes, bounded by a mask.
+    #[inline(always)]
+    pub const fn index(c: u64) -> usize {
+        c as usize & (COUNT - 1)
+    }
 }
 
 /// Kernel sites where payload bytes are copied or passed by reference.

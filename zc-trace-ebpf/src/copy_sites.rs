@@ -8,7 +8,7 @@
 //! kernel has one) and user space attaches exactly one of them, so a copy is counted once.
 
 use aya_ebpf::{
-    helpers::{bpf_get_func_ret, bpf_probe_read_kernel},
+    helpers::bpf_get_func_ret,
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{
         BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
@@ -18,6 +18,7 @@ use aya_ebpf::{
 };
 use zc_trace_common::{class, counter, pending_key, site, Config, PendingCopy, UNKNOWN};
 
+use crate::kread;
 use crate::state::{self, PENDING, SOCKS};
 
 // One macro per site shape. A loaded fexit program is bound to one kernel function, so each
@@ -105,7 +106,7 @@ fn memory(cfg: &Config, iter: *const u8) -> Option<Memory> {
     if iter.is_null() || cfg.iov_iter_type_off == UNKNOWN {
         return None;
     }
-    let t = unsafe { bpf_probe_read_kernel(iter.add(cfg.iov_iter_type_off as usize)) }.ok()? as u32;
+    let t = kread::at::<u8>(iter, cfg.iov_iter_type_off)? as u32;
     Some(if t == cfg.iter_ubuf || t == cfg.iter_iovec {
         Memory::User
     } else if t == cfg.iter_pipe {
@@ -197,8 +198,8 @@ fn take(tid: u32, site_id: usize) -> Option<PendingCopy> {
 fn complete(tid: u32, site_id: usize, ret: i64) {
     if let Some(p) = take(tid, site_id) {
         // Masked, not compared: the verifier must see the bound on the very register that
-        // indexes the map value (class::COUNT is 4).
-        record(tid, site_id, (p.class & 3) as usize, ret - p.base);
+        // indexes the map value.
+        record(tid, site_id, class::index(p.class as u64), ret - p.base);
     }
 }
 
@@ -215,9 +216,7 @@ fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
     if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
         return None;
     }
-    let flags: u32 =
-        unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_flags_off as usize) as *const u32) }
-            .ok()?;
+    let flags: u32 = kread::at(msg, cfg.msghdr_flags_off)?;
     let spliced = cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0;
     let mut zerocopy = false;
     if cfg.msg_zerocopy != 0
@@ -225,22 +224,15 @@ fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
         && cfg.sock_flags_off != UNKNOWN
         && cfg.sock_zerocopy_bit < 64
     {
-        let sk_flags: u64 =
-            unsafe { bpf_probe_read_kernel(sk.add(cfg.sock_flags_off as usize) as *const u64) }
-                .ok()?;
+        let sk_flags: u64 = kread::at(sk, cfg.sock_flags_off)?;
         zerocopy = sk_flags & (1u64 << (cfg.sock_zerocopy_bit & 63)) != 0;
     }
     if cfg.msghdr_ubuf_off != UNKNOWN {
-        let ubuf: u64 =
-            unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_ubuf_off as usize) as *const u64) }
-                .ok()?;
+        let ubuf: u64 = kread::at(msg, cfg.msghdr_ubuf_off)?;
         zerocopy |= ubuf != 0;
     }
     if (spliced || zerocopy) && cfg.sock_route_caps_off != UNKNOWN {
-        let caps: u64 = unsafe {
-            bpf_probe_read_kernel(sk.add(cfg.sock_route_caps_off as usize) as *const u64)
-        }
-        .ok()?;
+        let caps: u64 = kread::at(sk, cfg.sock_route_caps_off)?;
         if caps & cfg.netif_f_sg != 0 {
             return Some(class::BY_REFERENCE);
         }
@@ -532,8 +524,7 @@ fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
-    let sk: u64 =
-        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_sk_off as usize) as *const u64) }.ok()?;
+    let sk: u64 = kread::at(skb, cfg.skb_sk_off)?;
     let role = *unsafe { SOCKS.get(&sk) }?;
     let linear_payload = linear_payload(ctx, cfg, skb);
     if linear_payload > 0 {
@@ -561,14 +552,11 @@ fn linear_payload(ctx: &TracePointContext, cfg: &Config, skb: *const u8) -> i64 
     ) else {
         return -1;
     };
-    let Ok(data) =
-        (unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_off as usize) as *const *const u8) })
-    else {
+    let Some(data) = kread::ptr(skb, cfg.skb_data_off) else {
         return -1;
     };
     // TCP data offset: the high nibble of byte 12 of the header, in 32-bit words.
-    let Ok(doff) = (unsafe { bpf_probe_read_kernel::<u8>(data.add(transport as usize + 12)) })
-    else {
+    let Some(doff) = kread::at_byte::<u8>(data, transport as usize + 12) else {
         return -1;
     };
     let headers = transport as i64 + ((doff >> 4) as i64) * 4;
@@ -601,9 +589,7 @@ fn on_nic_tx_btf(skb: *const u8, dev: *const u8) -> Option<()> {
     if wanted == 0 || cfg.netdev_ifindex_off == UNKNOWN {
         return None;
     }
-    let ifindex: u32 =
-        unsafe { bpf_probe_read_kernel(dev.add(cfg.netdev_ifindex_off as usize) as *const u32) }
-            .ok()?;
+    let ifindex: u32 = kread::at(dev, cfg.netdev_ifindex_off)?;
     if ifindex != wanted {
         return None;
     }
@@ -621,8 +607,7 @@ fn skb_frags(cfg: &Config, skb: *const u8) -> i64 {
     if cfg.skb_data_len_off == UNKNOWN {
         return -1;
     }
-    unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_data_len_off as usize) as *const u32) }
-        .map_or(-1, |v| v as i64)
+    kread::at::<u32>(skb, cfg.skb_data_len_off).map_or(-1, |v| v as i64)
 }
 
 /// `linear_payload` from the skb itself (tp_btf has no tracefs fields): its length less the
@@ -637,20 +622,12 @@ fn skb_linear_payload(cfg: &Config, skb: *const u8) -> i64 {
         return -1;
     }
     let frags = skb_frags(cfg, skb);
-    let Ok(len) =
-        (unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_len_off as usize) as *const u32) })
-    else {
+    let Some(len) = kread::at::<u32>(skb, cfg.skb_len_off) else {
         return -1;
     };
-    let read_ptr = |off: u32| -> *const u8 {
-        unsafe { bpf_probe_read_kernel(skb.add(off as usize) as *const *const u8) }
-            .unwrap_or(core::ptr::null())
-    };
-    let head = read_ptr(cfg.skb_head_off);
-    let data = read_ptr(cfg.skb_data_off);
-    let Ok(th) = (unsafe {
-        bpf_probe_read_kernel(skb.add(cfg.skb_transport_header_off as usize) as *const u16)
-    }) else {
+    let head = kread::ptr(skb, cfg.skb_head_off).unwrap_or(core::ptr::null());
+    let data = kread::ptr(skb, cfg.skb_data_off).unwrap_or(core::ptr::null());
+    let Some(th) = kread::at::<u16>(skb, cfg.skb_transport_header_off) else {
         return -1;
     };
     // (u16)~0: no transport header set.
@@ -658,7 +635,7 @@ fn skb_linear_payload(cfg: &Config, skb: *const u8) -> i64 {
         return -1;
     }
     let tcp = unsafe { head.add(th as usize) };
-    let Ok(doff) = (unsafe { bpf_probe_read_kernel::<u8>(tcp.add(12)) }) else {
+    let Some(doff) = kread::at::<u8>(tcp, 12) else {
         return -1;
     };
     let headers = (tcp as i64 - data as i64) + ((doff >> 4) as i64) * 4;
@@ -701,12 +678,8 @@ fn on_nic_tx(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
-    let dev: *const u8 =
-        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_dev_off as usize) as *const *const u8) }
-            .ok()?;
-    let ifindex: i32 =
-        unsafe { bpf_probe_read_kernel(dev.add(cfg.netdev_ifindex_off as usize) as *const i32) }
-            .ok()?;
+    let dev: *const u8 = kread::ptr(skb, cfg.skb_dev_off)?;
+    let ifindex: i32 = kread::at(dev, cfg.netdev_ifindex_off)?;
     if ifindex as u32 != wanted {
         return None;
     }
@@ -739,8 +712,7 @@ fn skb_role(cfg: &Config, skb: *const u8) -> Option<u32> {
     if skb.is_null() || cfg.skb_sk_off == UNKNOWN {
         return None;
     }
-    let sk: u64 =
-        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_sk_off as usize) as *const u64) }.ok()?;
+    let sk: u64 = kread::at(skb, cfg.skb_sk_off)?;
     unsafe { SOCKS.get(&sk) }.copied()
 }
 
@@ -760,8 +732,7 @@ fn on_segment(skb: *const u8, features: u64) -> Option<()> {
         return None;
     }
     let role = skb_role(cfg, skb)?;
-    let len: u32 =
-        unsafe { bpf_probe_read_kernel(skb.add(cfg.skb_len_off as usize) as *const u32) }.ok()?;
+    let len: u32 = kread::at(skb, cfg.skb_len_off)?;
     add_linearized(role, len as u64)
 }
 
@@ -821,9 +792,7 @@ fn unix_send_class(msg: *const u8) -> Option<usize> {
     if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
         return None;
     }
-    let flags: u32 =
-        unsafe { bpf_probe_read_kernel(msg.add(cfg.msghdr_flags_off as usize) as *const u32) }
-            .ok()?;
+    let flags: u32 = kread::at(msg, cfg.msghdr_flags_off)?;
     if cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0 {
         return Some(class::BY_REFERENCE);
     }

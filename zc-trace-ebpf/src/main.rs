@@ -6,6 +6,7 @@
 mod block_io;
 mod copy_sites;
 mod faults;
+mod kread;
 mod sched;
 mod state;
 mod syscalls;

@@ -21,7 +21,8 @@ pub fn zc_sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
     //          unsigned int prev_state) -- prev_state since 5.18.
     let preempt: u64 = unsafe { ctx.arg(0) };
     let prev_state: u64 = unsafe { ctx.arg(3) };
-    let voluntary = (preempt & 0xff) == 0 && (prev_state & 0xffff_ffff) != 0;
+    // Each argument fills a u64 slot; only its own width is the value.
+    let voluntary = preempt as u8 == 0 && prev_state as u32 != 0;
     count(unsafe { (*task).role }, voluntary);
     0
 }

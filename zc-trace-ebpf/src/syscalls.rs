@@ -2,7 +2,7 @@
 //! zc-trace supports). Also owns the measured-window markers.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -11,6 +11,7 @@ use zc_trace_common::{
     MARK_STOP, NO_SYSCALL, SYSCALL_SLOTS,
 };
 
+use crate::kread;
 use crate::state::{self, FDSTATS, TASKS};
 
 #[tracepoint]
@@ -36,9 +37,10 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let nr: i64 = unsafe { ctx.read_at(cfg.sys_enter_id_off as usize)? };
 
     // The number is bounded once, and the family and the per-syscall counter both use that
-    // one slot: with a second compare of the same number, 6.1's verifier followed a branch
-    // that cannot be taken (bounds umin 512 > umax 511) into the table's index arithmetic
-    // and refused the program ("R0 invalid mem access 'scalar'").
+    // one slot. (6.1 accepts these bounds only because the object is built for BPF ISA v2:
+    // with v1, LLVM writes `nr < 512` as `512 > nr` on a register, a compare 6.1's verifier
+    // cannot decide, and it followed the impossible branch into the index; see
+    // zc-trace-ebpf/.cargo/config.toml.)
     let slot = slot(nr);
     let fam = family_at(cfg, slot);
     if fam == family::CLOSE && state::current_tgid() == cfg.sender_tgid {
@@ -186,7 +188,7 @@ fn source_kind(
         (S_IFSOCK, true) => counter::SPLICE_TO_SOCKET_BYTES,
         _ => 0,
     };
-    (low as u64) | ((high as u64) << 8)
+    counter::pack_sources(low, high)
 }
 
 /// No descriptor (an argument that is not one): beyond every descriptor table.
@@ -208,13 +210,10 @@ fn track_socket_of_file(cfg: &zc_trace_common::Config, file: *const u8, role: u3
     {
         return;
     }
-    let read_ptr = |base: *const u8, off: u32| -> Option<*const u8> {
-        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }.ok()
-    };
-    let Some(sock) = read_ptr(file, cfg.file_private_data_off) else {
+    let Some(sock) = kread::ptr(file, cfg.file_private_data_off) else {
         return;
     };
-    if let Some(sk) = read_ptr(sock, cfg.socket_sk_off) {
+    if let Some(sk) = kread::ptr(sock, cfg.socket_sk_off) {
         if !sk.is_null() {
             crate::state::remember_socket(sk as u64, role);
         }
@@ -230,25 +229,22 @@ fn file_at(cfg: &zc_trace_common::Config, fd: u64) -> *const u8 {
     if cfg.task_files_off == zc_trace_common::UNKNOWN {
         return none;
     }
-    let read_ptr = |base: *const u8, off: u32| -> Option<*const u8> {
-        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }.ok()
-    };
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Some(files) = read_ptr(task, cfg.task_files_off) else {
+    let Some(files) = kread::ptr(task, cfg.task_files_off) else {
         return none;
     };
-    let Some(fdt) = read_ptr(files, cfg.files_fdt_off) else {
+    let Some(fdt) = kread::ptr(files, cfg.files_fdt_off) else {
         return none;
     };
-    let max = unsafe { bpf_probe_read_kernel(fdt.add(cfg.fdt_max_fds_off as usize) as *const u32) };
+    let max = kread::at::<u32>(fdt, cfg.fdt_max_fds_off);
     match max {
-        Ok(max) if fd < max as u64 => {}
+        Some(max) if fd < max as u64 => {}
         _ => return none,
     }
-    let Some(array) = read_ptr(fdt, cfg.fdt_fd_off) else {
+    let Some(array) = kread::ptr(fdt, cfg.fdt_fd_off) else {
         return none;
     };
-    read_ptr(array, (fd * 8) as u32).unwrap_or(none)
+    kread::ptr(array, (fd * 8) as u32).unwrap_or(none)
 }
 
 /// The file type (S_IFMT bits of i_mode) behind descriptor `fd` of the current task:
@@ -265,18 +261,12 @@ fn file_mode_of(cfg: &zc_trace_common::Config, file: *const u8) -> Option<u32> {
     if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
         return None;
     }
-    let flags: u32 =
-        unsafe { bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32) }
-            .ok()?;
-    let inode: *const u8 =
-        unsafe { bpf_probe_read_kernel(file.add(cfg.file_inode_off as usize) as *const *const u8) }
-            .ok()?;
+    let flags: u32 = kread::at(file, cfg.file_flags_off)?;
+    let inode: *const u8 = kread::ptr(file, cfg.file_inode_off)?;
     if flags & cfg.o_direct != 0 && !on_tmpfs(cfg, inode) {
         return None;
     }
-    let mode: u16 =
-        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) }
-            .ok()?;
+    let mode: u16 = kread::at(inode, cfg.inode_mode_off)?;
     Some(mode as u32 & S_IFMT)
 }
 
@@ -287,25 +277,16 @@ fn fd_class(cfg: &zc_trace_common::Config, file: *const u8) -> u64 {
     if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
         return 0;
     }
-    let read_ptr = |base: *const u8, off: u32| -> *const u8 {
-        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }
-            .unwrap_or(core::ptr::null())
-    };
-    let inode = read_ptr(file, cfg.file_inode_off);
+    let inode = kread::ptr(file, cfg.file_inode_off).unwrap_or(core::ptr::null());
     if inode.is_null() {
         return 0;
     }
-    let Ok(mode) =
-        (unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_mode_off as usize) as *const u16) })
-    else {
+    let Some(mode) = kread::at::<u16>(inode, cfg.inode_mode_off) else {
         return 0;
     };
     match mode as u32 & S_IFMT {
         S_IFREG => {
-            let flags: u32 = unsafe {
-                bpf_probe_read_kernel(file.add(cfg.file_flags_off as usize) as *const u32)
-            }
-            .unwrap_or(0);
+            let flags: u32 = kread::at(file, cfg.file_flags_off).unwrap_or(0);
             let kind = if flags & cfg.o_direct != 0 {
                 fd_kind::REGULAR_DIRECT
             } else {
@@ -359,21 +340,15 @@ fn socket_kind(cfg: &zc_trace_common::Config, file: *const u8) -> u32 {
     {
         return fd_kind::OTHER_SOCKET;
     }
-    let read_ptr = |base: *const u8, off: u32| -> *const u8 {
-        unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const *const u8) }
-            .unwrap_or(core::ptr::null())
-    };
-    let sock = read_ptr(file, cfg.file_private_data_off);
+    let sock = kread::ptr(file, cfg.file_private_data_off).unwrap_or(core::ptr::null());
     if sock.is_null() {
         return fd_kind::OTHER_SOCKET;
     }
-    let sk = read_ptr(sock, cfg.socket_sk_off);
+    let sk = kread::ptr(sock, cfg.socket_sk_off).unwrap_or(core::ptr::null());
     if sk.is_null() {
         return fd_kind::OTHER_SOCKET;
     }
-    let read_u16 = |off: u32| -> u16 {
-        unsafe { bpf_probe_read_kernel(sk.add(off as usize) as *const u16) }.unwrap_or(0)
-    };
+    let read_u16 = |off: u32| -> u16 { kread::at::<u16>(sk, off).unwrap_or(0) };
     let family = read_u16(cfg.sock_family_off);
     if family == AF_UNIX {
         // Only stream sockets go through unix_stream_sendmsg, the UNIX copy site.
@@ -402,10 +377,9 @@ fn fs_magic(cfg: &zc_trace_common::Config, inode: *const u8) -> u32 {
     {
         return 0;
     }
-    let sb =
-        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8) };
-    let Ok(sb) = sb else { return 0 };
-    let magic = unsafe { bpf_probe_read_kernel(sb.add(cfg.sb_magic_off as usize) as *const u64) };
+    let sb = kread::ptr(inode, cfg.inode_sb_off);
+    let Some(sb) = sb else { return 0 };
+    let magic = kread::at::<u64>(sb, cfg.sb_magic_off);
     magic.map_or(0, |m| m as u32)
 }
 
@@ -416,11 +390,10 @@ fn on_tmpfs(cfg: &zc_trace_common::Config, inode: *const u8) -> bool {
     {
         return false;
     }
-    let sb =
-        unsafe { bpf_probe_read_kernel(inode.add(cfg.inode_sb_off as usize) as *const *const u8) };
-    let Ok(sb) = sb else { return false };
-    let magic = unsafe { bpf_probe_read_kernel(sb.add(cfg.sb_magic_off as usize) as *const u64) };
-    magic.is_ok_and(|m| m == zc_trace_common::TMPFS_MAGIC)
+    let sb = kread::ptr(inode, cfg.inode_sb_off);
+    let Some(sb) = sb else { return false };
+    let magic = kread::at::<u64>(sb, cfg.sb_magic_off);
+    magic.is_some_and(|m| m == zc_trace_common::TMPFS_MAGIC)
 }
 
 fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
@@ -457,13 +430,12 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let source = task.pending_source;
     task.pending_source = 0;
     if ret > 0 {
-        let low = source & 0xff;
-        let high = (source >> 8) & 0xff;
-        if low != 0 {
-            stats.counters[(low & 31) as usize] += ret as u64;
+        let (input, output) = counter::unpack_sources(source);
+        if input != 0 {
+            stats.counters[counter::index(input as u64)] += ret as u64;
         }
-        if high != 0 {
-            stats.counters[(high & 31) as usize] += ret as u64;
+        if output != 0 {
+            stats.counters[counter::index(output as u64)] += ret as u64;
         }
     }
     if cfg.follow != 0 {
