@@ -1,4 +1,4 @@
-//! Headless Chromium for the HTML report's test (`zc-trace/tests/html_report.rs`), unpacked
+//! Headless Chromium for the HTML report's test (`zc-trace/tests/suite/html_report.rs`), unpacked
 //! from this machine's Debian release into `target/chromium/root/` like the trace tests'
 //! programs (`trace_tools`): resolved and downloaded in a private apt state of its own
 //! (`target/vm/apt/chromium/`), unpacked with `dpkg-deb -x`, run through the unpacked loader

@@ -1,6 +1,8 @@
 //! The README's test command. Order: cheap static checks first, then the tests, then the
 //! kernel matrix in VMs (`vm-test`).
 
+use std::path::Path;
+
 use crate::util::{command, run, workspace_root, Result};
 use crate::vm::MatrixError;
 
@@ -34,6 +36,7 @@ pub fn run_all(args: TestArgs) -> Result {
         ])
         .current_dir(&root))?;
     crate::ebpf::clippy()?;
+    check_alone_tests(&root.join("zc-trace"))?;
     let ci = std::env::var("CI").as_deref() == Ok("true");
     if ci {
         eprintln!("xtask: CI=true: tests that need root and BPF fail instead of skipping");
@@ -60,6 +63,59 @@ pub fn run_all(args: TestArgs) -> Result {
         started.elapsed().as_secs_f64()
     );
     result
+}
+
+/// The tests in `zc-trace/tests/alone/` watch system-wide state (every eBPF program loaded,
+/// /run/netns, tracefs, peak memory) that a second test of their binary, run in parallel,
+/// would change: each file must hold one test and be a `[[test]]` of zc-trace's Cargo.toml
+/// (Cargo does not look in a subfolder by itself, so an unlisted file would never run).
+fn check_alone_tests(crate_dir: &Path) -> Result {
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml"))
+        .map_err(|e| format!("{}/Cargo.toml: {e}", crate_dir.display()))?;
+    let manifest: toml::Value =
+        toml::from_str(&manifest).map_err(|e| format!("zc-trace/Cargo.toml: {e}"))?;
+    let listed: Vec<&str> = manifest
+        .get("test")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("path")?.as_str())
+        .collect();
+    let dir = crate_dir.join("tests/alone");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    let mut problems = Vec::new();
+    if files.is_empty() {
+        problems.push(format!("no test found in {}", dir.display()));
+    }
+    for f in &files {
+        let rel = format!(
+            "tests/alone/{}",
+            f.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if !listed.contains(&rel.as_str()) {
+            problems.push(format!(
+                "{rel} is not a [[test]] of zc-trace/Cargo.toml, so it never runs"
+            ));
+        }
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{rel}: {e}"))?;
+        let tests = text.lines().filter(|l| l.trim() == "#[test]").count();
+        if tests != 1 {
+            problems.push(format!(
+                "{rel} holds {tests} tests: a test there runs alone, one per binary"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 /// What `--no-vm` leaves out.
@@ -97,6 +153,36 @@ mod tests {
         assert!(e.contains("--no-vm"), "{e}");
         assert!(matrix_verdict(Err(MatrixError::Failed("x".into()))).is_err());
         assert!(matrix_verdict(Ok(())).is_ok());
+    }
+
+    #[test]
+    fn the_alone_tests_hold_one_test_each_and_are_listed() {
+        check_alone_tests(&workspace_root().join("zc-trace")).unwrap();
+    }
+
+    /// The check fails on a second test and on a file Cargo.toml does not list.
+    #[test]
+    fn a_second_test_or_an_unlisted_file_in_alone_fails_the_check() {
+        let dir = std::env::temp_dir().join(format!("xtask-alone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tests/alone")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[[test]]\nname = \"a\"\npath = \"tests/alone/a.rs\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("tests/alone/a.rs"), "#[test]\nfn x() {}\n").unwrap();
+        assert_eq!(check_alone_tests(&dir), Ok(()));
+        std::fs::write(
+            dir.join("tests/alone/a.rs"),
+            "#[test]\nfn x() {}\n  #[test]\nfn y() {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("tests/alone/b.rs"), "#[test]\nfn z() {}\n").unwrap();
+        let e = check_alone_tests(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("tests/alone/a.rs holds 2 tests"), "{e}");
+        assert!(e.contains("tests/alone/b.rs is not a [[test]]"), "{e}");
     }
 
     #[test]

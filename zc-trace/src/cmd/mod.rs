@@ -1,6 +1,6 @@
 //! The subcommands: each reads its flags (`cli`), runs the layers below (the kernel side,
 //! transfers, resources) and hands what it measured to `report`. No layer below imports from
-//! here (tests/source.rs). `measure` is the run's engine, shared by `run` (`runner`, with the
+//! here (tests/suite/source.rs). `measure` is the run's engine, shared by `run` (`runner`, with the
 //! probes for a meter) and `run --untraced` (`untraced`, with the clock).
 
 pub mod cleanup;

@@ -3,7 +3,11 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod matrix;
+pub mod proc;
 pub mod trace;
+
+#[allow(unused_imports)] // not every binary spawns one
+pub use proc::Proc;
 
 use std::process::{Command, Output};
 

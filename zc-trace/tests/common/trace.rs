@@ -1,6 +1,6 @@
 //! `zc-trace trace` of the test program tests/programs/xfer.c: built here, or given by the VM
 //! harness (`ZC_TRACE_XFER`, a static build in the guest's /bin), with the checks shared by
-//! tests/trace.rs and the kernel matrix.
+//! tests/suite/trace.rs and the kernel matrix.
 
 use std::io::Read;
 use std::net::TcpListener;

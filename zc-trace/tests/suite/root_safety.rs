@@ -5,15 +5,15 @@
 //! the tests with `ZCT_ATTACK_DIR` and `ZCT_ATTACK_EVIL` set; as a test of its own it does
 //! nothing).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{bin, bpf_available};
+use crate::common::{bin, bpf_available};
 
 const NOBODY: u32 = 65534;
 /// The attacker's lines, told apart from libtest's own output on the same stdout.
@@ -32,24 +32,10 @@ fn dir(name: &str, owner: u32, mode: u32) -> PathBuf {
 
 /// Waits for a child at most `limit`, killing it after that: a run the attacker made hang
 /// is a finding, not a stuck test.
-fn wait_at_most(mut child: Child, limit: Duration) -> (Option<i32>, String) {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
-    (status, stderr)
+fn wait_at_most(child: Child, limit: Duration) -> (Option<i32>, String) {
+    let mut child = common::Proc::adopt("zc-trace", child);
+    let status = child.wait_at_most(limit).and_then(|s| s.code());
+    (status, child.stderr())
 }
 
 /// The attacker: as `NOBODY`, in a loop, renames every zc-trace entry in `ZCT_ATTACK_DIR`
@@ -112,10 +98,12 @@ fn attacker_process() {
 
 /// Starts the attacker against `target`, waits until it listens.
 fn attacker(target: &Path, evil: &Path) -> Child {
+    // The test's name in its binary: this module's path without the binary's own name.
+    let name = module_path!().split_once("::").map_or("", |(_, m)| m);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "attacker_process",
+            &format!("{name}::attacker_process"),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -5,7 +5,7 @@
 //! Everything happens in a network namespace the test makes (`unshare --net`) with a veth
 //! pair of its own: no device of the machine is touched.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! and unmounts it on exit: nothing left behind. Its own binary, so no other zc-trace of the
 //! test suite runs while tracefs is away.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -4,13 +4,13 @@
 //! subcommand must exit quietly with its own status. And the output conventions:
 //! `completions SHELL`, `man`, `-j`.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::process::{Command, ExitStatus, Stdio};
 
-use common::{bin, bpf_available, zc_trace};
+use crate::common::{bin, bpf_available, zc_trace};
 
 /// Runs `zc-trace ARGS` with stdout a one-page pipe whose reader reads `read` bytes and then
 /// closes it; with `read` 0 the reader is closed before zc-trace starts (every write fails).

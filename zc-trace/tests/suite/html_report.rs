@@ -10,8 +10,6 @@
 //! folder: outside CI the test skips, saying why; with CI=true a skip is a failure.
 //! `ZC_TRACE_HTML_SCREENSHOT=PATH` keeps a copy of the screenshot.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -20,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{bin, bpf_available, strategy};
+use crate::common::{bin, bpf_available, strategy};
 
 const STRATEGIES: &[&str] = &["read-write", "sendfile", "splice"];
 /// How long one Chromium run may take.

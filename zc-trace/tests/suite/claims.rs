@@ -1,9 +1,7 @@
 //! Verdicts on the textbook claims, and the exit status that lets labs grade with zc-trace
 //! (needs root: the verdicts are about real measurements).
 
-mod common;
-
-use common::{bpf_available, zc_trace};
+use crate::common::{bpf_available, zc_trace};
 use serde_json::Value;
 
 fn verdict<'a>(report: &'a Value, strategy: &str, figure: &str, when: Option<&str>) -> &'a Value {

@@ -1,12 +1,12 @@
 //! Bad input and missing privileges: one clear line on stderr and the documented exit status.
 //! These run without root, except the privilege test, which needs root to drop privileges.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use common::{zc_trace, BIN};
+use crate::common::{zc_trace, BIN};
 
 /// Fails with `code`, `needle` on stderr, in one line, and nothing on stdout.
 fn assert_fails(args: &[&str], code: i32, needle: &str) {
@@ -206,28 +206,16 @@ fn a_fifo_is_not_a_payload_and_does_not_block() {
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("payload");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--file", fifo.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::fs::remove_dir_all(&dir).unwrap();
-            panic!("zc-trace run --file <fifo> was still blocked after 20 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut child = common::Proc::spawn(
+        "zc-trace run --file <fifo>",
+        Command::new(BIN)
+            .args(["run", "--file", fifo.to_str().unwrap()])
+            .stdout(std::process::Stdio::null()),
+    );
+    let status = child.wait_at_most(std::time::Duration::from_secs(20));
+    let stderr = child.stderr();
     std::fs::remove_dir_all(&dir).unwrap();
+    let status = status.expect("zc-trace run --file <fifo> was still blocked after 20 s");
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is a FIFO"), "{stderr}");
 }

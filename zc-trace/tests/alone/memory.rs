@@ -3,6 +3,7 @@
 //! 400 MB. What a run keeps per iteration now is the exact values its medians need, a few
 //! hundred bytes per strategy. One test per binary: the peaks are not disturbed by other runs.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

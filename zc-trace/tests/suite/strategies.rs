@@ -1,9 +1,9 @@
 //! The strategies beyond the four classic ones, on the running kernel (needs root): exact
 //! syscall counts and copies over loopback TCP. S = payload, N = chunks.
 
-mod common;
+use crate::common;
 
-use common::{bpf_available, figure, run_json, strategy, syscall_count};
+use crate::common::{bpf_available, figure, run_json, strategy, syscall_count};
 
 const S: u64 = (1 << 20) + 1000;
 const C: u64 = 64 * 1024;

@@ -1,9 +1,9 @@
 //! Every sink on the running kernel (needs root): where the copies happen depends on what the
 //! payload is sent to, and the counts stay exact. S = payload bytes.
 
-mod common;
+use crate::common;
 
-use common::{bpf_available, figure, run_json, strategy};
+use crate::common::{bpf_available, figure, run_json, strategy};
 use serde_json::Value;
 
 const S: f64 = (1 << 20) as f64;

@@ -3,13 +3,15 @@
 //! it any more). Now the write runs beside the signal handling: exit 130 at once. One test per
 //! binary, so no other zc-trace of the suite runs beside it.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, bpf_available};
+use common::{bin, bpf_available, Proc};
+use nix::sys::signal::Signal;
 
 /// Bytes waiting in the pipe.
 fn pending(fd: &impl AsRawFd) -> i32 {
@@ -31,35 +33,35 @@ fn a_signal_while_the_report_blocks_on_a_full_pipe_ends_zc_trace() {
     assert!(capacity > 0);
     // The JSON report carries every sample of every figure: at 200 iterations it is several
     // hundred KiB, far more than the pipe holds.
-    let mut child = Command::new(bin())
-        .args([
-            "run",
-            "--strategies",
-            "read-write",
-            "--size",
-            "64K",
-            "--iterations",
-            "200",
-            "--format",
-            "json",
-            "--no-fail",
-        ])
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = Proc::spawn(
+        "zc-trace run (into a pipe nobody reads)",
+        Command::new(bin())
+            .args([
+                "run",
+                "--strategies",
+                "read-write",
+                "--size",
+                "64K",
+                "--iterations",
+                "200",
+                "--format",
+                "json",
+                "--no-fail",
+            ])
+            .stdout(Stdio::from(writer)),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     // Full: a pipe takes no more once its page slots are used, which can be a few bytes short
     // of its capacity.
     let page = 4096;
     while pending(&reader) <= capacity - page {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("zc-trace ended ({status:?}) before it filled the pipe");
+        if !child.running() {
+            panic!(
+                "zc-trace ended before it filled the pipe: {}",
+                child.stderr()
+            );
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!(
                 "the pipe did not fill in 60 s ({} bytes in it)",
                 pending(&reader)
@@ -67,21 +69,12 @@ fn a_signal_while_the_report_blocks_on_a_full_pipe_ends_zc_trace() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zc-trace ignored SIGINT for 10 s while its output was blocked");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child.signal(Signal::SIGINT);
+    let status = child.wait(
+        Duration::from_secs(10),
+        "it got SIGINT while its output was blocked",
+    );
+    let stderr = child.stderr();
     assert_eq!(status.code(), Some(130), "{status:?}: {stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     drop(reader);

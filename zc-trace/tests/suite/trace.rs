@@ -2,12 +2,12 @@
 //! with the C compiler Rust links with), traced with exact figures; a running process attached
 //! by pid; exit statuses passed through; bad input refused before anything is attached.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::trace::{fd_bytes, payload, receiver, site, trace_json, xfer, N};
+use crate::common::trace::{fd_bytes, payload, receiver, site, trace_json, xfer, N};
 use serde_json::Value;
 
 /// What `trace --pid`'s stderr said up to its "tracing ..." line (it has attached then), and
@@ -410,18 +410,8 @@ fn a_task_that_exits_during_the_attach_is_not_kept() {
             })
         });
         busy.wait().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = trace.try_wait().unwrap() {
-                break Some(s);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = trace.kill();
-                let _ = trace.wait();
-                break None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
+        let status = common::Proc::adopt("zc-trace trace --pid", trace)
+            .wait_at_most(std::time::Duration::from_secs(30));
         let [stdout, stderr] = readers.map(|t| t.join().unwrap());
         let status = status.unwrap_or_else(|| {
             panic!("attempt {attempt}: the trace did not end within 30 s of the process")

@@ -3,6 +3,7 @@
 //! provably zc-trace's and whose maker is dead: never another program's, never a running
 //! zc-trace's. One test per binary: no other run's leftovers come and go beside it.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -4,6 +4,7 @@
 //! Here zc-trace runs with a PATH that holds no program at all, with scatter-gather on and
 //! off. One test per binary: no other run's namespaces come and go beside it.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::process::Command;

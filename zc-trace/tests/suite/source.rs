@@ -95,43 +95,6 @@ fn the_scanner_sees_paths_and_skips_comments() {
     );
 }
 
-/// The test binaries that must run alone (their header says "One test per binary": they watch
-/// system-wide state, such as every eBPF program loaded or every namespace in /run/netns, that
-/// a second test of the same binary, run in parallel, would change) hold exactly one test.
-#[test]
-fn isolated_test_binaries_hold_one_test_each() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let mut isolated = 0;
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p).unwrap();
-        let header: String = text
-            .lines()
-            .take_while(|l| l.starts_with("//!"))
-            .flat_map(|l| l.trim_start_matches("//!").split_whitespace())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !header.contains("One test per binary") {
-            continue;
-        }
-        isolated += 1;
-        let tests = text.lines().filter(|l| l.trim() == "#[test]").count();
-        assert_eq!(
-            tests,
-            1,
-            "{} says one test per binary and has {tests}",
-            p.display()
-        );
-    }
-    assert!(
-        isolated >= 6,
-        "the isolated binaries were not found ({isolated})"
-    );
-}
-
 /// A module: its path from the crate root (`["report", "ledger"]`; the root is `[]`).
 type Module = Vec<String>;
 

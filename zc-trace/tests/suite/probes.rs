@@ -1,9 +1,7 @@
 //! `zc-trace probes` on the running kernel (needs root): every hook of the plan is reported,
 //! with the method that attached or the errors of every method tried.
 
-mod common;
-
-use common::{bpf_available, zc_trace};
+use crate::common::{bpf_available, zc_trace};
 
 #[test]
 fn probes_json_reports_every_hook_with_a_method_or_the_reasons() {

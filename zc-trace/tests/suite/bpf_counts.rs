@@ -5,11 +5,11 @@
 //! the kernel, so no tolerance is needed for syscall counts or byte counts. Page-fault and
 //! context-switch counts depend on memory layout and scheduling and are only bounded.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{bpf_available, figure, matrix, run_json, strategy, syscall_count};
+use crate::common::{bpf_available, figure, matrix, run_json, strategy, syscall_count};
 use serde_json::Value;
 
 /// Not a multiple of the chunk, so the last call is short and ceil() matters.
@@ -286,7 +286,7 @@ fn keys_in_order(text: &str) -> Vec<&str> {
 /// The JSON of a fixed run is the one recorded, apart from what varies between runs: the
 /// codebase's redesign (#21) kept every byte a user sees. The recording was made with
 /// zc-trace at e99dc02 (before the redesign) on the host CI runs on; a report that changes on
-/// purpose is recorded again with `ZC_TRACE_RECORD=1 cargo test --test bpf_counts recorded`,
+/// purpose is recorded again with `ZC_TRACE_RECORD=1 cargo test --test suite bpf_counts::recorded`,
 /// and the diff of `data/recorded-run.json` shows the change.
 #[test]
 fn the_report_of_a_fixed_run_is_the_recorded_one() {

@@ -2,11 +2,9 @@
 //! agreeing with `zc-trace probes`, and, run as nobody, exit status 3 naming the missing
 //! privileges.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{bin, bpf_available, zc_trace};
+use crate::common::{bin, bpf_available, zc_trace};
 use serde_json::Value;
 
 const STATES: [&str; 4] = ["ok", "limited", "missing", "unknown"];

@@ -11,6 +11,7 @@
 //! registered and made; later still come the veth pair and its addresses). One test per
 //! binary: no other run's namespaces come and go beside it.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! columns has no line wider than the terminal and breaks no word (only `--wide` may be wider),
 //! colors its verdicts there unless NO_COLOR, and ends with the summary line.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
