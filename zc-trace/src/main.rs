@@ -1,6 +1,30 @@
 //! zc-trace: how many times does the CPU copy the bytes when a program moves a file to a
 //! socket, and what does each transfer strategy cost in user/kernel transitions?
 
+/// `Display` (and, where asked, `Serialize`) of an identifier enum as its name, from the
+/// method that names it: identifiers stay enums until they are printed, and each is printed
+/// one way in text and JSON alike. A macro_rules! is visible below its definition only, so
+/// it comes before the modules.
+macro_rules! by_name {
+    ($ty:ty, $name:ident: $($tr:ident),+) => {
+        $(by_name!(@$tr $ty, $name);)+
+    };
+    (@Display $ty:ty, $name:ident) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.$name())
+            }
+        }
+    };
+    (@Serialize $ty:ty, $name:ident) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.$name())
+            }
+        }
+    };
+}
+
 mod cli;
 mod cmd;
 mod error;

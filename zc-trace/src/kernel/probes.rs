@@ -307,11 +307,7 @@ impl LegId {
     }
 }
 
-impl std::fmt::Display for LegId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+by_name!(LegId, name: Display);
 
 /// Whose copies a site can count (each role's are kept apart in the kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

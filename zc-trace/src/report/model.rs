@@ -81,11 +81,7 @@ impl Unit {
     }
 }
 
-impl std::fmt::Display for Unit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+by_name!(Unit, name: Display);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
@@ -264,17 +260,7 @@ impl SiteId {
     }
 }
 
-impl std::fmt::Display for SiteId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl Serialize for SiteId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
+by_name!(SiteId, name: Display, Serialize);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassBytes {
@@ -305,11 +291,7 @@ impl Class {
     }
 }
 
-impl std::fmt::Display for Class {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.key())
-    }
-}
+by_name!(Class, key: Display);
 
 impl ClassBytes {
     pub fn get(&self, class: Class) -> &Stat {
@@ -351,17 +333,7 @@ impl RowId {
     }
 }
 
-impl std::fmt::Display for RowId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl Serialize for RowId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
+by_name!(RowId, name: Display, Serialize);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyReport {

@@ -81,17 +81,7 @@ impl StrategyId {
     }
 }
 
-impl std::fmt::Display for StrategyId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl serde::Serialize for StrategyId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
+by_name!(StrategyId, name: Display, Serialize);
 
 pub trait Strategy: Debug + Sync {
     /// Which strategy this is (its name is the identifier on the command line and in JSON).
