@@ -706,3 +706,33 @@ const _: () = assert!(core::mem::size_of::<SyscallStat>() == 5 * 8);
 // zc-trace holds (its RLIMIT_NOFILE is at most fs.nr_open, 2^20 by default).
 const _: () = assert!(MARK_START > (1 << 30) && MARK_STOP > MARK_START);
 const _: () = assert!(MARK_STOP < i32::MAX as u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_sources_of_a_pending_syscall_survive_packing() {
+        let packed = counter::pack_sources(counter::READ_REGULAR_BYTES, counter::FIRST_RETURNS);
+        assert_eq!(
+            counter::unpack_sources(packed),
+            (counter::READ_REGULAR_BYTES, counter::FIRST_RETURNS)
+        );
+        assert_eq!(counter::unpack_sources(0), (0, 0));
+    }
+
+    /// The masks keep every real index and fold anything else into the array.
+    #[test]
+    fn index_masks_keep_real_indices_in_bounds() {
+        assert_eq!(
+            counter::index(counter::FIRST_RETURNS as u64),
+            counter::FIRST_RETURNS
+        );
+        assert!(counter::index(u64::MAX) < counter::COUNT);
+        assert_eq!(
+            class::index(class::BY_REFERENCE as u64),
+            class::BY_REFERENCE
+        );
+        assert!(class::index(u64::MAX) < class::COUNT);
+    }
+}
