@@ -163,7 +163,11 @@ mod tests {
     /// The check fails on a second test and on a file Cargo.toml does not list.
     #[test]
     fn a_second_test_or_an_unlisted_file_in_alone_fails_the_check() {
-        let dir = std::env::temp_dir().join(format!("xtask-alone-{}", std::process::id()));
+        // Under target/, not /tmp: the test runs as root in CI, and another user could plant a
+        // symlink at a guessable /tmp name between the removal and the creation.
+        let dir = workspace_root()
+            .join("target")
+            .join(format!("xtask-alone-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("tests/alone")).unwrap();
         std::fs::write(
