@@ -22,12 +22,9 @@ pub fn main(args: ExplainArgs) -> Result<ExitCode, Error> {
             ))
         })?],
     };
-    crate::kernel::capabilities::check_privileges()?;
-    let host = crate::kernel::capabilities::HostFacts::detect();
-    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
-    let plan = crate::kernel::tracer::attach_plan(&host, &tracefs);
-    crate::resources::cleanup::run_all();
-    let plan = plan?;
+    let session = crate::cmd::session::Session::open()?;
+    let plan = session.attach_plan()?;
+    let host = session.host;
     let config = RunConfig {
         payload_bytes: 0,
         chunk_bytes: 0,

@@ -11,5 +11,6 @@ pub mod measure;
 pub mod probes;
 pub mod receive;
 pub mod runner;
+pub mod session;
 pub mod trace;
 pub mod untraced;

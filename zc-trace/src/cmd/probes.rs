@@ -9,12 +9,9 @@ use crate::kernel::probes;
 
 /// `zc-trace probes`: attach the whole plan, print what worked, detach.
 pub fn main(args: ProbesArgs) -> Result<ExitCode, Error> {
-    crate::kernel::capabilities::check_privileges()?;
-    let host = crate::kernel::capabilities::HostFacts::detect();
-    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
-    let result = crate::kernel::tracer::attach_plan(&host, &tracefs);
-    crate::resources::cleanup::run_all();
-    let report = result?;
+    let session = crate::cmd::session::Session::open()?;
+    let report = session.attach_plan()?;
+    let host = session.host;
     let functions = probes::function_presence();
     if args.json {
         let doc = serde_json::json!({

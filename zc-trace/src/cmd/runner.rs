@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use zc_trace_common::{Role, RoleStats, MARK_START, MARK_STOP};
 
 use crate::cli::RunArgs;
+use crate::cmd::session::{self, Interruptible, Session};
 use crate::error::{Error, InputError, RunError};
-use crate::kernel::capabilities::{self, HostFacts};
-use crate::kernel::tracefs;
+use crate::kernel::capabilities::HostFacts;
 use crate::kernel::tracer::Tracer;
 use crate::report::claims::{self, Claims, RunFacts};
 use crate::report::{self, Report, RoleSample, Sample};
@@ -83,22 +83,17 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
             .into());
         }
     }
-    capabilities::check_privileges()?;
-    // What runs killed with SIGKILL left (their namespace names could collide with ours).
-    crate::resources::sweep::sweep_before_run(&args.tmpdir);
-    let host = HostFacts::detect();
-    if let Some(note) = &host.btf_note {
-        eprintln!("zc-trace: note: {note}");
-    }
-    // The signal handlers come before anything that needs cleaning up (mounting tracefs, the
-    // payload, the eBPF load): a signal during those used to kill zc-trace with tracefs still
-    // mounted. From here on a signal waits in the handler until the select below acts on it.
-    let runtime = crate::kernel::tracer::runtime()?;
-    let mut signals = {
-        let _context = runtime.enter();
-        Signals::register()
-    };
-    let tracefs = tracefs::ensure_mounted()?;
+    // The signal handlers are installed before tracefs is mounted (see `session`); from here
+    // on a signal waits in the handler until the select below acts on it.
+    let Interruptible {
+        session: Session { host, tracefs },
+        runtime,
+        mut signals,
+    } = Session::open_interruptible(|| {
+        // What runs killed with SIGKILL left (their namespace names could collide with ours).
+        crate::resources::sweep::sweep_before_run(&args.tmpdir);
+        Ok(())
+    })?;
 
     // Borrowed into the run's `async move` block; the report's write below selects on them too.
     let signals_during_run = &mut signals;
@@ -243,65 +238,12 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     })
 }
 
-/// A signal arrived: undo what is registered for cleanup, say so, exit 130.
+/// A signal arrived: cleanup, the line, exit 130.
 fn interrupted(sig: &str) -> ! {
-    cleanup::run_all();
-    eprintln!(
-        "zc-trace: interrupted by {sig}; probes detached, receiver stopped, temporary files removed"
-    );
-    std::process::exit(130);
-}
-
-/// SIGINT, SIGTERM and SIGHUP, caught from the moment they are registered.
-pub(crate) struct Signals(
-    Option<(
-        tokio::signal::unix::Signal,
-        tokio::signal::unix::Signal,
-        tokio::signal::unix::Signal,
-    )>,
-);
-
-/// si_code of the last SIGINT (SI_KERNEL when a terminal sent it).
-static LAST_SIGINT_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-impl Signals {
-    /// Installs the handlers (inside a runtime context).
-    pub(crate) fn register() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        // SAFETY: the action only stores an integer (async-signal-safe). tokio's handler for
-        // the same signal is registered in the same registry and runs too.
-        let _ = unsafe {
-            signal_hook_registry::register_sigaction(nix::libc::SIGINT, |info| {
-                LAST_SIGINT_CODE.store(info.si_code, std::sync::atomic::Ordering::Relaxed)
-            })
-        };
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(int), Ok(term), Ok(hup)) => Signals(Some((int, term, hup))),
-            _ => Signals(None),
-        }
-    }
-
-    /// Whether the last SIGINT came from a terminal (its line discipline sends it to the
-    /// whole foreground process group, with si_code SI_KERNEL), not from kill(2).
-    pub(crate) fn sigint_from_terminal() -> bool {
-        LAST_SIGINT_CODE.load(std::sync::atomic::Ordering::Relaxed) == nix::libc::SI_KERNEL
-    }
-
-    /// The first of them to arrive (or one that arrived since `register`).
-    pub(crate) async fn recv(&mut self) -> &'static str {
-        let Some((int, term, hup)) = &mut self.0 else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-            _ = hup.recv() => "SIGHUP",
-        }
-    }
+    session::interrupted(
+        sig,
+        "probes detached, receiver stopped, temporary files removed",
+    )
 }
 
 /// Runs on the sender thread: everything it does inside a window is what gets counted.

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::cli::RunArgs;
+use crate::cmd::session::{self, Signals};
 use crate::error::{Error, InputError, RunError};
 use crate::kernel::capabilities::HostFacts;
 use crate::report::{self, UntracedSample};
@@ -28,10 +29,11 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     // Signals as in a traced run (the bench stops a long one with SIGTERM): the receiver and
     // temporary files go, and the exit status is 130.
     let runtime = crate::kernel::tracer::runtime()?;
+    let mut signals = {
+        let _context = runtime.enter();
+        Signals::register()
+    };
     let result = runtime.block_on(async move {
-        let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
         let work = async move {
             let source = match user_file {
                 Some(f) => f,
@@ -57,9 +59,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
         };
         tokio::select! {
             r = work => r,
-            _ = int.recv() => interrupted("SIGINT"),
-            _ = term.recv() => interrupted("SIGTERM"),
-            _ = hup.recv() => interrupted("SIGHUP"),
+            sig = signals.recv() => interrupted(sig),
         }
     });
     cleanup::run_all();
@@ -67,15 +67,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
-    tokio::signal::unix::signal(kind)
-        .map_err(|e| RunError::Receiver(format!("cannot catch signals: {e}")).into())
-}
-
 fn interrupted(sig: &str) -> ! {
-    cleanup::run_all();
-    eprintln!("zc-trace: interrupted by {sig}; receiver stopped, temporary files removed");
-    std::process::exit(130);
+    session::interrupted(sig, "receiver stopped, temporary files removed")
 }
 
 /// Writes the report; a reader that stopped reading (`| head`) is not an error (`output`).

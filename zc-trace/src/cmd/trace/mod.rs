@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use zc_trace_common::{counter, Role, RoleStats};
 
 use crate::cli::{Expect, TraceArgs};
-use crate::cmd::runner::Signals;
+use crate::cmd::session::{Interruptible, Session, Signals};
 use crate::error::{EnvError, Error, InputError, RunError};
-use crate::kernel::capabilities::{self, HostFacts};
 use crate::kernel::probes::HookId;
 use crate::kernel::processes;
 use crate::kernel::tracer::Tracer;
@@ -47,18 +46,11 @@ pub fn main(args: TraceArgs) -> Result<ExitCode, Error> {
     if !args.pid.is_empty() {
         processes::check(&args.pid)?;
     }
-    capabilities::check_privileges()?;
-    crate::resources::names::check_own_namespace()?;
-    let host = HostFacts::detect();
-    if let Some(note) = &host.btf_note {
-        eprintln!("zc-trace: note: {note}");
-    }
-    let runtime = crate::kernel::tracer::runtime()?;
-    let mut signals = {
-        let _context = runtime.enter();
-        Signals::register()
-    };
-    let tracefs = crate::kernel::tracefs::ensure_mounted()?;
+    let Interruptible {
+        session: Session { host, tracefs },
+        runtime,
+        mut signals,
+    } = Session::open_interruptible(|| Ok(crate::resources::names::check_own_namespace()?))?;
     let result = runtime.block_on(async {
         let mut tracer = Tracer::load_for(&host, &tracefs, Some(args.max_tasks))?;
         if tracer.attach_report().get(HookId::TaskNew).method.is_none() {
