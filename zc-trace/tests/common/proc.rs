@@ -1,6 +1,6 @@
 //! One child process of a test, with the loop every signal and hang test needs written once:
-//! spawned with its stderr read on a thread (a full pipe never blocks it), lines of its
-//! stdout or stderr awaited with a deadline, signalled, waited for with a deadline (a hang is
+//! spawned with its stderr read on a thread (a full pipe never blocks it), a line of its
+//! stderr awaited with a deadline, signalled, waited for with a deadline (a hang is
 //! killed and reported, never a stuck test), and killed when the test panics first.
 
 use std::io::{BufRead, BufReader, Read};
@@ -20,14 +20,17 @@ pub struct Proc {
     /// handles stderr itself).
     stderr_lines: Option<Receiver<String>>,
     stderr_reader: Option<JoinHandle<String>>,
-    stdout_lines: Option<Receiver<String>>,
 }
 
 impl Proc {
     /// Spawns `cmd` with stderr piped and read on a thread; stdin and stdout stay as `cmd`
     /// has them.
     pub fn spawn(what: &str, cmd: &mut Command) -> Proc {
-        let mut p = Self::spawn_as_is(what, cmd.stderr(Stdio::piped()));
+        let child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut p = Self::adopt(what, child);
         let (tx, rx) = mpsc::channel();
         let stderr = p.child.stderr.take().expect("stderr piped");
         p.stderr_reader = Some(std::thread::spawn(move || {
@@ -43,15 +46,6 @@ impl Proc {
         p
     }
 
-    /// Spawns `cmd` with its stdio as given: for a test that holds a pipe end itself (to
-    /// fill it, or to leave it unread on purpose).
-    pub fn spawn_as_is(what: &str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Self::adopt(what, child)
-    }
-
     /// A child the test spawned itself (its stderr, if piped, is read once it has exited).
     pub fn adopt(what: &str, child: Child) -> Proc {
         Proc {
@@ -59,12 +53,7 @@ impl Proc {
             what: what.to_string(),
             stderr_lines: None,
             stderr_reader: None,
-            stdout_lines: None,
         }
-    }
-
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
     }
 
     pub fn pid(&self) -> Pid {
@@ -114,28 +103,6 @@ impl Proc {
             .expect("stderr read by Proc::spawn");
         let found = self.wait_for(&rx, "stderr", wanted, limit);
         self.stderr_lines = Some(rx);
-        found
-    }
-
-    /// As [`Proc::wait_for_stderr`], for stdout (which `cmd` must have piped).
-    pub fn wait_for_stdout(&mut self, wanted: impl Fn(&str) -> bool, limit: Duration) -> String {
-        let rx = match self.stdout_lines.take() {
-            Some(rx) => rx,
-            None => {
-                let stdout = self.child.stdout.take().expect("stdout piped");
-                let (tx, rx) = mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                });
-                rx
-            }
-        };
-        let found = self.wait_for(&rx, "stdout", wanted, limit);
-        self.stdout_lines = Some(rx);
         found
     }
 
