@@ -37,6 +37,7 @@ pub fn run_all(args: TestArgs) -> Result {
         .current_dir(&root))?;
     crate::ebpf::clippy()?;
     check_alone_tests(&root.join("zc-trace"))?;
+    check_fake_site(&root)?;
     let ci = std::env::var("CI").as_deref() == Ok("true");
     if ci {
         eprintln!("xtask: CI=true: tests that need root and BPF fail instead of skipping");
@@ -118,6 +119,106 @@ fn check_alone_tests(crate_dir: &Path) -> Result {
     }
 }
 
+/// Where the compiler must stop a new copy site or place until it is named: (file, error
+/// code, what a developer writes there). docs/developing.md ("Adding a copy site") says the
+/// same; everything else reads the catalogue entry.
+const FAKE_SITE_ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "zc-trace/src/kernel/probes.rs",
+        "E0308",
+        "the site's entry in PLAN (one per HookId: its attach candidates, eBPF counter row, \
+         side, sink family, place and fallback)",
+    ),
+    (
+        "zc-trace/src/kernel/probes.rs",
+        "E0004",
+        "a new place's byte-ledger leg (Place::leg)",
+    ),
+    (
+        "zc-trace/src/report/html.rs",
+        "E0004",
+        "a new place's arrows in the HTML diagram (route)",
+    ),
+];
+
+/// Builds zc-trace with the `fake-site` feature (a HookId and a Place that no table knows) and
+/// checks that the compiler refuses them exactly where FAKE_SITE_ERRORS says: a site that
+/// compiled unnoticed, or a place a new site must be named that nobody listed, fails here.
+fn check_fake_site(root: &Path) -> Result {
+    let out = command("cargo")
+        .args([
+            "check",
+            "-p",
+            "zc-trace",
+            "--features",
+            "fake-site",
+            "--message-format",
+            "json",
+        ])
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start cargo check: {e}"))?;
+    let errors = compiler_errors(&String::from_utf8_lossy(&out.stdout));
+    fake_site_verdict(&errors, FAKE_SITE_ERRORS)?;
+    eprintln!("xtask: a new copy site is compiler-guided; the compiler asks for:");
+    for (file, code, what) in FAKE_SITE_ERRORS {
+        eprintln!("xtask:   {file} ({code}): {what}");
+    }
+    Ok(())
+}
+
+/// (file, code, rendered message) of each error in cargo's JSON messages.
+fn compiler_errors(json_lines: &str) -> Vec<(String, String, String)> {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-message" && m["message"]["level"] == "error")
+        .filter_map(|m| {
+            let msg = &m["message"];
+            let span = msg["spans"]
+                .as_array()?
+                .iter()
+                .find(|s| s["is_primary"] == true)?;
+            Some((
+                span["file_name"].as_str()?.to_string(),
+                msg["code"]["code"].as_str().unwrap_or("").to_string(),
+                msg["rendered"].as_str().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn fake_site_verdict(
+    found: &[(String, String, String)],
+    expected: &[(&str, &str, &str)],
+) -> Result {
+    let mut left: Vec<&(String, String, String)> = found.iter().collect();
+    let mut problems = Vec::new();
+    for (file, code, what) in expected {
+        match left.iter().position(|(f, c, _)| f == file && c == code) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => problems.push(format!(
+                "the compiler no longer stops a fake copy site at {file} ({code}: {what}): \
+                 a new site there would compile unnoticed"
+            )),
+        }
+    }
+    for (file, code, rendered) in left {
+        problems.push(format!(
+            "a fake copy site also fails at {file} ({code}): add it to FAKE_SITE_ERRORS and to \
+             docs/developing.md (\"Adding a copy site\"), or read it from the catalogue:\n{rendered}"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
 /// What `--no-vm` leaves out.
 fn not_checked() -> String {
     let kernels = crate::vm::kernel_names().unwrap_or_else(|e| vec![e]);
@@ -153,6 +254,39 @@ mod tests {
         assert!(e.contains("--no-vm"), "{e}");
         assert!(matrix_verdict(Err(MatrixError::Failed("x".into()))).is_err());
         assert!(matrix_verdict(Ok(())).is_ok());
+    }
+
+    /// The fake-site check fails when a listed place stops refusing the fake site (it would
+    /// compile unnoticed there) and when the compiler refuses it somewhere unlisted.
+    #[test]
+    fn the_fake_site_check_fails_on_a_place_gone_quiet_or_unlisted() {
+        let expected = [("a.rs", "E0004", "a match"), ("b.rs", "E0308", "a table")];
+        let err = |f: &str, c: &str| (f.to_string(), c.to_string(), format!("{f}: {c}"));
+        assert!(
+            fake_site_verdict(&[err("b.rs", "E0308"), err("a.rs", "E0004")], &expected).is_ok()
+        );
+        let quiet = fake_site_verdict(&[err("b.rs", "E0308")], &expected).unwrap_err();
+        assert!(
+            quiet.contains("a.rs (E0004: a match)") && quiet.contains("unnoticed"),
+            "{quiet}"
+        );
+        assert!(
+            fake_site_verdict(&[], &expected).is_err(),
+            "it compiled: every place quiet"
+        );
+        let extra = fake_site_verdict(
+            &[
+                err("a.rs", "E0004"),
+                err("b.rs", "E0308"),
+                err("c.rs", "E0004"),
+            ],
+            &expected,
+        )
+        .unwrap_err();
+        assert!(
+            extra.contains("c.rs (E0004)") && !extra.contains("unnoticed"),
+            "{extra}"
+        );
     }
 
     #[test]

@@ -269,12 +269,58 @@ pub struct CopySite {
     /// The sinks whose bytes it can carry (the socket sites of other families are left out of
     /// the totals and of the socket leg, and stay in the per-site detail).
     pub family: Family,
-    /// The byte-ledger leg whose moved bytes it must see (`report::ledger::LEGS`).
-    pub leg: Option<LegId>,
+    /// Where on the data path its bytes go: this decides its byte-ledger leg (`Place::leg`),
+    /// the arrows of the HTML diagram and the evidence of `trace --expect`.
+    pub place: Place,
     /// What an observed figure means (the provenance's detail), unless the attached
     /// candidate says otherwise (`Candidate::detail`).
     pub detail: &'static str,
     pub fallback: Fallback,
+}
+
+/// Where a copy site sits on the path from the file to the sink. Every consumer decides by
+/// matching on it, without a default arm, so a new place is a compiler-guided change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A buffered read of the file: page cache to the reader's memory.
+    FileRead,
+    /// The file's pages into a pipe (splice, sendfile's internal pipe).
+    FileSplice,
+    /// Into a pipe, from user memory or (by reference) from pages.
+    PipeWrite,
+    /// Out of a pipe: into user memory or into the sink.
+    PipeRead,
+    /// Into a file (the file sink).
+    FileWrite,
+    /// Into a socket (the socket sinks).
+    SocketSend,
+    /// A frame's fragments copied into its linear part before the device reads it.
+    NicLinearize,
+    /// Out of a socket into the receiver's memory.
+    SocketReceive,
+    /// Where a zero-copy send's pinned pages are copied after all, at delivery (the kernel's
+    /// completion reports say how much; no hook sees it).
+    Delivery,
+    /// `cargo xtask test` builds with this feature to show where the compiler asks about a new
+    /// place (xtask/src/test.rs, `check_fake_site`).
+    #[cfg(feature = "fake-site")]
+    FakePlace,
+}
+
+impl Place {
+    /// The byte-ledger leg whose moved bytes the sites of this place must see.
+    pub fn leg(self) -> Option<LegId> {
+        match self {
+            Place::FileRead | Place::FileSplice => Some(LegId::FileRead),
+            Place::PipeWrite => Some(LegId::PipeWrite),
+            Place::PipeRead => Some(LegId::PipeRead),
+            Place::FileWrite => Some(LegId::FileWrite),
+            Place::SocketSend => Some(LegId::SocketSend),
+            Place::NicLinearize => Some(LegId::NicLinearize),
+            // The receiver's copies and the delivery copy are not the sender's bytes moved.
+            Place::SocketReceive | Place::Delivery => None,
+        }
+    }
 }
 
 /// A leg of the byte ledger: bytes the syscalls moved on one path, which that path's copy
@@ -359,69 +405,65 @@ pub enum Fallback {
 const CLASSIFIED: &str = "classified at the site by iov_iter type, MSG_SPLICE_PAGES and the \
                           route's scatter-gather capability; traced thread only";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookId {
-    SyscallEnter,
-    SyscallExit,
-    FaultUserMode,
-    FaultKernelMode,
-    ContextSwitch,
-    TcpSend,
-    TcpSendpage,
-    FileRead,
-    FileSpliceRead,
-    SockRecv,
-    PipeWrite,
-    PipeRead,
-    FileWrite,
-    NicLinearize,
-    UnixSend,
-    DeviceIo,
-    ShmemRead,
-    ShmemSpliceRead,
-    IomapWrite,
-    BtrfsWrite,
-    UnixSendpage,
-    TaskNew,
-    TaskExit,
-    TaskExec,
-    IoUringSubmit,
-    NicTransmit,
+/// Declares `HookId` from one list: its variants, `name()` (the JSON's and the text's) and
+/// `ALL`, which sizes the plan, so a hook added here without its entry in `PLAN` does not
+/// compile.
+macro_rules! hook_ids {
+    ($($(#[cfg($cfg:meta)])? $id:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum HookId {
+            $($(#[cfg($cfg)])? $id,)*
+        }
+
+        impl HookId {
+            /// Every hook, in declaration order.
+            pub const ALL: &'static [HookId] = &[$($(#[cfg($cfg)])? HookId::$id,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($(#[cfg($cfg)])? HookId::$id => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl HookId {
-    pub fn name(self) -> &'static str {
-        match self {
-            HookId::SyscallEnter => "syscall_enter",
-            HookId::SyscallExit => "syscall_exit",
-            HookId::FaultUserMode => "fault_user_mode",
-            HookId::FaultKernelMode => "fault_kernel_mode",
-            HookId::ContextSwitch => "context_switch",
-            HookId::TcpSend => "tcp_send",
-            HookId::TcpSendpage => "tcp_sendpage",
-            HookId::FileRead => "file_read",
-            HookId::FileSpliceRead => "file_splice_read",
-            HookId::SockRecv => "sock_recv",
-            HookId::PipeWrite => "pipe_write",
-            HookId::PipeRead => "pipe_read",
-            HookId::FileWrite => "file_write",
-            HookId::NicLinearize => "nic_linearize",
-            HookId::UnixSend => "unix_send",
-            HookId::DeviceIo => "device_io",
-            HookId::ShmemRead => "shmem_read",
-            HookId::ShmemSpliceRead => "shmem_splice_read",
-            HookId::IomapWrite => "iomap_write",
-            HookId::BtrfsWrite => "btrfs_write",
-            HookId::UnixSendpage => "unix_sendpage",
-            HookId::TaskNew => "task_new",
-            HookId::TaskExit => "task_exit",
-            HookId::TaskExec => "task_exec",
-            HookId::IoUringSubmit => "io_uring_submit",
-            HookId::NicTransmit => "nic_transmit",
-        }
-    }
+hook_ids! {
+    SyscallEnter => "syscall_enter",
+    SyscallExit => "syscall_exit",
+    FaultUserMode => "fault_user_mode",
+    FaultKernelMode => "fault_kernel_mode",
+    ContextSwitch => "context_switch",
+    TcpSend => "tcp_send",
+    TcpSendpage => "tcp_sendpage",
+    FileRead => "file_read",
+    FileSpliceRead => "file_splice_read",
+    SockRecv => "sock_recv",
+    PipeWrite => "pipe_write",
+    PipeRead => "pipe_read",
+    FileWrite => "file_write",
+    NicLinearize => "nic_linearize",
+    UnixSend => "unix_send",
+    DeviceIo => "device_io",
+    ShmemRead => "shmem_read",
+    ShmemSpliceRead => "shmem_splice_read",
+    IomapWrite => "iomap_write",
+    BtrfsWrite => "btrfs_write",
+    UnixSendpage => "unix_sendpage",
+    TaskNew => "task_new",
+    TaskExit => "task_exit",
+    TaskExec => "task_exec",
+    IoUringSubmit => "io_uring_submit",
+    NicTransmit => "nic_transmit",
+    // `cargo xtask test` builds with this feature to show where the compiler asks for a new
+    // copy site (xtask/src/test.rs, `check_fake_site`).
+    #[cfg(feature = "fake-site")]
+    FakeSite => "fake_site",
+}
 
+by_name!(HookId, name: Serialize);
+
+impl HookId {
     /// Its entry in the plan.
     pub fn hook(self) -> &'static Hook {
         PLAN.iter()
@@ -506,7 +548,7 @@ const fn kprobe_pair(
     }
 }
 
-pub const PLAN: &[Hook] = &[
+pub const PLAN: &[Hook; HookId::ALL.len()] = &[
     Hook {
         id: HookId::SyscallEnter,
         site: "system call entry (also sees the window markers)",
@@ -559,7 +601,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileRead),
+            place: Place::FileRead,
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "kernel->user = bytes returned by read-family syscalls on regular files: a \
@@ -583,7 +625,7 @@ pub const PLAN: &[Hook] = &[
             index: site::SHMEM_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileRead),
+            place: Place::FileRead,
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileRead),
         }),
@@ -601,7 +643,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_SPLICE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileRead),
+            place: Place::FileSplice,
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "by reference = bytes returned by sendfile/splice reading a regular file: \
@@ -624,7 +666,7 @@ pub const PLAN: &[Hook] = &[
             index: site::SHMEM_SPLICE_READ,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileRead),
+            place: Place::FileSplice,
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileSpliceRead),
         }),
@@ -643,7 +685,7 @@ pub const PLAN: &[Hook] = &[
             index: site::PIPE_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::PipeWrite),
+            place: Place::PipeWrite,
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "user->kernel = bytes returned by write-family syscalls on pipes",
@@ -667,7 +709,7 @@ pub const PLAN: &[Hook] = &[
             index: site::PIPE_READ,
             side: Side::Both,
             family: Family::Any,
-            leg: Some(LegId::PipeRead),
+            place: Place::PipeRead,
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "kernel->user = bytes returned by read-family syscalls on pipes",
@@ -691,7 +733,7 @@ pub const PLAN: &[Hook] = &[
             index: site::FILE_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileWrite),
+            place: Place::FileWrite,
             detail: CLASSIFIED,
             fallback: Fallback::Derived {
                 what: "user->kernel = bytes returned by write-family syscalls on regular files \
@@ -718,7 +760,7 @@ pub const PLAN: &[Hook] = &[
             index: site::IOMAP_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileWrite),
+            place: Place::FileWrite,
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileWrite),
         }),
@@ -742,7 +784,7 @@ pub const PLAN: &[Hook] = &[
             index: site::BTRFS_WRITE,
             side: Side::Sender,
             family: Family::Any,
-            leg: Some(LegId::FileWrite),
+            place: Place::FileWrite,
             detail: CLASSIFIED,
             fallback: Fallback::InGeneric(HookId::FileWrite),
         }),
@@ -766,7 +808,7 @@ pub const PLAN: &[Hook] = &[
             index: site::TCP_SEND,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some(LegId::SocketSend),
+            place: Place::SocketSend,
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -799,7 +841,7 @@ pub const PLAN: &[Hook] = &[
             index: site::TCP_SENDPAGE,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some(LegId::SocketSend),
+            place: Place::SocketSend,
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -819,7 +861,7 @@ pub const PLAN: &[Hook] = &[
             index: site::UNIX_SEND,
             side: Side::Sender,
             family: Family::Unix,
-            leg: Some(LegId::SocketSend),
+            place: Place::SocketSend,
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -838,7 +880,7 @@ pub const PLAN: &[Hook] = &[
             index: site::UNIX_SENDPAGE,
             side: Side::Sender,
             family: Family::Unix,
-            leg: Some(LegId::SocketSend),
+            place: Place::SocketSend,
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -858,7 +900,7 @@ pub const PLAN: &[Hook] = &[
             index: site::NIC_LINEARIZE,
             side: Side::Sender,
             family: Family::Tcp,
-            leg: Some(LegId::NicLinearize),
+            place: Place::NicLinearize,
             detail: "bytes skb_segment copied into segments for a device without scatter-gather, \
                      plus fragments __pskb_pull_tail linearized, for skbs of the sender's \
                      sockets (attributed by socket, in any context; a retransmitted segment is \
@@ -929,7 +971,7 @@ pub const PLAN: &[Hook] = &[
             index: site::SOCK_RECV,
             side: Side::Receiver,
             family: Family::Any,
-            leg: None,
+            place: Place::SocketReceive,
             detail: CLASSIFIED,
             fallback: Fallback::None,
         }),
@@ -1018,6 +1060,24 @@ pub const PLAN: &[Hook] = &[
         ],
     },
 ];
+
+// One entry per hook: the array's length makes a hook without an entry a compile error, and
+// this makes a second entry for one hook (in place of another's) one too.
+const _: () = {
+    let mut i = 0;
+    while i < HookId::ALL.len() {
+        let mut entries = 0;
+        let mut j = 0;
+        while j < PLAN.len() {
+            if PLAN[j].id as usize == HookId::ALL[i] as usize {
+                entries += 1;
+            }
+            j += 1;
+        }
+        assert!(entries == 1, "every HookId has exactly one entry in PLAN");
+        i += 1;
+    }
+};
 
 /// Why a candidate did not attach, as a kind the report acts on; the message says the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1259,7 +1319,7 @@ mod tests {
                     "{:?}",
                     h.id
                 );
-                assert_eq!(generic.leg, c.leg, "{:?}", h.id);
+                assert_eq!(generic.place.leg(), c.place.leg(), "{:?}", h.id);
             }
             let name = format!("`{}`", h.id.name());
             assert!(

@@ -15,7 +15,7 @@ use super::model::{
     Class, CopySiteReport, Figure, Provenance, Report, RowId, SiteId, StrategyReport, Unit,
 };
 use super::stat::Stat;
-use crate::kernel::probes::HookId;
+use crate::kernel::probes::Place;
 use crate::report::claims::{Condition, Outcome};
 use crate::transfer::sink::SinkKind;
 use crate::transfer::strategies::StrategyId;
@@ -417,8 +417,8 @@ const CLASSES: [(Class, &str, How); 4] = [
 /// Where a copy site's bytes of one class went in the diagram: (from, to). `via_pipe`: the
 /// strategy's file pages went into a pipe first (splice, sendfile), so what enters the sink
 /// from the kernel comes from there.
-fn route(site: SiteId, class: Class, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
-    use crate::kernel::probes::HookId as H;
+fn route(place: Place, class: Class, via_pipe: bool, sink: SinkKind) -> (Node, Node) {
+    use Class::{ByReference, KernelToKernel, KernelToUser, UserToKernel};
     let kernel_source = if via_pipe {
         Node::Pipe
     } else {
@@ -430,30 +430,33 @@ fn route(site: SiteId, class: Class, via_pipe: bool, sink: SinkKind) -> (Node, N
     } else {
         Node::Pipe
     };
-    match (site, class) {
-        (SiteId::Hook(H::FileRead | H::ShmemRead), Class::KernelToUser) => {
-            (Node::PageCache, Node::UserBuf)
-        }
-        (SiteId::Hook(H::FileRead | H::ShmemRead), Class::UserToKernel) => {
-            (Node::UserBuf, Node::PageCache)
-        }
-        (SiteId::Hook(H::FileRead | H::ShmemRead | H::FileSpliceRead | H::ShmemSpliceRead), _) => {
+    match (place, class) {
+        (Place::FileRead, KernelToUser) => (Node::PageCache, Node::UserBuf),
+        (Place::FileRead, UserToKernel) => (Node::UserBuf, Node::PageCache),
+        (Place::FileRead, KernelToKernel | ByReference) | (Place::FileSplice, _) => {
             (Node::PageCache, Node::Pipe)
         }
-        (SiteId::Hook(H::PipeWrite), Class::KernelToKernel) => (Node::PageCache, pipe),
-        (SiteId::Hook(H::PipeWrite), Class::KernelToUser) => (pipe, Node::UserBuf),
-        (SiteId::Hook(H::PipeWrite), _) => (Node::UserBuf, pipe),
-        (SiteId::Hook(H::PipeRead), Class::UserToKernel) => (Node::UserBuf, pipe),
-        (SiteId::Hook(H::PipeRead), Class::KernelToKernel) => (pipe, Node::Sink),
-        (SiteId::Hook(H::PipeRead), _) => (pipe, Node::UserBuf),
-        (SiteId::Hook(H::NicLinearize), _) => (Node::Sink, Node::Linear),
-        (SiteId::ZerocopyCompletion, _) => (Node::Sink, Node::DeliveryCopy),
+        (Place::PipeWrite, KernelToKernel) => (Node::PageCache, pipe),
+        (Place::PipeWrite, KernelToUser) => (pipe, Node::UserBuf),
+        (Place::PipeWrite, UserToKernel | ByReference) => (Node::UserBuf, pipe),
+        (Place::PipeRead, UserToKernel) => (Node::UserBuf, pipe),
+        (Place::PipeRead, KernelToKernel) => (pipe, Node::Sink),
+        (Place::PipeRead, KernelToUser | ByReference) => (pipe, Node::UserBuf),
+        (Place::NicLinearize, _) => (Node::Sink, Node::Linear),
+        (Place::Delivery, _) => (Node::Sink, Node::DeliveryCopy),
         // The sink's sites: sockets and file writes.
-        (_, Class::UserToKernel) => (Node::UserBuf, Node::Sink),
-        (_, Class::KernelToUser) => (Node::Sink, Node::UserBuf),
+        (Place::SocketSend | Place::FileWrite | Place::SocketReceive, UserToKernel) => {
+            (Node::UserBuf, Node::Sink)
+        }
+        (Place::SocketSend | Place::FileWrite | Place::SocketReceive, KernelToUser) => {
+            (Node::Sink, Node::UserBuf)
+        }
         // Page references enter the sink from the pipe they were spliced into or, without a
         // pipe, from the page cache (a mapping of the file: MSG_ZEROCOPY, vmsplice).
-        _ => (kernel_source, Node::Sink),
+        (
+            Place::SocketSend | Place::FileWrite | Place::SocketReceive,
+            KernelToKernel | ByReference,
+        ) => (kernel_source, Node::Sink),
     }
 }
 
@@ -469,13 +472,10 @@ fn site_relevant(site: SiteId, sink: SinkKind) -> bool {
 fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a CopySiteReport>) {
     let mut arrows = Vec::new();
     let via_pipe = s.copy_sites.iter().any(|c| {
-        matches!(
-            c.site,
-            SiteId::Hook(HookId::FileSpliceRead | HookId::ShmemSpliceRead)
-        ) && c
-            .bytes
-            .as_ref()
-            .is_some_and(|b| CLASSES.iter().any(|(k, _, _)| b.get(*k).median != 0.0))
+        c.site.place() == Place::FileSplice
+            && c.bytes
+                .as_ref()
+                .is_some_and(|b| CLASSES.iter().any(|(k, _, _)| b.get(*k).median != 0.0))
     });
     let mut hidden = Vec::new();
     for c in &s.copy_sites {
@@ -490,7 +490,7 @@ fn arrows<'a>(report: &Report, s: &'a StrategyReport) -> (Vec<Arrow>, Vec<&'a Co
             if v.median == 0.0 {
                 continue;
             }
-            let (from, to) = route(c.site, class, via_pipe, s.sink);
+            let (from, to) = route(c.site.place(), class, via_pipe, s.sink);
             arrows.push(Arrow {
                 from,
                 to,

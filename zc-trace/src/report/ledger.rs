@@ -31,7 +31,7 @@ impl Leg {
     pub fn sites(&self) -> impl Iterator<Item = HookId> + '_ {
         crate::kernel::probes::PLAN
             .iter()
-            .filter(move |h| h.copy.is_some_and(|c| c.leg == Some(self.id)))
+            .filter(move |h| h.copy.is_some_and(|c| c.place.leg() == Some(self.id)))
             .map(|h| h.id)
     }
 }
@@ -348,7 +348,7 @@ mod tests {
             assert!(leg.sites().next().is_some(), "leg {} has no site", leg.id);
         }
         for h in crate::kernel::probes::PLAN {
-            if let Some(leg) = h.copy.and_then(|c| c.leg) {
+            if let Some(leg) = h.copy.and_then(|c| c.place.leg()) {
                 assert!(LEGS.iter().any(|l| l.id == leg), "{:?}: no leg {leg}", h.id);
             }
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::stat::Stat;
 
 use crate::kernel::capabilities::HostFacts;
-use crate::kernel::probes::{HookId, HookOutcome, LegId};
+use crate::kernel::probes::{HookId, HookOutcome, LegId, Place};
 use crate::transfer::strategies::StrategyId;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -256,6 +256,18 @@ impl SiteId {
         match self {
             SiteId::Hook(h) => h.name(),
             SiteId::ZerocopyCompletion => "zerocopy_completion",
+        }
+    }
+
+    /// Where its bytes go on the data path.
+    pub fn place(self) -> Place {
+        match self {
+            SiteId::Hook(h) => {
+                h.copy()
+                    .expect("a report's copy sites are copy-site hooks (sites::copy_site)")
+                    .place
+            }
+            SiteId::ZerocopyCompletion => Place::Delivery,
         }
     }
 }

@@ -8,7 +8,7 @@ use zc_trace_common::{class, counter, Role};
 use super::model::{ClassBytes, CopySiteReport, Provenance, SiteId};
 use super::sample::{RoleSample, Sample};
 use super::stat::Stat;
-use crate::kernel::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, LegId, PLAN};
+use crate::kernel::probes::{AttachReport, CopySite, Fallback, HookId, HookOutcome, Place, PLAN};
 use crate::transfer::sink::SinkKind;
 
 /// Provenance of a figure counted at `hook`, or why it is not observable.
@@ -30,7 +30,7 @@ pub(super) fn observed(hook: &HookOutcome, detail: &str) -> Provenance {
 }
 
 /// The copy sites of the catalogue that `keep` selects, in its order (the order data flows).
-fn sites_where(keep: impl Fn(&CopySite) -> bool) -> Vec<HookId> {
+pub(super) fn sites_where(keep: impl Fn(&CopySite) -> bool) -> Vec<HookId> {
     PLAN.iter()
         .filter(|h| h.copy.as_ref().is_some_and(&keep))
         .map(|h| h.id)
@@ -50,7 +50,7 @@ pub(super) fn receiver_sites() -> Vec<HookId> {
 /// Sites where bytes enter the socket (the socket leg's): "by reference" counts here, so that
 /// the file->pipe leg of splice/sendfile (also by reference) is not counted a second time.
 pub(super) fn socket_sites() -> Vec<HookId> {
-    sites_where(|c| c.leg == Some(LegId::SocketSend))
+    sites_where(|c| c.place == Place::SocketSend)
 }
 
 /// How a site's bytes per class are obtained on this kernel, and the per-sample values.
@@ -173,7 +173,7 @@ pub(super) fn site_source_for(
     let file_write = hook
         .hook
         .copy()
-        .is_some_and(|c| c.leg == Some(LegId::FileWrite));
+        .is_some_and(|c| c.place == Place::FileWrite);
     if file_write && matches!(v, SiteValues::Derived(_)) && unclassified > 0 {
         return (
             Provenance::NotObservable {

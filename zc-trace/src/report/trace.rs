@@ -9,7 +9,7 @@ use serde::Serialize;
 use zc_trace_common::{fd_kind, fd_side, FdKey, FdStat};
 
 use crate::kernel::capabilities::HostFacts;
-use crate::kernel::probes::{AttachReport, HookId, HookOutcome, LegId};
+use crate::kernel::probes::{AttachReport, HookOutcome, LegId, Place};
 use crate::transfer::sink::SinkKind;
 use zc_trace_common::filesystems;
 
@@ -18,6 +18,7 @@ use super::ledger::SinkRoute;
 use super::model::RowId;
 use super::model::{Provenance, SiteId, StrategyReport, Tool, Unit};
 use super::sample::{RoleSample, Sample};
+use super::sites::sites_where;
 use super::stat::Stat;
 use super::verdict::Outcome;
 use crate::ui::units::{human_bytes, human_rate};
@@ -478,34 +479,24 @@ pub fn interval_line(i: &Interval) -> String {
 /// (3) what entered sockets by reference is more than what the CPU copied into them from
 /// user memory (headers and the like), so the file's bytes are the ones by reference.
 pub fn expect_zero_copy(program: &StrategyReport) -> Expectation {
-    let site = |id: HookId| {
-        program
-            .copy_sites
-            .iter()
-            .find(|c| c.site == SiteId::Hook(id))
-    };
-    let sum = |ids: &[HookId], pick: fn(&super::model::ClassBytes) -> f64| -> Option<f64> {
+    let sum = |place: &[Place], pick: fn(&super::model::ClassBytes) -> f64| -> Option<f64> {
         let mut total = 0.0;
-        for &id in ids {
-            let s = site(id)?;
+        // A site of another socket family than the program's carries none of its bytes (and
+        // may not be observable here): left out, as in the totals.
+        for id in sites_where(|c| place.contains(&c.place)) {
+            if !super::sites::relevant(id, program.sink) {
+                continue;
+            }
+            let s = program
+                .copy_sites
+                .iter()
+                .find(|c| c.site == SiteId::Hook(id))?;
             total += pick(s.bytes.as_ref()?);
         }
         Some(total)
     };
-    let file_reads = [HookId::FileRead, HookId::ShmemRead];
-    let send = [
-        HookId::TcpSend,
-        HookId::TcpSendpage,
-        HookId::UnixSend,
-        HookId::UnixSendpage,
-        HookId::NicLinearize,
-    ];
-    // A site of another socket family than the program's carries none of its bytes (and
-    // may not be observable here): left out, as in the totals.
-    let send: Vec<HookId> = send
-        .into_iter()
-        .filter(|&h| super::sites::relevant(h, program.sink))
-        .collect();
+    let file_reads = [Place::FileRead];
+    let send = [Place::SocketSend, Place::NicLinearize];
     let k2u = sum(&file_reads, |b| b.kernel_to_user.median);
     let k2k = sum(&send, |b| b.kernel_to_kernel.median);
     let u2k = sum(&send, |b| b.user_to_kernel.median);
@@ -928,6 +919,7 @@ fn csv(r: &TraceReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::probes::HookId;
     use crate::report::Format;
     use zc_trace_common::{counter, site, RoleStats};
 
