@@ -1,6 +1,6 @@
 //! `zc-trace doctor`: what this host lets zc-trace observe and what not, with the fix for each,
 //! on one screen. The host facts come from `capabilities` and `tracefs`; what the probe plan
-//! attaches comes from loading the tracer as `zc-trace probes` does (`tracer::attach_plan`),
+//! attaches comes from loading the tracer as `zc-trace probes` does (`Session::attach_plan`),
 //! summarised here.
 
 use std::process::ExitCode;
@@ -158,12 +158,12 @@ pub fn gather() -> Facts {
             and_list(&missing)
         )))
     } else {
-        match tracefs::ensure_mounted() {
-            Ok(root) => {
-                facts.function_tracer = capabilities::function_tracer(&root);
-                let plan = crate::kernel::tracer::attach_plan(&facts.host, &root);
-                crate::resources::cleanup::run_all();
-                plan.map_err(|e| PlanError::Failed(e.to_string()))
+        match super::session::Session::open_checked(facts.host.clone()) {
+            Ok(session) => {
+                facts.function_tracer = capabilities::function_tracer(&session.tracefs);
+                session
+                    .attach_plan()
+                    .map_err(|e| PlanError::Failed(e.to_string()))
             }
             Err(e) => Err(PlanError::Failed(e.to_string())),
         }

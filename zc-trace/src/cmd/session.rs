@@ -2,8 +2,8 @@
 //! order: root checked, the host's facts read, then (for the subcommands that run something:
 //! `run`, `trace`) the runtime and the signal handlers, and only then tracefs, so that a signal
 //! during the mount or anything after it finds a handler and the cleanup runs. `probes` and
-//! `explain` attach the plan once and detach it; `run --untraced` (nothing loaded) shares the
-//! signal handling.
+//! `explain` attach the plan once and detach it, and so does `doctor` once it has found the
+//! privileges enough; `run --untraced` (nothing loaded) shares the signal handling.
 
 use std::path::PathBuf;
 
@@ -32,6 +32,13 @@ impl Session {
     pub fn open() -> Result<Session, Error> {
         capabilities::check_privileges()?;
         let host = HostFacts::detect();
+        let tracefs = tracefs::ensure_mounted()?;
+        Ok(Session { host, tracefs })
+    }
+
+    /// For `doctor`, which checks the privileges itself (to report what is missing, not to
+    /// refuse) and has read the host's facts already.
+    pub fn open_checked(host: HostFacts) -> Result<Session, Error> {
         let tracefs = tracefs::ensure_mounted()?;
         Ok(Session { host, tracefs })
     }
