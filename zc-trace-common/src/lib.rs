@@ -474,110 +474,20 @@ pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// "Absent on this kernel" for offsets and enum values in [`Config`].
 pub const UNKNOWN: u32 = u32::MAX;
 
-/// Run-time configuration, written by user space into the `CONFIG` global before loading.
-///
-/// Classic tracepoint field offsets differ between kernels, so user space reads them from
-/// tracefs (`events/<group>/<event>/format`) instead of hard-coding them.
+/// Run-time configuration, written by user space into the `CONFIG` global before loading,
+/// grouped by where each value comes from. Every group is `#[repr(C)]` with no implicit padding
+/// (asserted below): Config is read as plain bytes on both sides (`aya::Pod`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// tgid whose threads may open a measured window with the markers.
-    pub sender_tgid: u32,
-    /// Explicit padding (where close's syscall number was): the u64 below stays aligned.
-    pub _pad1: u32,
-    pub sys_enter_id_off: u32,
-    pub sys_enter_args_off: u32,
-    pub sys_exit_id_off: u32,
-    pub sys_exit_ret_off: u32,
-    pub sched_prev_pid_off: u32,
-    pub sched_prev_state_off: u32,
-    /// Bit set in sched_switch's prev_state when the switch was a preemption.
-    pub sched_preempt_state_bit: u64,
-    pub fault_address_off: u32,
-    pub skb_copy_len_off: u32,
-    /// Highest user-space address; faults above it are kernel faults on kernel memory.
-    pub user_address_limit: u64,
-    /// From kernel BTF ([`UNKNOWN`] when absent): struct member offsets the copy sites read.
-    pub msghdr_flags_off: u32,
-    pub msghdr_iter_off: u32,
-    pub iov_iter_type_off: u32,
-    pub sock_route_caps_off: u32,
-    /// `enum iter_type` values on this kernel (their order changed between versions).
-    pub iter_ubuf: u32,
-    pub iter_iovec: u32,
-    pub iter_kvec: u32,
-    pub iter_bvec: u32,
-    pub iter_pipe: u32,
-    pub iter_discard: u32,
-    /// MSG_SPLICE_PAGES (6.5+), 0 before.
-    pub msg_splice_pages: u32,
-    /// Explicit padding: the next field is a u64. Config is read as plain bytes on both
-    /// sides (`aya::Pod`), so it has no implicit padding (asserted below).
-    pub _pad0: u32,
-    /// 1 << NETIF_F_SG_BIT.
-    pub netif_f_sg: u64,
-    /// sock:sock_send_length's `ret` field offset.
-    pub sock_send_ret_off: u32,
-    /// From BTF: the path task_struct->files->fdt->fd[n]->f_inode->i_mode.
-    pub task_files_off: u32,
-    pub files_fdt_off: u32,
-    pub fdt_max_fds_off: u32,
-    pub fdt_fd_off: u32,
-    pub file_inode_off: u32,
-    pub inode_mode_off: u32,
-    /// file.f_flags, to leave O_DIRECT files out of the derived copies (they DMA to user pages).
-    pub file_flags_off: u32,
-    pub o_direct: u32,
-    /// inode.i_sb and super_block.s_magic: O_DIRECT on tmpfs still copies (shmem has no direct
-    /// I/O path; since 6.6 it accepts the flag and ignores it), so it is not left out there.
-    pub inode_sb_off: u32,
-    pub sb_magic_off: u32,
-    /// net:net_dev_start_xmit field offsets (tracefs) and sk_buff member offsets (BTF).
-    pub xmit_skbaddr_off: u32,
-    pub xmit_len_off: u32,
-    pub xmit_data_len_off: u32,
-    pub xmit_transport_valid_off: u32,
-    pub xmit_transport_off: u32,
-    pub skb_sk_off: u32,
-    pub skb_data_off: u32,
-    /// Zero-copy sends: MSG_ZEROCOPY on a socket with SOCK_ZEROCOPY set (sk_flags bit), or a
-    /// message carrying its own ubuf_info (io_uring SEND_ZC, msghdr.msg_ubuf, 6.0+).
-    pub msg_zerocopy: u32,
-    pub sock_flags_off: u32,
-    pub sock_zerocopy_bit: u32,
-    pub msghdr_ubuf_off: u32,
-    /// block:block_bio_queue field offsets (tracefs).
-    pub bio_nr_sector_off: u32,
-    pub bio_rwbs_off: u32,
-    /// file.private_data and socket.sk (BTF): the sender's sockets are tracked when a
-    /// syscall on them begins, before any frame of theirs can leave a device.
-    pub file_private_data_off: u32,
-    pub socket_sk_off: u32,
-    /// sk_buff.len and sk_buff.data_len (BTF): bytes copied by segmentation/linearization.
-    pub skb_len_off: u32,
-    pub skb_data_len_off: u32,
-    /// 1 in trace mode: the traced tasks are every task in TASKS (not the sender's tgid and
-    /// RECEIVERS), tasks they start are tracked too, and bytes are kept by descriptor kind.
-    pub follow: u32,
-    /// sock.__sk_common.skc_family and sock.sk_protocol (BTF): TCP, UDP or UNIX.
-    pub sock_family_off: u32,
-    pub sock_protocol_off: u32,
-    /// task:task_newtask's `pid` and io_uring's submit event's `opcode` (tracefs).
-    pub newtask_pid_off: u32,
-    pub uring_opcode_off: u32,
-    /// sock.sk_type (BTF): only UNIX *stream* sockets go through unix_stream_sendmsg.
-    pub sock_type_off: u32,
-    /// sk_buff.dev and net_device.ifindex (BTF): frames handed to the DMA device (DMA_DEV).
-    pub skb_dev_off: u32,
-    pub netdev_ifindex_off: u32,
-    /// sk_buff.head and sk_buff.transport_header (BTF): the TCP header of a frame at the
-    /// tp_btf net_dev_start_xmit, which has no tracefs fields.
-    pub skb_head_off: u32,
-    pub skb_transport_header_off: u32,
-    /// sched:sched_process_exec's `pid` and `old_pid` (tracefs): a thread other than the
-    /// leader that calls execve takes the leader's pid, and its TASKS entry moves with it.
-    pub exec_pid_off: u32,
-    pub exec_old_pid_off: u32,
+    pub values: KernelValues,
+    pub tasks: Tasks,
+    pub tp: TracepointOffsets,
+    pub iter: IterTypes,
+    pub msghdr: MsghdrOffsets,
+    pub sock: SockOffsets,
+    pub file: FileOffsets,
+    pub skb: SkbOffsets,
     /// Filesystems whose regular files do not go through the page cache sites (procfs,
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
     /// ends the list. Their bytes stay out of the regular-file counters (and the ledger).
@@ -586,77 +496,236 @@ pub struct Config {
     pub syscall_families: [u8; SYSCALL_SLOTS],
 }
 
+/// Constants of this kernel: from its headers (macros, not in BTF) or its BTF enums. The u64s
+/// first, so that the group has no padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelValues {
+    /// Bit set in sched_switch's prev_state when the switch was a preemption.
+    pub sched_preempt_state_bit: u64,
+    /// Highest user-space address; faults above it are kernel faults on kernel memory.
+    pub user_address_limit: u64,
+    /// 1 << NETIF_F_SG_BIT.
+    pub netif_f_sg: u64,
+    /// MSG_SPLICE_PAGES (6.5+), 0 before.
+    pub msg_splice_pages: u32,
+    /// Zero-copy sends: MSG_ZEROCOPY on a socket with SOCK_ZEROCOPY set (an sk_flags bit), or
+    /// a message carrying its own ubuf_info (io_uring SEND_ZC, msghdr.msg_ubuf, 6.0+).
+    pub msg_zerocopy: u32,
+    pub sock_zerocopy_bit: u32,
+    /// file.f_flags' O_DIRECT, to leave O_DIRECT files out of the derived copies (they DMA to
+    /// user pages).
+    pub o_direct: u32,
+}
+
+/// Which tasks are traced.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tasks {
+    /// tgid whose threads may open a measured window with the markers.
+    pub sender_tgid: u32,
+    /// 1 in trace mode: the traced tasks are every task in TASKS (not the sender's tgid and
+    /// RECEIVERS), tasks they start are tracked too, and bytes are kept by descriptor kind.
+    pub follow: u32,
+}
+
+/// Classic tracepoint field offsets: they differ between kernels, so user space reads them
+/// from tracefs (`events/<group>/<event>/format`; `zc-trace/src/kernel/tracepoints.rs` says
+/// which event's field goes where).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    pub sys_enter_id_off: u32,
+    pub sys_enter_args_off: u32,
+    pub sys_exit_id_off: u32,
+    pub sys_exit_ret_off: u32,
+    pub sched_prev_pid_off: u32,
+    pub sched_prev_state_off: u32,
+    pub fault_address_off: u32,
+    pub skb_copy_len_off: u32,
+    /// sock:sock_send_length's `ret`.
+    pub sock_send_ret_off: u32,
+    /// net:net_dev_start_xmit.
+    pub xmit_skbaddr_off: u32,
+    pub xmit_len_off: u32,
+    pub xmit_data_len_off: u32,
+    pub xmit_transport_valid_off: u32,
+    pub xmit_transport_off: u32,
+    /// block:block_bio_queue.
+    pub bio_nr_sector_off: u32,
+    pub bio_rwbs_off: u32,
+    /// task:task_newtask's `pid`.
+    pub newtask_pid_off: u32,
+    /// io_uring's submit event's `opcode`.
+    pub uring_opcode_off: u32,
+    /// sched:sched_process_exec's `pid` and `old_pid`: a thread other than the leader that
+    /// calls execve takes the leader's pid, and its TASKS entry moves with it.
+    pub exec_pid_off: u32,
+    pub exec_old_pid_off: u32,
+}
+
+/// `iov_iter.iter_type` (BTF; [`UNKNOWN`] when absent) and the `enum iter_type` values on this
+/// kernel (their order changed between versions).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IterTypes {
+    pub type_off: u32,
+    pub ubuf: u32,
+    pub iovec: u32,
+    pub kvec: u32,
+    pub bvec: u32,
+    pub pipe: u32,
+    pub discard: u32,
+}
+
+/// struct msghdr members (BTF; [`UNKNOWN`] when absent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsghdrOffsets {
+    pub flags_off: u32,
+    pub iter_off: u32,
+    pub ubuf_off: u32,
+}
+
+/// struct sock members (BTF; [`UNKNOWN`] when absent): the route's capabilities, sk_flags,
+/// and what tells TCP, UDP and UNIX stream sockets apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    pub route_caps_off: u32,
+    pub flags_off: u32,
+    pub family_off: u32,
+    pub protocol_off: u32,
+    /// Only UNIX *stream* sockets go through unix_stream_sendmsg.
+    pub type_off: u32,
+}
+
+/// The path from a task's descriptor to what it is (BTF; [`UNKNOWN`] when absent):
+/// task_struct->files->fdt->fd[n]->f_inode->i_mode, the file's flags and filesystem, and a
+/// socket file's sock.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOffsets {
+    pub task_files_off: u32,
+    pub files_fdt_off: u32,
+    pub fdt_max_fds_off: u32,
+    pub fdt_fd_off: u32,
+    pub file_inode_off: u32,
+    pub inode_mode_off: u32,
+    pub file_flags_off: u32,
+    /// inode.i_sb and super_block.s_magic: O_DIRECT on tmpfs still copies (shmem has no direct
+    /// I/O path; since 6.6 it accepts the flag and ignores it), so it is not left out there.
+    pub inode_sb_off: u32,
+    pub sb_magic_off: u32,
+    /// file.private_data and socket.sk: the sender's sockets are tracked when a syscall on
+    /// them begins, before any frame of theirs can leave a device.
+    pub file_private_data_off: u32,
+    pub socket_sk_off: u32,
+}
+
+/// struct sk_buff members and net_device.ifindex (BTF; [`UNKNOWN`] when absent): a frame's
+/// socket, its bytes copied by segmentation/linearization, the device it is handed to, and
+/// its TCP header at the tp_btf net_dev_start_xmit (which has no tracefs fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbOffsets {
+    pub sk_off: u32,
+    pub data_off: u32,
+    pub len_off: u32,
+    pub data_len_off: u32,
+    pub dev_off: u32,
+    pub head_off: u32,
+    pub transport_header_off: u32,
+    pub netdev_ifindex_off: u32,
+}
+
 /// Room in [`Config::pseudo_fs_magics`].
 pub const PSEUDO_FS_SLOTS: usize = 24;
 
 impl Config {
     pub const fn zeroed() -> Self {
+        const U: u32 = UNKNOWN;
         Config {
-            sender_tgid: 0,
-            _pad1: 0,
-            sys_enter_id_off: 0,
-            sys_enter_args_off: 0,
-            sys_exit_id_off: 0,
-            sys_exit_ret_off: 0,
-            sched_prev_pid_off: 0,
-            sched_prev_state_off: 0,
-            sched_preempt_state_bit: 0,
-            fault_address_off: 0,
-            skb_copy_len_off: 0,
-            user_address_limit: 0,
-            msghdr_flags_off: UNKNOWN,
-            msghdr_iter_off: UNKNOWN,
-            iov_iter_type_off: UNKNOWN,
-            sock_route_caps_off: UNKNOWN,
-            iter_ubuf: UNKNOWN,
-            iter_iovec: UNKNOWN,
-            iter_kvec: UNKNOWN,
-            iter_bvec: UNKNOWN,
-            iter_pipe: UNKNOWN,
-            iter_discard: UNKNOWN,
-            msg_splice_pages: 0,
-            _pad0: 0,
-            netif_f_sg: 0,
-            sock_send_ret_off: 0,
-            task_files_off: UNKNOWN,
-            files_fdt_off: UNKNOWN,
-            fdt_max_fds_off: UNKNOWN,
-            fdt_fd_off: UNKNOWN,
-            file_inode_off: UNKNOWN,
-            inode_mode_off: UNKNOWN,
-            file_flags_off: UNKNOWN,
-            o_direct: 0,
-            inode_sb_off: UNKNOWN,
-            sb_magic_off: UNKNOWN,
-            xmit_skbaddr_off: 0,
-            xmit_len_off: 0,
-            xmit_data_len_off: 0,
-            xmit_transport_valid_off: 0,
-            xmit_transport_off: 0,
-            skb_sk_off: UNKNOWN,
-            skb_data_off: UNKNOWN,
-            msg_zerocopy: 0,
-            sock_flags_off: UNKNOWN,
-            sock_zerocopy_bit: UNKNOWN,
-            msghdr_ubuf_off: UNKNOWN,
-            bio_nr_sector_off: 0,
-            bio_rwbs_off: 0,
-            file_private_data_off: UNKNOWN,
-            socket_sk_off: UNKNOWN,
-            skb_len_off: UNKNOWN,
-            skb_data_len_off: UNKNOWN,
-            follow: 0,
-            sock_family_off: UNKNOWN,
-            sock_protocol_off: UNKNOWN,
-            newtask_pid_off: 0,
-            uring_opcode_off: 0,
-            sock_type_off: UNKNOWN,
-            skb_dev_off: UNKNOWN,
-            netdev_ifindex_off: UNKNOWN,
-            skb_head_off: UNKNOWN,
-            skb_transport_header_off: UNKNOWN,
-            exec_pid_off: 0,
-            exec_old_pid_off: 0,
+            values: KernelValues {
+                sched_preempt_state_bit: 0,
+                user_address_limit: 0,
+                netif_f_sg: 0,
+                msg_splice_pages: 0,
+                msg_zerocopy: 0,
+                sock_zerocopy_bit: U,
+                o_direct: 0,
+            },
+            tasks: Tasks {
+                sender_tgid: 0,
+                follow: 0,
+            },
+            // 0 until tracefs has the field (its program is then refused at attach).
+            tp: TracepointOffsets {
+                sys_enter_id_off: 0,
+                sys_enter_args_off: 0,
+                sys_exit_id_off: 0,
+                sys_exit_ret_off: 0,
+                sched_prev_pid_off: 0,
+                sched_prev_state_off: 0,
+                fault_address_off: 0,
+                skb_copy_len_off: 0,
+                sock_send_ret_off: 0,
+                xmit_skbaddr_off: 0,
+                xmit_len_off: 0,
+                xmit_data_len_off: 0,
+                xmit_transport_valid_off: 0,
+                xmit_transport_off: 0,
+                bio_nr_sector_off: 0,
+                bio_rwbs_off: 0,
+                newtask_pid_off: 0,
+                uring_opcode_off: 0,
+                exec_pid_off: 0,
+                exec_old_pid_off: 0,
+            },
+            iter: IterTypes {
+                type_off: U,
+                ubuf: U,
+                iovec: U,
+                kvec: U,
+                bvec: U,
+                pipe: U,
+                discard: U,
+            },
+            msghdr: MsghdrOffsets {
+                flags_off: U,
+                iter_off: U,
+                ubuf_off: U,
+            },
+            sock: SockOffsets {
+                route_caps_off: U,
+                flags_off: U,
+                family_off: U,
+                protocol_off: U,
+                type_off: U,
+            },
+            file: FileOffsets {
+                task_files_off: U,
+                files_fdt_off: U,
+                fdt_max_fds_off: U,
+                fdt_fd_off: U,
+                file_inode_off: U,
+                inode_mode_off: U,
+                file_flags_off: U,
+                inode_sb_off: U,
+                sb_magic_off: U,
+                file_private_data_off: U,
+                socket_sk_off: U,
+            },
+            skb: SkbOffsets {
+                sk_off: U,
+                data_off: U,
+                len_off: U,
+                data_len_off: U,
+                dev_off: U,
+                head_off: U,
+                transport_header_off: U,
+                netdev_ifindex_off: U,
+            },
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
             syscall_families: [0; SYSCALL_SLOTS],
         }
@@ -676,19 +745,35 @@ mod pod {
     unsafe impl aya::Pod for super::FdStat {}
 }
 
-// Config has no implicit padding: its size is the sum of its fields, 62 u32 (two of them the
-// explicit padding), 3 u64 and the families' bytes. A field added without minding alignment
-// fails the build.
-const _: () = assert!(
-    core::mem::size_of::<Config>() == (62 + PSEUDO_FS_SLOTS) * 4 + 3 * 8 + SYSCALL_SLOTS
-        && PSEUDO_FS_SLOTS & 1 == 0
-        && SYSCALL_SLOTS.is_multiple_of(8)
-);
+// Config has no implicit padding: each group's size is the sum of its fields (a field added
+// without minding alignment fails the build), and Config's is the sum of its groups'.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<KernelValues>() == 3 * 8 + 4 * 4);
+    assert!(size_of::<Tasks>() == 2 * 4);
+    assert!(size_of::<TracepointOffsets>() == 20 * 4);
+    assert!(size_of::<IterTypes>() == 7 * 4);
+    assert!(size_of::<MsghdrOffsets>() == 3 * 4);
+    assert!(size_of::<SockOffsets>() == 5 * 4);
+    assert!(size_of::<FileOffsets>() == 11 * 4);
+    assert!(size_of::<SkbOffsets>() == 8 * 4);
+    assert!(
+        size_of::<Config>()
+            == size_of::<KernelValues>()
+                + size_of::<Tasks>()
+                + size_of::<TracepointOffsets>()
+                + size_of::<IterTypes>()
+                + size_of::<MsghdrOffsets>()
+                + size_of::<SockOffsets>()
+                + size_of::<FileOffsets>()
+                + size_of::<SkbOffsets>()
+                + PSEUDO_FS_SLOTS * 4
+                + SYSCALL_SLOTS
+    );
+    assert!(SYSCALL_SLOTS.is_multiple_of(8));
+};
 const _: () = assert!(core::mem::size_of::<TaskState>() == 9 * 8);
 const _: () = assert!(core::mem::size_of::<FdKey>() == 16);
-const _: () = assert!(core::mem::offset_of!(Config, netif_f_sg) % 8 == 0);
-const _: () =
-    assert!(core::mem::offset_of!(Config, _pad0) + 4 == core::mem::offset_of!(Config, netif_f_sg));
 
 // The kernel refuses per-CPU map values above 32 KiB (PCPU_MIN_UNIT_SIZE).
 const _: () = assert!(core::mem::size_of::<RoleStats>() <= 32 * 1024);

@@ -14,8 +14,8 @@ pub fn zc_bio_queue(ctx: TracePointContext) -> u32 {
     };
     let cfg = state::config();
     let (Ok(sectors), Ok(op)) = (
-        unsafe { ctx.read_at::<u32>(cfg.bio_nr_sector_off as usize) },
-        unsafe { ctx.read_at::<u8>(cfg.bio_rwbs_off as usize) },
+        unsafe { ctx.read_at::<u32>(cfg.tp.bio_nr_sector_off as usize) },
+        unsafe { ctx.read_at::<u8>(cfg.tp.bio_rwbs_off as usize) },
     ) else {
         return 0;
     };

@@ -22,11 +22,11 @@ pub fn zc_fault_kernel(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let cfg = state::config();
-    let Ok(address) = (unsafe { ctx.read_at::<u64>(cfg.fault_address_off as usize) }) else {
+    let Ok(address) = (unsafe { ctx.read_at::<u64>(cfg.tp.fault_address_off as usize) }) else {
         return 0;
     };
     // Faults on kernel memory (vmalloc, etc.) are not the task's page faults.
-    if address < cfg.user_address_limit {
+    if address < cfg.values.user_address_limit {
         state::add(unsafe { (*task).role }, counter::FAULTS_KERNEL_MODE, 1);
     }
     0

@@ -34,17 +34,18 @@ pub fn zc_sched_switch_tp(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let cfg = state::config();
-    let Ok(prev_pid) = (unsafe { ctx.read_at::<i32>(cfg.sched_prev_pid_off as usize) }) else {
+    let Ok(prev_pid) = (unsafe { ctx.read_at::<i32>(cfg.tp.sched_prev_pid_off as usize) }) else {
         return 0;
     };
     let Some(task) = state::tracked_task(prev_pid as u32) else {
         return 0;
     };
-    let Ok(prev_state) = (unsafe { ctx.read_at::<i64>(cfg.sched_prev_state_off as usize) }) else {
+    let Ok(prev_state) = (unsafe { ctx.read_at::<i64>(cfg.tp.sched_prev_state_off as usize) })
+    else {
         return 0;
     };
     // The tracepoint reports a preemption as TASK_REPORT_MAX, whatever the task's state.
-    let preempted = (prev_state as u64) & cfg.sched_preempt_state_bit != 0;
+    let preempted = (prev_state as u64) & cfg.values.sched_preempt_state_bit != 0;
     count(unsafe { (*task).role }, prev_state != 0 && !preempted);
     0
 }

@@ -76,11 +76,11 @@ pub fn remember_socket(sk: u64, role: u32) {
 #[inline(always)]
 pub fn traced_process() -> bool {
     // Trace mode follows processes that come and go: TASKS alone says who is traced.
-    if config().follow != 0 {
+    if config().tasks.follow != 0 {
         return true;
     }
     let tgid = current_tgid();
-    if tgid == config().sender_tgid {
+    if tgid == config().tasks.sender_tgid {
         return true;
     }
     if tgid == 0 {

@@ -34,7 +34,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let cfg = state::config();
     let tid = state::current_tid();
     // SAFETY: offsets come from this kernel's tracefs format file.
-    let nr: i64 = unsafe { ctx.read_at(cfg.sys_enter_id_off as usize)? };
+    let nr: i64 = unsafe { ctx.read_at(cfg.tp.sys_enter_id_off as usize)? };
 
     // The number is bounded once, and the family and the per-syscall counter both use that
     // one slot. (6.1 accepts these bounds only because the object is built for BPF ISA v2:
@@ -43,8 +43,8 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     // zc-trace-ebpf/.cargo/config.toml.)
     let slot = slot(nr);
     let fam = family_at(cfg, slot);
-    if fam == family::CLOSE && state::current_tgid() == cfg.sender_tgid {
-        let fd: u64 = unsafe { ctx.read_at(cfg.sys_enter_args_off as usize)? };
+    if fam == family::CLOSE && state::current_tgid() == cfg.tasks.sender_tgid {
+        let fd: u64 = unsafe { ctx.read_at(cfg.tp.sys_enter_args_off as usize)? };
         if fd == MARK_START {
             if let Err(e) = open_window(tid) {
                 // Rare and important: the window will be missing, and user space refuses the
@@ -65,7 +65,7 @@ fn on_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
 
     let task = match state::tracked_task(tid) {
         Some(task) => task,
-        None if cfg.follow != 0 => match armed_by_exec(tid, fam) {
+        None if cfg.tasks.follow != 0 => match armed_by_exec(tid, fam) {
             Some(task) => task,
             None => return Ok(()),
         },
@@ -137,7 +137,7 @@ fn source_kind(
     // may read from a None.
     let fd_of = |arg: Option<usize>| -> u64 {
         match arg {
-            Some(a) => unsafe { ctx.read_at::<u64>(cfg.sys_enter_args_off as usize + 8 * a) }
+            Some(a) => unsafe { ctx.read_at::<u64>(cfg.tp.sys_enter_args_off as usize + 8 * a) }
                 .unwrap_or(NO_FD),
             None => NO_FD,
         }
@@ -146,7 +146,7 @@ fn source_kind(
     let mut in_kind = file_mode(cfg, in_fd);
     let out_fd = fd_of(output);
     let mut out_kind = file_mode(cfg, out_fd);
-    if cfg.follow != 0 {
+    if cfg.tasks.follow != 0 {
         // A traced program uses any file: keep the counters (and the ledger) to the files
         // and sockets whose copy sites zc-trace hooks; the breakdown keeps the rest.
         if in_fd != NO_FD {
@@ -205,15 +205,15 @@ const S_IFCHR: u32 = 0o020000;
 #[inline(always)]
 fn track_socket_of_file(cfg: &zc_trace_common::Config, file: *const u8, role: u32) {
     if file.is_null()
-        || cfg.file_private_data_off == zc_trace_common::UNKNOWN
-        || cfg.socket_sk_off == zc_trace_common::UNKNOWN
+        || cfg.file.file_private_data_off == zc_trace_common::UNKNOWN
+        || cfg.file.socket_sk_off == zc_trace_common::UNKNOWN
     {
         return;
     }
-    let Some(sock) = kread::ptr(file, cfg.file_private_data_off) else {
+    let Some(sock) = kread::ptr(file, cfg.file.file_private_data_off) else {
         return;
     };
-    if let Some(sk) = kread::ptr(sock, cfg.socket_sk_off) {
+    if let Some(sk) = kread::ptr(sock, cfg.file.socket_sk_off) {
         if !sk.is_null() {
             crate::state::remember_socket(sk as u64, role);
         }
@@ -226,22 +226,22 @@ fn track_socket_of_file(cfg: &zc_trace_common::Config, file: *const u8, role: u3
 #[inline(always)]
 fn file_at(cfg: &zc_trace_common::Config, fd: u64) -> *const u8 {
     let none = core::ptr::null();
-    if cfg.task_files_off == zc_trace_common::UNKNOWN {
+    if cfg.file.task_files_off == zc_trace_common::UNKNOWN {
         return none;
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Some(files) = kread::ptr(task, cfg.task_files_off) else {
+    let Some(files) = kread::ptr(task, cfg.file.task_files_off) else {
         return none;
     };
-    let Some(fdt) = kread::ptr(files, cfg.files_fdt_off) else {
+    let Some(fdt) = kread::ptr(files, cfg.file.files_fdt_off) else {
         return none;
     };
-    let max = kread::at::<u32>(fdt, cfg.fdt_max_fds_off);
+    let max = kread::at::<u32>(fdt, cfg.file.fdt_max_fds_off);
     match max {
         Some(max) if fd < max as u64 => {}
         _ => return none,
     }
-    let Some(array) = kread::ptr(fdt, cfg.fdt_fd_off) else {
+    let Some(array) = kread::ptr(fdt, cfg.file.fdt_fd_off) else {
         return none;
     };
     kread::ptr(array, (fd * 8) as u32).unwrap_or(none)
@@ -258,15 +258,15 @@ fn file_mode(cfg: &zc_trace_common::Config, fd: u64) -> u32 {
 
 #[inline(always)]
 fn file_mode_of(cfg: &zc_trace_common::Config, file: *const u8) -> Option<u32> {
-    if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
+    if file.is_null() || cfg.file.inode_mode_off == zc_trace_common::UNKNOWN {
         return None;
     }
-    let flags: u32 = kread::at(file, cfg.file_flags_off)?;
-    let inode: *const u8 = kread::ptr(file, cfg.file_inode_off)?;
-    if flags & cfg.o_direct != 0 && !on_tmpfs(cfg, inode) {
+    let flags: u32 = kread::at(file, cfg.file.file_flags_off)?;
+    let inode: *const u8 = kread::ptr(file, cfg.file.file_inode_off)?;
+    if flags & cfg.values.o_direct != 0 && !on_tmpfs(cfg, inode) {
         return None;
     }
-    let mode: u16 = kread::at(inode, cfg.inode_mode_off)?;
+    let mode: u16 = kread::at(inode, cfg.file.inode_mode_off)?;
     Some(mode as u32 & S_IFMT)
 }
 
@@ -274,20 +274,20 @@ fn file_mode_of(cfg: &zc_trace_common::Config, file: *const u8) -> Option<u32> {
 /// regular file, its filesystem's magic in the high 32; 0 when unknown.
 #[inline(always)]
 fn fd_class(cfg: &zc_trace_common::Config, file: *const u8) -> u64 {
-    if file.is_null() || cfg.inode_mode_off == zc_trace_common::UNKNOWN {
+    if file.is_null() || cfg.file.inode_mode_off == zc_trace_common::UNKNOWN {
         return 0;
     }
-    let inode = kread::ptr(file, cfg.file_inode_off).unwrap_or(core::ptr::null());
+    let inode = kread::ptr(file, cfg.file.file_inode_off).unwrap_or(core::ptr::null());
     if inode.is_null() {
         return 0;
     }
-    let Some(mode) = kread::at::<u16>(inode, cfg.inode_mode_off) else {
+    let Some(mode) = kread::at::<u16>(inode, cfg.file.inode_mode_off) else {
         return 0;
     };
     match mode as u32 & S_IFMT {
         S_IFREG => {
-            let flags: u32 = kread::at(file, cfg.file_flags_off).unwrap_or(0);
-            let kind = if flags & cfg.o_direct != 0 {
+            let flags: u32 = kread::at(file, cfg.file.file_flags_off).unwrap_or(0);
+            let kind = if flags & cfg.values.o_direct != 0 {
                 fd_kind::REGULAR_DIRECT
             } else {
                 fd_kind::REGULAR
@@ -333,28 +333,28 @@ fn socket_kind(cfg: &zc_trace_common::Config, file: *const u8) -> u32 {
     const IPPROTO_TCP: u16 = 6;
     const IPPROTO_UDP: u16 = 17;
     const IPPROTO_UDPLITE: u16 = 136;
-    if cfg.file_private_data_off == zc_trace_common::UNKNOWN
-        || cfg.socket_sk_off == zc_trace_common::UNKNOWN
-        || cfg.sock_family_off == zc_trace_common::UNKNOWN
-        || cfg.sock_protocol_off == zc_trace_common::UNKNOWN
+    if cfg.file.file_private_data_off == zc_trace_common::UNKNOWN
+        || cfg.file.socket_sk_off == zc_trace_common::UNKNOWN
+        || cfg.sock.family_off == zc_trace_common::UNKNOWN
+        || cfg.sock.protocol_off == zc_trace_common::UNKNOWN
     {
         return fd_kind::OTHER_SOCKET;
     }
-    let sock = kread::ptr(file, cfg.file_private_data_off).unwrap_or(core::ptr::null());
+    let sock = kread::ptr(file, cfg.file.file_private_data_off).unwrap_or(core::ptr::null());
     if sock.is_null() {
         return fd_kind::OTHER_SOCKET;
     }
-    let sk = kread::ptr(sock, cfg.socket_sk_off).unwrap_or(core::ptr::null());
+    let sk = kread::ptr(sock, cfg.file.socket_sk_off).unwrap_or(core::ptr::null());
     if sk.is_null() {
         return fd_kind::OTHER_SOCKET;
     }
     let read_u16 = |off: u32| -> u16 { kread::at::<u16>(sk, off).unwrap_or(0) };
-    let family = read_u16(cfg.sock_family_off);
+    let family = read_u16(cfg.sock.family_off);
     if family == AF_UNIX {
         // Only stream sockets go through unix_stream_sendmsg, the UNIX copy site.
         const SOCK_STREAM: u16 = 1;
-        if cfg.sock_type_off != zc_trace_common::UNKNOWN
-            && read_u16(cfg.sock_type_off) == SOCK_STREAM
+        if cfg.sock.type_off != zc_trace_common::UNKNOWN
+            && read_u16(cfg.sock.type_off) == SOCK_STREAM
         {
             return fd_kind::UNIX;
         }
@@ -363,7 +363,7 @@ fn socket_kind(cfg: &zc_trace_common::Config, file: *const u8) -> u32 {
     if family != AF_INET && family != AF_INET6 {
         return fd_kind::OTHER_SOCKET;
     }
-    match read_u16(cfg.sock_protocol_off) {
+    match read_u16(cfg.sock.protocol_off) {
         IPPROTO_TCP => fd_kind::TCP,
         IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
         _ => fd_kind::OTHER_SOCKET,
@@ -373,26 +373,28 @@ fn socket_kind(cfg: &zc_trace_common::Config, file: *const u8) -> u32 {
 /// The low 32 bits of the inode's super_block.s_magic; 0 when unknown.
 #[inline(always)]
 fn fs_magic(cfg: &zc_trace_common::Config, inode: *const u8) -> u32 {
-    if cfg.inode_sb_off == zc_trace_common::UNKNOWN || cfg.sb_magic_off == zc_trace_common::UNKNOWN
+    if cfg.file.inode_sb_off == zc_trace_common::UNKNOWN
+        || cfg.file.sb_magic_off == zc_trace_common::UNKNOWN
     {
         return 0;
     }
-    let sb = kread::ptr(inode, cfg.inode_sb_off);
+    let sb = kread::ptr(inode, cfg.file.inode_sb_off);
     let Some(sb) = sb else { return 0 };
-    let magic = kread::at::<u64>(sb, cfg.sb_magic_off);
+    let magic = kread::at::<u64>(sb, cfg.file.sb_magic_off);
     magic.map_or(0, |m| m as u32)
 }
 
 /// Whether the inode's filesystem is tmpfs (super_block.s_magic).
 #[inline(always)]
 fn on_tmpfs(cfg: &zc_trace_common::Config, inode: *const u8) -> bool {
-    if cfg.inode_sb_off == zc_trace_common::UNKNOWN || cfg.sb_magic_off == zc_trace_common::UNKNOWN
+    if cfg.file.inode_sb_off == zc_trace_common::UNKNOWN
+        || cfg.file.sb_magic_off == zc_trace_common::UNKNOWN
     {
         return false;
     }
-    let sb = kread::ptr(inode, cfg.inode_sb_off);
+    let sb = kread::ptr(inode, cfg.file.inode_sb_off);
     let Some(sb) = sb else { return false };
-    let magic = kread::at::<u64>(sb, cfg.sb_magic_off);
+    let magic = kread::at::<u64>(sb, cfg.file.sb_magic_off);
     magic.is_some_and(|m| m == zc_trace_common::TMPFS_MAGIC)
 }
 
@@ -402,7 +404,7 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let task = unsafe { &mut *task };
-    let mut nr: i64 = unsafe { ctx.read_at(cfg.sys_exit_id_off as usize)? };
+    let mut nr: i64 = unsafe { ctx.read_at(cfg.tp.sys_exit_id_off as usize)? };
     // rt_sigreturn returns with the syscall forgotten (id -1): it is still the return of the
     // call whose entry was counted.
     if nr == -1 && family_at(cfg, slot(task.pending_nr)) == family::RT_SIGRETURN {
@@ -423,7 +425,7 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
         stats.counters[counter::FIRST_RETURNS] += 1;
         return Ok(());
     }
-    let ret: i64 = unsafe { ctx.read_at(cfg.sys_exit_ret_off as usize)? };
+    let ret: i64 = unsafe { ctx.read_at(cfg.tp.sys_exit_ret_off as usize)? };
     stats.counters[counter::SYSCALL_EXITS] += 1;
     // Masked index: older verifiers (6.1, 6.12) reject a map-value index whose bound was
     // checked on a copy of the register; the mask bounds the very register (COUNT is 32).
@@ -438,7 +440,7 @@ fn on_sys_exit(ctx: &TracePointContext) -> Result<(), i64> {
             stats.counters[counter::index(output as u64)] += ret as u64;
         }
     }
-    if cfg.follow != 0 {
+    if cfg.tasks.follow != 0 {
         let bytes = if ret > 0 { ret as u64 } else { 0 };
         let (fd_in, fd_out) = (task.pending_in, task.pending_out);
         task.pending_in = 0;

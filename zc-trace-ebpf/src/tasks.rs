@@ -14,7 +14,7 @@ use crate::state::{self, TASKS, URING_OPS};
 #[tracepoint]
 pub fn zc_task_newtask(ctx: TracePointContext) -> u32 {
     let cfg = state::config();
-    if cfg.follow == 0 {
+    if cfg.tasks.follow == 0 {
         return 0;
     }
     let Some(parent) = TASKS.get_ptr(&state::current_tid()) else {
@@ -29,7 +29,7 @@ pub fn zc_task_newtask(ctx: TracePointContext) -> u32 {
     } else {
         return 0;
     };
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg.newtask_pid_off as usize) }) else {
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(cfg.tp.newtask_pid_off as usize) }) else {
         return 0;
     };
     // A counted child's first sys_exit is its return from the parent's fork or clone, which
@@ -69,13 +69,13 @@ pub fn zc_task_newtask(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn zc_process_exec(ctx: TracePointContext) -> u32 {
     let cfg = state::config();
-    if cfg.follow == 0 {
+    if cfg.tasks.follow == 0 {
         return 0;
     }
-    let Ok(pid) = (unsafe { ctx.read_at::<i32>(cfg.exec_pid_off as usize) }) else {
+    let Ok(pid) = (unsafe { ctx.read_at::<i32>(cfg.tp.exec_pid_off as usize) }) else {
         return 0;
     };
-    let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(cfg.exec_old_pid_off as usize) }) else {
+    let Ok(old_pid) = (unsafe { ctx.read_at::<i32>(cfg.tp.exec_old_pid_off as usize) }) else {
         return 0;
     };
     if pid == old_pid {
@@ -95,7 +95,7 @@ pub fn zc_process_exec(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn zc_process_exit(_ctx: TracePointContext) -> u32 {
-    if state::config().follow == 0 {
+    if state::config().tasks.follow == 0 {
         return 0;
     }
     // Runs in the exiting task; its counts are already in STATS.
@@ -109,7 +109,7 @@ pub fn zc_io_uring_submit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let cfg = state::config();
-    let Ok(opcode) = (unsafe { ctx.read_at::<u8>(cfg.uring_opcode_off as usize) }) else {
+    let Ok(opcode) = (unsafe { ctx.read_at::<u8>(cfg.tp.uring_opcode_off as usize) }) else {
         return 0;
     };
     let slot = (opcode as u32).min(URING_OP_SLOTS - 1);

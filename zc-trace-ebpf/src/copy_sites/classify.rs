@@ -19,15 +19,15 @@ pub(super) enum Memory {
 
 #[inline(always)]
 pub(super) fn memory(cfg: &Config, iter: *const u8) -> Option<Memory> {
-    if iter.is_null() || cfg.iov_iter_type_off == UNKNOWN {
+    if iter.is_null() || cfg.iter.type_off == UNKNOWN {
         return None;
     }
-    let t = kread::at::<u8>(iter, cfg.iov_iter_type_off)? as u32;
-    Some(if t == cfg.iter_ubuf || t == cfg.iter_iovec {
+    let t = kread::at::<u8>(iter, cfg.iter.type_off)? as u32;
+    Some(if t == cfg.iter.ubuf || t == cfg.iter.iovec {
         Memory::User
-    } else if t == cfg.iter_pipe {
+    } else if t == cfg.iter.pipe {
         Memory::PipePages
-    } else if t == cfg.iter_discard {
+    } else if t == cfg.iter.discard {
         Memory::Discard
     } else {
         Memory::Kernel

@@ -19,11 +19,11 @@ pub fn zc_net_xmit(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
     let cfg = state::config();
-    if cfg.skb_sk_off == UNKNOWN || cfg.skb_data_off == UNKNOWN {
+    if cfg.skb.sk_off == UNKNOWN || cfg.skb.data_off == UNKNOWN {
         return None;
     }
-    let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
-    let sk: u64 = kread::at(skb, cfg.skb_sk_off)?;
+    let skb: *const u8 = unsafe { ctx.read_at(cfg.tp.xmit_skbaddr_off as usize) }.ok()?;
+    let sk: u64 = kread::at(skb, cfg.skb.sk_off)?;
     let role = *unsafe { SOCKS.get(&sk) }?;
     let linear_payload = linear_payload(ctx, cfg, skb);
     if linear_payload > 0 {
@@ -40,18 +40,18 @@ fn on_net_xmit(ctx: &TracePointContext) -> Option<()> {
 /// from a None.
 #[inline(always)]
 fn linear_payload(ctx: &TracePointContext, cfg: &Config, skb: *const u8) -> i64 {
-    let valid: u8 = unsafe { ctx.read_at(cfg.xmit_transport_valid_off as usize) }.unwrap_or(0);
+    let valid: u8 = unsafe { ctx.read_at(cfg.tp.xmit_transport_valid_off as usize) }.unwrap_or(0);
     if valid == 0 {
         return -1;
     }
     let (Ok(len), Ok(data_len), Ok(transport)) = (
-        unsafe { ctx.read_at::<u32>(cfg.xmit_len_off as usize) },
-        unsafe { ctx.read_at::<u32>(cfg.xmit_data_len_off as usize) },
-        unsafe { ctx.read_at::<i32>(cfg.xmit_transport_off as usize) },
+        unsafe { ctx.read_at::<u32>(cfg.tp.xmit_len_off as usize) },
+        unsafe { ctx.read_at::<u32>(cfg.tp.xmit_data_len_off as usize) },
+        unsafe { ctx.read_at::<i32>(cfg.tp.xmit_transport_off as usize) },
     ) else {
         return -1;
     };
-    let Some(data) = kread::ptr(skb, cfg.skb_data_off) else {
+    let Some(data) = kread::ptr(skb, cfg.skb.data_off) else {
         return -1;
     };
     // TCP data offset: the high nibble of byte 12 of the header, in 32-bit words.
@@ -85,10 +85,10 @@ pub fn zc_nic_tx_btf(ctx: BtfTracePointContext) -> u32 {
 fn on_nic_tx_btf(skb: *const u8, dev: *const u8) -> Option<()> {
     let cfg = state::config();
     let wanted = *crate::state::DMA_DEV.get(0)?;
-    if wanted == 0 || cfg.netdev_ifindex_off == UNKNOWN {
+    if wanted == 0 || cfg.skb.netdev_ifindex_off == UNKNOWN {
         return None;
     }
-    let ifindex: u32 = kread::at(dev, cfg.netdev_ifindex_off)?;
+    let ifindex: u32 = kread::at(dev, cfg.skb.netdev_ifindex_off)?;
     if ifindex != wanted {
         return None;
     }
@@ -103,30 +103,30 @@ fn on_nic_tx_btf(skb: *const u8, dev: *const u8) -> Option<()> {
 /// sk_buff.data_len: the bytes in page fragments; -1 when unknown.
 #[inline(always)]
 fn skb_frags(cfg: &Config, skb: *const u8) -> i64 {
-    if cfg.skb_data_len_off == UNKNOWN {
+    if cfg.skb.data_len_off == UNKNOWN {
         return -1;
     }
-    kread::at::<u32>(skb, cfg.skb_data_len_off).map_or(-1, |v| v as i64)
+    kread::at::<u32>(skb, cfg.skb.data_len_off).map_or(-1, |v| v as i64)
 }
 
 /// `linear_payload` from the skb itself (tp_btf has no tracefs fields): its length less the
 /// fragments, less the headers up to the end of the TCP header; -1 when unknown.
 #[inline(always)]
 fn skb_linear_payload(cfg: &Config, skb: *const u8) -> i64 {
-    if cfg.skb_len_off == UNKNOWN
-        || cfg.skb_head_off == UNKNOWN
-        || cfg.skb_transport_header_off == UNKNOWN
-        || cfg.skb_data_off == UNKNOWN
+    if cfg.skb.len_off == UNKNOWN
+        || cfg.skb.head_off == UNKNOWN
+        || cfg.skb.transport_header_off == UNKNOWN
+        || cfg.skb.data_off == UNKNOWN
     {
         return -1;
     }
     let frags = skb_frags(cfg, skb);
-    let Some(len) = kread::at::<u32>(skb, cfg.skb_len_off) else {
+    let Some(len) = kread::at::<u32>(skb, cfg.skb.len_off) else {
         return -1;
     };
-    let head = kread::ptr(skb, cfg.skb_head_off).unwrap_or(core::ptr::null());
-    let data = kread::ptr(skb, cfg.skb_data_off).unwrap_or(core::ptr::null());
-    let Some(th) = kread::at::<u16>(skb, cfg.skb_transport_header_off) else {
+    let head = kread::ptr(skb, cfg.skb.head_off).unwrap_or(core::ptr::null());
+    let data = kread::ptr(skb, cfg.skb.data_off).unwrap_or(core::ptr::null());
+    let Some(th) = kread::at::<u16>(skb, cfg.skb.transport_header_off) else {
         return -1;
     };
     // (u16)~0: no transport header set.
@@ -169,21 +169,21 @@ fn on_nic_tx(ctx: &TracePointContext) -> Option<()> {
     let cfg = state::config();
     let wanted = *crate::state::DMA_DEV.get(0)?;
     if wanted == 0
-        || cfg.skb_dev_off == UNKNOWN
-        || cfg.netdev_ifindex_off == UNKNOWN
-        || cfg.skb_sk_off == UNKNOWN
-        || cfg.skb_data_off == UNKNOWN
+        || cfg.skb.dev_off == UNKNOWN
+        || cfg.skb.netdev_ifindex_off == UNKNOWN
+        || cfg.skb.sk_off == UNKNOWN
+        || cfg.skb.data_off == UNKNOWN
     {
         return None;
     }
-    let skb: *const u8 = unsafe { ctx.read_at(cfg.xmit_skbaddr_off as usize) }.ok()?;
-    let dev: *const u8 = kread::ptr(skb, cfg.skb_dev_off)?;
-    let ifindex: i32 = kread::at(dev, cfg.netdev_ifindex_off)?;
+    let skb: *const u8 = unsafe { ctx.read_at(cfg.tp.xmit_skbaddr_off as usize) }.ok()?;
+    let dev: *const u8 = kread::ptr(skb, cfg.skb.dev_off)?;
+    let ifindex: i32 = kread::at(dev, cfg.skb.netdev_ifindex_off)?;
     if ifindex as u32 != wanted {
         return None;
     }
     let role = skb_role(cfg, skb)?;
-    let frags: u32 = unsafe { ctx.read_at(cfg.xmit_data_len_off as usize) }.ok()?;
+    let frags: u32 = unsafe { ctx.read_at(cfg.tp.xmit_data_len_off as usize) }.ok()?;
     count_nic_tx(role, linear_payload(ctx, cfg, skb), frags)
 }
 
@@ -208,10 +208,10 @@ fn count_nic_tx(role: u32, linear: i64, frags: u32) -> Option<()> {
 /// The role of the traced socket that owns `skb`, if any.
 #[inline(always)]
 fn skb_role(cfg: &Config, skb: *const u8) -> Option<u32> {
-    if skb.is_null() || cfg.skb_sk_off == UNKNOWN {
+    if skb.is_null() || cfg.skb.sk_off == UNKNOWN {
         return None;
     }
-    let sk: u64 = kread::at(skb, cfg.skb_sk_off)?;
+    let sk: u64 = kread::at(skb, cfg.skb.sk_off)?;
     unsafe { SOCKS.get(&sk) }.copied()
 }
 
@@ -227,11 +227,14 @@ fn add_linearized(role: u32, bytes: u64) -> Option<()> {
 #[inline(always)]
 fn on_segment(skb: *const u8, features: u64) -> Option<()> {
     let cfg = state::config();
-    if cfg.netif_f_sg == 0 || features & cfg.netif_f_sg != 0 || cfg.skb_len_off == UNKNOWN {
+    if cfg.values.netif_f_sg == 0
+        || features & cfg.values.netif_f_sg != 0
+        || cfg.skb.len_off == UNKNOWN
+    {
         return None;
     }
     let role = skb_role(cfg, skb)?;
-    let len: u32 = kread::at(skb, cfg.skb_len_off)?;
+    let len: u32 = kread::at(skb, cfg.skb.len_off)?;
     add_linearized(role, len as u64)
 }
 

@@ -13,31 +13,31 @@ use super::*;
 #[inline(always)]
 fn tcp_send_class(sk: *const u8, msg: *const u8) -> Option<usize> {
     let cfg = state::config();
-    if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
+    if msg.is_null() || cfg.msghdr.flags_off == UNKNOWN || cfg.msghdr.iter_off == UNKNOWN {
         return None;
     }
-    let flags: u32 = kread::at(msg, cfg.msghdr_flags_off)?;
-    let spliced = cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0;
+    let flags: u32 = kread::at(msg, cfg.msghdr.flags_off)?;
+    let spliced = cfg.values.msg_splice_pages != 0 && flags & cfg.values.msg_splice_pages != 0;
     let mut zerocopy = false;
-    if cfg.msg_zerocopy != 0
-        && flags & cfg.msg_zerocopy != 0
-        && cfg.sock_flags_off != UNKNOWN
-        && cfg.sock_zerocopy_bit < 64
+    if cfg.values.msg_zerocopy != 0
+        && flags & cfg.values.msg_zerocopy != 0
+        && cfg.sock.flags_off != UNKNOWN
+        && cfg.values.sock_zerocopy_bit < 64
     {
-        let sk_flags: u64 = kread::at(sk, cfg.sock_flags_off)?;
-        zerocopy = sk_flags & (1u64 << (cfg.sock_zerocopy_bit & 63)) != 0;
+        let sk_flags: u64 = kread::at(sk, cfg.sock.flags_off)?;
+        zerocopy = sk_flags & (1u64 << (cfg.values.sock_zerocopy_bit & 63)) != 0;
     }
-    if cfg.msghdr_ubuf_off != UNKNOWN {
-        let ubuf: u64 = kread::at(msg, cfg.msghdr_ubuf_off)?;
+    if cfg.msghdr.ubuf_off != UNKNOWN {
+        let ubuf: u64 = kread::at(msg, cfg.msghdr.ubuf_off)?;
         zerocopy |= ubuf != 0;
     }
-    if (spliced || zerocopy) && cfg.sock_route_caps_off != UNKNOWN {
-        let caps: u64 = kread::at(sk, cfg.sock_route_caps_off)?;
-        if caps & cfg.netif_f_sg != 0 {
+    if (spliced || zerocopy) && cfg.sock.route_caps_off != UNKNOWN {
+        let caps: u64 = kread::at(sk, cfg.sock.route_caps_off)?;
+        if caps & cfg.values.netif_f_sg != 0 {
             return Some(class::BY_REFERENCE);
         }
     }
-    match memory(cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
+    match memory(cfg, unsafe { msg.add(cfg.msghdr.iter_off as usize) })? {
         Memory::User => Some(class::USER_TO_KERNEL),
         _ => Some(class::KERNEL_TO_KERNEL),
     }
@@ -97,7 +97,7 @@ pub fn zc_tcp_send_tp_btf(ctx: BtfTracePointContext) -> u32 {
 #[tracepoint]
 pub fn zc_sock_send_length(ctx: TracePointContext) -> u32 {
     let cfg = state::config();
-    if let Ok(ret) = unsafe { ctx.read_at::<i32>(cfg.sock_send_ret_off as usize) } {
+    if let Ok(ret) = unsafe { ctx.read_at::<i32>(cfg.tp.sock_send_ret_off as usize) } {
         complete(state::current_tid(), site::TCP_SEND, ret as i64);
     }
     0
@@ -163,7 +163,7 @@ pub fn zc_sock_recv_kretprobe(ctx: RetProbeContext) -> u32 {
 #[tracepoint]
 pub fn zc_skb_copy_datagram(ctx: TracePointContext) -> u32 {
     let cfg = state::config();
-    if let Ok(len) = unsafe { ctx.read_at::<i32>(cfg.skb_copy_len_off as usize) } {
+    if let Ok(len) = unsafe { ctx.read_at::<i32>(cfg.tp.skb_copy_len_off as usize) } {
         record(
             state::current_tid(),
             site::SOCK_RECV,
@@ -181,14 +181,14 @@ pub fn zc_skb_copy_datagram(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn unix_send_class(msg: *const u8) -> Option<usize> {
     let cfg = state::config();
-    if msg.is_null() || cfg.msghdr_flags_off == UNKNOWN || cfg.msghdr_iter_off == UNKNOWN {
+    if msg.is_null() || cfg.msghdr.flags_off == UNKNOWN || cfg.msghdr.iter_off == UNKNOWN {
         return None;
     }
-    let flags: u32 = kread::at(msg, cfg.msghdr_flags_off)?;
-    if cfg.msg_splice_pages != 0 && flags & cfg.msg_splice_pages != 0 {
+    let flags: u32 = kread::at(msg, cfg.msghdr.flags_off)?;
+    if cfg.values.msg_splice_pages != 0 && flags & cfg.values.msg_splice_pages != 0 {
         return Some(class::BY_REFERENCE);
     }
-    match memory(cfg, unsafe { msg.add(cfg.msghdr_iter_off as usize) })? {
+    match memory(cfg, unsafe { msg.add(cfg.msghdr.iter_off as usize) })? {
         Memory::User => Some(class::USER_TO_KERNEL),
         _ => Some(class::KERNEL_TO_KERNEL),
     }

@@ -20,7 +20,7 @@ pub struct Event {
 
 macro_rules! fields {
     ($($name:literal => $slot:ident),* $(,)?) => {
-        &[$(Field { name: $name, set: |c: &mut Config, off: u32| c.$slot = off }),*]
+        &[$(Field { name: $name, set: |c: &mut Config, off: u32| c.tp.$slot = off }),*]
     };
 }
 
@@ -132,7 +132,7 @@ mod tests {
         for f in event("raw_syscalls:sys_exit").unwrap().fields {
             (f.set)(&mut c, if f.name == "id" { 8 } else { 16 });
         }
-        assert_eq!((c.sys_exit_id_off, c.sys_exit_ret_off), (8, 16));
-        assert_eq!(c.sys_enter_id_off, 0);
+        assert_eq!((c.tp.sys_exit_id_off, c.tp.sys_exit_ret_off), (8, 16));
+        assert_eq!(c.tp.sys_enter_id_off, 0);
     }
 }

@@ -79,10 +79,10 @@ impl Tracer {
         };
         let mut config = build_config(&formats);
         if follow.is_some() {
-            config.follow = 1;
+            config.tasks.follow = 1;
             config.pseudo_fs_magics = zc_trace_common::filesystems::pseudo_magics();
             // No thread of zc-trace's own opens a measured window in trace mode.
-            config.sender_tgid = 0;
+            config.tasks.sender_tgid = 0;
         }
         if let Ok(b) = &kernel_btf {
             add_btf_config(&mut config, b);
@@ -405,13 +405,13 @@ fn read_formats(tracefs: &Path) -> Formats {
 
 fn build_config(formats: &Formats) -> Config {
     let mut config = Config {
-        sender_tgid: std::process::id(),
         syscall_families: crate::kernel::syscalls::families_by_number(),
-        sched_preempt_state_bit: TASK_REPORT_MAX,
-        user_address_limit: USER_ADDRESS_LIMIT,
-        o_direct: nix::libc::O_DIRECT as u32,
         ..Config::zeroed()
     };
+    config.tasks.sender_tgid = std::process::id();
+    config.values.sched_preempt_state_bit = TASK_REPORT_MAX;
+    config.values.user_address_limit = USER_ADDRESS_LIMIT;
+    config.values.o_direct = nix::libc::O_DIRECT as u32;
     // A field's offset stays 0 unless this kernel's format has it (and its program is then
     // refused at attach); an event under two names (io_uring's submit) gets the one this
     // kernel has.
@@ -439,58 +439,58 @@ const MSG_ZEROCOPY: u32 = 0x0400_0000;
 fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     let off = |s: &str, m: &str| btf.field(s, m).map_or(UNKNOWN, |f| f.offset);
     let val = |e: &str| btf.enum_value(e).map_or(UNKNOWN, |v| v as u32);
-    config.msghdr_flags_off = off("msghdr", "msg_flags");
-    config.msghdr_iter_off = off("msghdr", "msg_iter");
-    config.iov_iter_type_off = btf
+    config.msghdr.flags_off = off("msghdr", "msg_flags");
+    config.msghdr.iter_off = off("msghdr", "msg_iter");
+    config.iter.type_off = btf
         .field("iov_iter", "iter_type")
         .filter(|f| f.size == 1)
         .map_or(UNKNOWN, |f| f.offset);
-    config.sock_route_caps_off = off("sock", "sk_route_caps");
-    config.skb_sk_off = off("sk_buff", "sk");
-    config.msg_zerocopy = MSG_ZEROCOPY;
+    config.sock.route_caps_off = off("sock", "sk_route_caps");
+    config.skb.sk_off = off("sk_buff", "sk");
+    config.values.msg_zerocopy = MSG_ZEROCOPY;
     // sk_flags is a macro for __sk_common.skc_flags; sock_common is the first member of sock.
-    config.sock_flags_off = match (
+    config.sock.flags_off = match (
         btf.field("sock", "__sk_common"),
         btf.field("sock_common", "skc_flags"),
     ) {
         (Some(common), Some(flags)) => common.offset + flags.offset,
         _ => UNKNOWN,
     };
-    config.sock_zerocopy_bit = val("SOCK_ZEROCOPY");
-    config.sock_family_off = match (
+    config.values.sock_zerocopy_bit = val("SOCK_ZEROCOPY");
+    config.sock.family_off = match (
         btf.field("sock", "__sk_common"),
         btf.field("sock_common", "skc_family"),
     ) {
         (Some(common), Some(family)) => common.offset + family.offset,
         _ => UNKNOWN,
     };
-    config.sock_type_off = btf
+    config.sock.type_off = btf
         .field("sock", "sk_type")
         .filter(|f| f.size == 2)
         .map_or(UNKNOWN, |f| f.offset);
-    config.sock_protocol_off = btf
+    config.sock.protocol_off = btf
         .field("sock", "sk_protocol")
         .filter(|f| f.size == 2)
         .map_or(UNKNOWN, |f| f.offset);
-    config.msghdr_ubuf_off = off("msghdr", "msg_ubuf");
-    config.skb_data_off = off("sk_buff", "data");
-    config.skb_dev_off = off("sk_buff", "dev");
-    config.netdev_ifindex_off = off("net_device", "ifindex");
-    config.skb_head_off = off("sk_buff", "head");
-    config.skb_transport_header_off = btf
+    config.msghdr.ubuf_off = off("msghdr", "msg_ubuf");
+    config.skb.data_off = off("sk_buff", "data");
+    config.skb.dev_off = off("sk_buff", "dev");
+    config.skb.netdev_ifindex_off = off("net_device", "ifindex");
+    config.skb.head_off = off("sk_buff", "head");
+    config.skb.transport_header_off = btf
         .field("sk_buff", "transport_header")
         .filter(|f| f.size == 2)
         .map_or(UNKNOWN, |f| f.offset);
-    config.skb_len_off = off("sk_buff", "len");
-    config.skb_data_len_off = off("sk_buff", "data_len");
-    config.file_private_data_off = off("file", "private_data");
-    config.socket_sk_off = off("socket", "sk");
-    config.iter_ubuf = val("ITER_UBUF");
-    config.iter_iovec = val("ITER_IOVEC");
-    config.iter_kvec = val("ITER_KVEC");
-    config.iter_bvec = val("ITER_BVEC");
-    config.iter_pipe = val("ITER_PIPE");
-    config.iter_discard = val("ITER_DISCARD");
+    config.skb.len_off = off("sk_buff", "len");
+    config.skb.data_len_off = off("sk_buff", "data_len");
+    config.file.file_private_data_off = off("file", "private_data");
+    config.file.socket_sk_off = off("socket", "sk");
+    config.iter.ubuf = val("ITER_UBUF");
+    config.iter.iovec = val("ITER_IOVEC");
+    config.iter.kvec = val("ITER_KVEC");
+    config.iter.bvec = val("ITER_BVEC");
+    config.iter.pipe = val("ITER_PIPE");
+    config.iter.discard = val("ITER_DISCARD");
     // The descriptor -> file type walk for the syscall-derived figures; all or nothing.
     let path = [
         off("task_struct", "files"),
@@ -503,23 +503,23 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     ];
     if !path.contains(&UNKNOWN) {
         [
-            config.task_files_off,
-            config.files_fdt_off,
-            config.fdt_max_fds_off,
-            config.fdt_fd_off,
-            config.file_inode_off,
-            config.inode_mode_off,
-            config.file_flags_off,
+            config.file.task_files_off,
+            config.file.files_fdt_off,
+            config.file.fdt_max_fds_off,
+            config.file.fdt_fd_off,
+            config.file.file_inode_off,
+            config.file.inode_mode_off,
+            config.file.file_flags_off,
         ] = path;
     }
-    config.inode_sb_off = off("inode", "i_sb");
-    config.sb_magic_off = off("super_block", "s_magic");
-    config.netif_f_sg = btf
+    config.file.inode_sb_off = off("inode", "i_sb");
+    config.file.sb_magic_off = off("super_block", "s_magic");
+    config.values.netif_f_sg = btf
         .enum_value("NETIF_F_SG_BIT")
         .map_or(0, |bit| 1u64 << bit);
     // The splice branch of tcp_sendmsg_locked came with MSG_SPLICE_PAGES and
     // filemap_splice_read (6.5); the latter is the witness that the flag exists.
-    config.msg_splice_pages = if btf.has_function("filemap_splice_read") {
+    config.values.msg_splice_pages = if btf.has_function("filemap_splice_read") {
         MSG_SPLICE_PAGES
     } else {
         0
@@ -541,21 +541,21 @@ fn btf_requirements(c: &Candidate, config: &Config) -> Result<(), AttachError> {
 fn resolved(need: Need, config: &Config) -> bool {
     match need {
         Need::IovIter => {
-            config.iov_iter_type_off != UNKNOWN
-                && (config.iter_ubuf != UNKNOWN || config.iter_iovec != UNKNOWN)
+            config.iter.type_off != UNKNOWN
+                && (config.iter.ubuf != UNKNOWN || config.iter.iovec != UNKNOWN)
         }
-        Need::MsgHdr => config.msghdr_flags_off != UNKNOWN && config.msghdr_iter_off != UNKNOWN,
-        Need::RouteCaps => config.sock_route_caps_off != UNKNOWN,
-        Need::SkbSk => config.skb_sk_off != UNKNOWN,
-        Need::SkbData => config.skb_data_off != UNKNOWN,
-        Need::SkbLen => config.skb_len_off != UNKNOWN,
-        Need::NetifSg => config.netif_f_sg != 0,
-        Need::SkbDev => config.skb_dev_off != UNKNOWN && config.netdev_ifindex_off != UNKNOWN,
+        Need::MsgHdr => config.msghdr.flags_off != UNKNOWN && config.msghdr.iter_off != UNKNOWN,
+        Need::RouteCaps => config.sock.route_caps_off != UNKNOWN,
+        Need::SkbSk => config.skb.sk_off != UNKNOWN,
+        Need::SkbData => config.skb.data_off != UNKNOWN,
+        Need::SkbLen => config.skb.len_off != UNKNOWN,
+        Need::NetifSg => config.values.netif_f_sg != 0,
+        Need::SkbDev => config.skb.dev_off != UNKNOWN && config.skb.netdev_ifindex_off != UNKNOWN,
         Need::SkbHeaders => {
-            config.skb_head_off != UNKNOWN
-                && config.skb_transport_header_off != UNKNOWN
-                && config.skb_data_len_off != UNKNOWN
-                && config.netdev_ifindex_off != UNKNOWN
+            config.skb.head_off != UNKNOWN
+                && config.skb.transport_header_off != UNKNOWN
+                && config.skb.data_len_off != UNKNOWN
+                && config.skb.netdev_ifindex_off != UNKNOWN
         }
     }
 }
