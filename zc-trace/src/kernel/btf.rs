@@ -2,6 +2,14 @@
 //! values and function names. Rust eBPF has no compiler-made CO-RE relocations, so zc-trace
 //! resolves the few kernel-internal fields its programs read here, at start-up, and passes the
 //! offsets to the programs. A field that cannot be resolved makes its site "not observable".
+//!
+//! Why a reader of its own (measured on the 6.18 host, 5.4 MB of vmlinux BTF, 2026-12-07):
+//! aya-obj 0.2.1, already in the tree, parses BTF but keeps type lookup by id and type names
+//! crate-private, so no member offset can be read through it. btfparse 1.3 (Apache-2.0) keeps
+//! every type in a map with owned names: 60 MiB more peak memory and 280 ms, against 31 MiB
+//! and 50 ms here. btf-rs 2.0 serves (1 MiB and 5 ms with its mmap backend) but is
+//! LGPL-2.1-or-later, and zc-trace ships as one static MIT OR Apache-2.0 binary: taking it is
+//! a licensing decision for the project, not a refactoring.
 
 use std::collections::HashMap;
 
