@@ -31,6 +31,22 @@ pub enum EnvError {
     },
     #[error("the kernel refused the eBPF object: {0}")]
     Load(String),
+    #[error(
+        "this kernel charges eBPF maps to the locked-memory limit (RLIMIT_MEMLOCK, before \
+         5.11), which is {limit}, and zc-trace could not raise it ({why}); the kernel refused \
+         the eBPF object: {load}; raise the limit first (`ulimit -l unlimited` as root, or \
+         LimitMEMLOCK=infinity in a systemd unit) or give zc-trace CAP_SYS_RESOURCE"
+    )]
+    Memlock {
+        limit: crate::kernel::memlock::Limit,
+        why: String,
+        load: String,
+    },
+    #[error(
+        "kernel {release} is older than {oldest}, the oldest kernel zc-trace supports; run it on \
+         {oldest} or newer"
+    )]
+    KernelTooOld { release: String, oldest: String },
     #[error("veth sink: {0}")]
     Netns(String),
     #[error(

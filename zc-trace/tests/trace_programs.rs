@@ -705,6 +705,33 @@ fn nginx_sendfile_off_copies_it() {
 
 // ---- the parsers, without root ----------------------------------------------------------
 
+/// The traced command starts with the locked-memory limit zc-trace was started with, though
+/// zc-trace raises its own where the kernel charges eBPF maps to it (kernels before 5.11:
+/// there, without the restore, the command would get "unlimited").
+#[test]
+fn the_command_gets_the_callers_locked_memory_limit() {
+    if !bpf_available("the_command_gets_the_callers_locked_memory_limit") {
+        return;
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -S -l 128 && ulimit -H -l 256 && exec {} trace --format json -- \
+             sh -c 'ulimit -S -l; ulimit -H -l'",
+            bin()
+        ))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let limits: Vec<&str> = stdout.lines().take(2).collect();
+    assert_eq!(limits, ["128", "256"], "{stdout}");
+}
+
 #[test]
 fn strace_summaries_are_read_with_and_without_errors() {
     let text = "\

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cli::DoctorArgs;
 use crate::error::Error;
 use crate::kernel::capabilities::{self, HostFacts, Lockdown, Privileges, KPROBE_PMU};
+use crate::kernel::memlock::Memlock;
 use crate::kernel::probes::{AttachFailure, AttachReport, Attempt, Fallback, HookId, Method, PLAN};
 use crate::kernel::tracefs;
 
@@ -101,6 +102,10 @@ pub struct Facts {
     pub io_uring_group: Option<i64>,
     pub unprivileged_bpf_disabled: Option<i64>,
     pub perf_event_paranoid: Option<i64>,
+    /// Whether BPF memory is charged to RLIMIT_MEMLOCK here, and what became of the limit.
+    pub memlock: Memlock,
+    /// Why this kernel is refused, if it is older than zc-trace supports.
+    pub too_old: Option<String>,
     pub plan: Result<AttachReport, PlanError>,
 }
 
@@ -146,13 +151,27 @@ pub fn gather() -> Facts {
         io_uring_group: capabilities::kernel_sysctl("io_uring_group"),
         unprivileged_bpf_disabled: capabilities::kernel_sysctl("unprivileged_bpf_disabled"),
         perf_event_paranoid: capabilities::kernel_sysctl("perf_event_paranoid"),
+        memlock: Memlock::Unknown { why: String::new() },
+        too_old: capabilities::check_kernel(&host.kernel)
+            .err()
+            .map(|e| e.to_string()),
         plan: Err(PlanError::NotChecked(String::new())),
         host,
         privileges,
         mounts,
     };
     let missing = facts.missing_privileges();
-    facts.plan = if !missing.is_empty() {
+    // The probe loads a program: as privileged as the plan.
+    facts.memlock = if missing.is_empty() {
+        crate::kernel::memlock::prepare().clone()
+    } else {
+        Memlock::Unknown {
+            why: format!("not checked: this process lacks {}", and_list(&missing)),
+        }
+    };
+    facts.plan = if let Some(why) = &facts.too_old {
+        Err(PlanError::NotChecked(why.clone()))
+    } else if !missing.is_empty() {
         Err(PlanError::NotChecked(format!(
             "this process lacks {}",
             and_list(&missing)
@@ -190,6 +209,7 @@ fn and_list(items: &[&str]) -> String {
 
 pub fn checks(f: &Facts) -> Vec<Check> {
     vec![
+        kernel(f),
         privileges(f),
         tracefs_check(f),
         btf(f),
@@ -199,7 +219,70 @@ pub fn checks(f: &Facts) -> Vec<Check> {
         io_uring(f),
         unprivileged_bpf(f),
         perf_events(f),
+        memlock(f),
     ]
+}
+
+fn kernel(f: &Facts) -> Check {
+    const LABEL: &str = "kernel";
+    let (major, minor) = capabilities::OLDEST_KERNEL;
+    match &f.too_old {
+        None => Check::new(
+            "kernel",
+            LABEL,
+            State::Ok,
+            format!(
+                "{} (zc-trace supports {major}.{minor} and newer)",
+                f.host.kernel
+            ),
+        ),
+        Some(why) => Check::new("kernel", LABEL, State::Missing, why.clone())
+            .fix(format!("a kernel {major}.{minor} or newer")),
+    }
+}
+
+fn memlock(f: &Facts) -> Check {
+    const LABEL: &str = "locked memory";
+    const FIX: &str = "raise the limit before zc-trace starts: `ulimit -l unlimited` as root, \
+                       LimitMEMLOCK=infinity in a systemd unit, or give zc-trace \
+                       CAP_SYS_RESOURCE";
+    const CHARGED: &str = "this kernel charges eBPF maps to RLIMIT_MEMLOCK (as kernels before \
+                           5.11 do)";
+    match &f.memlock {
+        Memlock::NotCharged => Check::new(
+            "memlock",
+            LABEL,
+            State::Ok,
+            "eBPF memory is charged to the memory cgroup (5.11+): RLIMIT_MEMLOCK does not \
+             limit zc-trace's maps"
+                .into(),
+        ),
+        Memlock::Raised { inherited } => Check::new(
+            "memlock",
+            LABEL,
+            State::Ok,
+            format!(
+                "{CHARGED}; the limit here is {inherited}, and zc-trace raises its own for its \
+                 maps (a program `trace` starts gets {inherited} back)"
+            ),
+        ),
+        Memlock::Stuck { inherited, why } => Check::new(
+            "memlock",
+            LABEL,
+            State::Missing,
+            format!(
+                "{CHARGED}; the limit here is {inherited}, and zc-trace cannot raise it ({why}): \
+                 its maps do not fit"
+            ),
+        )
+        .fix(FIX),
+        Memlock::Unknown { why } => Check::new(
+            "memlock",
+            LABEL,
+            State::Unknown,
+            format!("whether this kernel charges eBPF maps to RLIMIT_MEMLOCK: {why}"),
+        ),
+    }
 }
 
 fn privileges(f: &Facts) -> Check {
@@ -1124,6 +1207,8 @@ mod tests {
             io_uring_group: Some(-1),
             unprivileged_bpf_disabled: Some(2),
             perf_event_paranoid: Some(2),
+            memlock: Memlock::NotCharged,
+            too_old: None,
             plan,
         }
     }
@@ -1140,6 +1225,47 @@ mod tests {
                 l.chars().count()
             );
         }
+    }
+
+    /// Before 5.11: raised, it is fine and says what `trace`'s command gets; stuck, it is
+    /// missing, with the fix.
+    #[test]
+    fn a_memlock_limit_that_cannot_be_raised_is_missing_with_its_fix() {
+        let mut f = facts(root(), Ok(tracepoints_only()));
+        let inherited = crate::kernel::memlock::Limit {
+            soft: 65536,
+            hard: 65536,
+        };
+        f.memlock = Memlock::Raised { inherited };
+        let c = check(&checks(&f), "memlock").clone();
+        assert_eq!(c.state, State::Ok, "{c:?}");
+        assert!(c.detail.contains("64 KiB back"), "{c:?}");
+        f.memlock = Memlock::Stuck {
+            inherited,
+            why: "Operation not permitted".into(),
+        };
+        let c = check(&checks(&f), "memlock").clone();
+        assert_eq!(c.state, State::Missing, "{c:?}");
+        assert!(c.detail.contains("is 64 KiB") && c.detail.contains("not permitted"));
+        assert!(c
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("ulimit -l unlimited")));
+        assert_fits(&render(&f, &checks(&f), &plan_summary(&f)));
+    }
+
+    #[test]
+    fn a_kernel_older_than_supported_is_missing_with_its_fix() {
+        let mut f = facts(root(), Err(PlanError::NotChecked("too old".into())));
+        assert_eq!(check(&checks(&f), "kernel").state, State::Ok);
+        f.too_old = Some("kernel 5.4.0 is older than 5.10".into());
+        let c = check(&checks(&f), "kernel").clone();
+        assert_eq!(c.state, State::Missing, "{c:?}");
+        assert!(c
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("5.10 or newer")));
+        assert!(!can_run(&f));
     }
 
     #[test]

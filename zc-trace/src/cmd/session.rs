@@ -1,5 +1,5 @@
 //! What the subcommands that load eBPF programs set up before they do, written once and in one
-//! order: root checked, the host's facts read, then (for the subcommands that run something:
+//! order: root checked, the host's facts read (a kernel older than zc-trace supports refused), then (for the subcommands that run something:
 //! `run`, `trace`) the runtime and the signal handlers, and only then tracefs, so that a signal
 //! during the mount or anything after it finds a handler and the cleanup runs. `probes` and
 //! `explain` attach the plan once and detach it, and so does `doctor` once it has found the
@@ -32,6 +32,7 @@ impl Session {
     pub fn open() -> Result<Session, Error> {
         capabilities::check_privileges()?;
         let host = HostFacts::detect();
+        capabilities::check_kernel(&host.kernel)?;
         let tracefs = tracefs::ensure_mounted()?;
         Ok(Session { host, tracefs })
     }
@@ -52,6 +53,7 @@ impl Session {
         capabilities::check_privileges()?;
         prepare()?;
         let host = HostFacts::detect();
+        capabilities::check_kernel(&host.kernel)?;
         if let Some(note) = &host.btf_note {
             eprintln!("zc-trace: note: {note}");
         }

@@ -28,6 +28,28 @@ pub struct HostFacts {
     pub btf_note: Option<String>,
 }
 
+/// The oldest kernel zc-trace supports: Debian 11's 5.10 LTS, the oldest the VM matrix boots.
+/// An older one is refused rather than reported on with kernel structures and hooks that no
+/// test has seen.
+pub const OLDEST_KERNEL: (u8, u8) = (5, 10);
+
+/// Refuses a kernel older than [`OLDEST_KERNEL`] (aya reads the version as the kernel states
+/// it, Debian's and Ubuntu's own numbering included). An unreadable version is let through:
+/// the load then says what is wrong.
+pub fn check_kernel(release: &str) -> Result<(), EnvError> {
+    let Ok(version) = aya::util::KernelVersion::current() else {
+        return Ok(());
+    };
+    let (major, minor) = OLDEST_KERNEL;
+    if version >= aya::util::KernelVersion::new(major, minor, 0) {
+        return Ok(());
+    }
+    Err(EnvError::KernelTooOld {
+        release: release.to_string(),
+        oldest: format!("{major}.{minor}"),
+    })
+}
+
 impl HostFacts {
     pub fn detect() -> Self {
         Self::detect_at(Path::new("/sys/kernel/btf/vmlinux"))

@@ -92,9 +92,15 @@ impl Tracer {
         if let Some(max_tasks) = follow {
             loader.set_max_entries("TASKS", max_tasks);
         }
-        let mut ebpf = loader
-            .load(OBJECT)
-            .map_err(|e| EnvError::Load(error_chain(&e)))?;
+        let memlock = crate::kernel::memlock::prepare();
+        let mut ebpf = loader.load(OBJECT).map_err(|e| match memlock {
+            crate::kernel::memlock::Memlock::Stuck { inherited, why } => EnvError::Memlock {
+                limit: *inherited,
+                why: why.clone(),
+                load: error_chain(&e),
+            },
+            _ => EnvError::Load(error_chain(&e)),
+        })?;
         if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
             log::warn!("eBPF log messages will not be shown: {e}");
         }

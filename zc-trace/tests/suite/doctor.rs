@@ -8,7 +8,8 @@ use crate::common::{bin, bpf_available, zc_trace};
 use serde_json::Value;
 
 const STATES: [&str; 4] = ["ok", "limited", "missing", "unknown"];
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 11] = [
+    "kernel",
     "privileges",
     "tracefs",
     "btf",
@@ -18,6 +19,7 @@ const CHECKS: [&str; 9] = [
     "io_uring",
     "unprivileged_bpf",
     "perf_event_paranoid",
+    "memlock",
 ];
 
 fn assert_fits_100_columns(text: &str) {
@@ -111,6 +113,25 @@ fn doctor_json_lists_checks_with_name_state_fix_and_agrees_with_probes() {
         }
     }
     assert_eq!(check(&v, "privileges")["state"], "ok");
+    // Found by loading a probe program, not from the version: it agrees with the version
+    // on Debian's kernels (the memory cgroup pays for BPF memory from 5.11).
+    let release = nix::sys::utsname::uname().unwrap();
+    let release = release.release().to_string_lossy();
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>());
+    let version = (
+        version.next().unwrap().unwrap(),
+        version.next().unwrap().unwrap(),
+    );
+    let memlock = check(&v, "memlock");
+    assert_eq!(memlock["state"], "ok", "{memlock}");
+    let detail = memlock["detail"].as_str().unwrap();
+    if version >= (5, 11) {
+        assert!(detail.contains("memory cgroup"), "{release}: {detail}");
+    } else {
+        assert!(detail.contains("raises its own"), "{release}: {detail}");
+    }
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     if !kprobes {
         assert_eq!(check(&v, "kprobes")["state"], "missing");

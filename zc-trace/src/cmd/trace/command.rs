@@ -181,7 +181,7 @@ fn restore_inherited_signals(ignored: u64, blocked: u64) {
 }
 
 /// A std Command for `path` with `argv` (argv[0] as given), as `user`, with the signal
-/// dispositions and mask it would have had without zc-trace.
+/// dispositions, mask and locked-memory limit it would have had without zc-trace.
 pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::process::Command {
     let mut c = std::process::Command::new(path);
     c.arg0(&argv[0]).args(&argv[1..]);
@@ -204,6 +204,9 @@ pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::pro
     }
     let user = user.cloned();
     let (ignored, blocked) = *INHERITED_SIGNALS.get_or_init(|| (0, 0));
+    // zc-trace raised its locked-memory limit for its maps (kernels before 5.11): the command
+    // gets the one zc-trace inherited.
+    let memlock = crate::kernel::memlock::inherited();
     // SAFETY: only async-signal-safe syscalls between fork and exec; groups first, then the
     // gid, then the uid (after which the others could not be changed any more); the signals
     // last, so that nothing before runs with zc-trace's own handlers gone.
@@ -217,6 +220,9 @@ pub fn command(path: &Path, argv: &[OsString], user: Option<&RunAs>) -> std::pro
                 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            if let Some(limit) = memlock {
+                crate::kernel::memlock::restore_in_child(limit)?;
             }
             restore_inherited_signals(ignored, blocked);
             Ok(())
