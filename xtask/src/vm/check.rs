@@ -5,6 +5,8 @@
 //! file (zc-trace/tests/data/kernel-matrix.toml). The harness adds what only it can see: that
 //! the guest's /var/tmp is the file system asked for, and that the guest kernel logged no splat.
 
+use std::path::{Path, PathBuf};
+
 use crate::util::Result;
 
 use super::{boot, initramfs, Kernel, VarTmp, VmOptions, VmRun};
@@ -144,7 +146,12 @@ fn check_vm(vm: &VmRun, options: &VmOptions) -> Vec<String> {
 
 /// `vm-test`: boots each kernel once per file system of its /var/tmp, runs the kernel-matrix
 /// tests there, prints a summary.
-pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions) -> Result {
+pub fn vm_test(
+    kernels: &[&Kernel],
+    filesystems: &[VarTmp],
+    options: &VmOptions,
+    result_file: Option<&Path>,
+) -> Result {
     // One zc-trace and one test binary for every kernel; a build failure is nobody's kernel's.
     let zc_trace = super::zc_trace_binary(options)?;
     let tests = initramfs::guest_test_binary("kernel_matrix")?;
@@ -171,75 +178,49 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
         PROGRAMS_NAME,
     ));
     let tools = crate::trace_tools::ensure()?;
+    // File system by file system, so that cells running at once are of different kernels.
+    let cells: Vec<(&Kernel, VarTmp)> = filesystems
+        .iter()
+        .flat_map(|fs| kernels.iter().map(move |k| (*k, *fs)))
+        .collect();
+    let jobs = parallel_cells(cells.len(), &options);
     let mut all_failures = Vec::new();
     let mut summary = Vec::new();
-    for (k, fs) in kernels
-        .iter()
-        .flat_map(|k| filesystems.iter().map(move |fs| (k, *fs)))
-    {
+    let outcomes = if jobs > 1 {
         println!(
-            "\n== {} with /var/tmp on {}: {}",
-            k.name,
-            fs.name(),
-            k.description
+            "vm-test: {} cells, {jobs} at a time (one guest per core)",
+            cells.len()
         );
-        let started = std::time::Instant::now();
-        let command = test_command(&k.name, fs.nic_pair());
-        let mut options = VmOptions {
-            var_tmp: fs,
-            ..options.clone()
-        };
-        let programs = programs_command();
-        let mut commands = vec![command.as_str(), PROBES_COMMAND];
-        // One file system per kernel is enough for nginx and strace (they take 36 MB).
-        if fs.nic_pair() {
-            options.trees.push((tools.clone(), TOOLS_IN_GUEST));
-            commands.push(&programs);
-            // The NIC pair's runs and nginx under TCG: room for them.
-            options.timeout += std::time::Duration::from_secs(300);
-        }
-        let secs = |s: Option<f64>| s.map_or("?".into(), |s| format!("{s:.1}"));
-        let (failures, mut row) = match boot(k, &commands, &options) {
-            Ok(vm) => {
-                println!(
-                    "  {} (uname -r {}), /var/tmp on {}",
-                    vm.package, vm.release, vm.var_tmp
-                );
-                let f = check_vm(&vm, &options);
-                let row = vec![
-                    k.name.clone(),
-                    fs.name().into(),
-                    vm.release.clone(),
-                    // The metapackage's spec (the first); the rest are in the log.
-                    vm.package.split_whitespace().next().unwrap_or("?").into(),
-                    secs(vm.boot_seconds),
-                    secs(vm.outputs[0].seconds),
-                    format!("{:.1}", vm.wall.as_secs_f64()),
-                ];
-                (f, row)
-            }
-            Err(e) => {
-                println!("  {e}");
-                let first = e.lines().next().unwrap_or_default().to_string();
-                (vec![first], vec![k.name.clone(), fs.name().into()])
-            }
-        };
-        for f in &failures {
-            println!("  FAIL: {f}");
-        }
-        row.resize(7, "?".into());
-        row.push(format!("{:.1}", started.elapsed().as_secs_f64()));
-        row.push(if failures.is_empty() {
-            "ok".into()
-        } else {
-            format!("FAILED ({})", failures.len())
-        });
-        summary.push(row);
+        run_cells_in_parallel(&cells, jobs, &zc_trace, &options)?
+    } else {
+        cells
+            .iter()
+            .map(|(k, fs)| run_cell(k, *fs, &options, &tools))
+            .collect()
+    };
+    for ((k, fs), cell) in cells.iter().zip(outcomes) {
+        summary.push(cell.row);
         all_failures.extend(
-            failures
+            cell.failures
                 .into_iter()
                 .map(|f| format!("{} on {}: {f}", k.name, fs.name())),
         );
+    }
+    if let Some(path) = result_file {
+        // A cell run for a parent `vm-test` (run_cells_in_parallel): it prints the table.
+        let cell = CellOutcome {
+            row: summary.pop().unwrap_or_default(),
+            failures: all_failures
+                .iter()
+                .map(|f| {
+                    f.split_once(": ")
+                        .map_or(f.as_str(), |(_, f)| f)
+                        .to_string()
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string(&cell).map_err(|e| e.to_string())?;
+        return std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()));
     }
     println!(
         "\n== summary, in seconds: boot and tests by the guest's clock; wall: the qemu process; \
@@ -266,6 +247,171 @@ pub fn vm_test(kernels: &[&Kernel], filesystems: &[VarTmp], options: &VmOptions)
             all_failures.join("\n  ")
         ))
     }
+}
+
+/// One cell's line of the summary table, and what failed in it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct CellOutcome {
+    row: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// Boots one kernel with /var/tmp on one file system and checks it (printing as it goes).
+fn run_cell(k: &Kernel, fs: VarTmp, options: &VmOptions, tools: &Path) -> CellOutcome {
+    println!(
+        "\n== {} with /var/tmp on {}: {}",
+        k.name,
+        fs.name(),
+        k.description
+    );
+    let started = std::time::Instant::now();
+    let command = test_command(&k.name, fs.nic_pair());
+    let mut options = VmOptions {
+        var_tmp: fs,
+        ..options.clone()
+    };
+    let programs = programs_command();
+    let mut commands = vec![command.as_str(), PROBES_COMMAND];
+    // One file system per kernel is enough for nginx and strace (they take 36 MB).
+    if fs.nic_pair() {
+        options.trees.push((tools.to_path_buf(), TOOLS_IN_GUEST));
+        commands.push(&programs);
+        // The NIC pair's runs and nginx under TCG: room for them.
+        options.timeout += std::time::Duration::from_secs(300);
+    }
+    let secs = |s: Option<f64>| s.map_or("?".into(), |s| format!("{s:.1}"));
+    let (failures, mut row) = match boot(k, &commands, &options) {
+        Ok(vm) => {
+            println!(
+                "  {} (uname -r {}), /var/tmp on {}",
+                vm.package, vm.release, vm.var_tmp
+            );
+            let f = check_vm(&vm, &options);
+            let row = vec![
+                k.name.clone(),
+                fs.name().into(),
+                vm.release.clone(),
+                // The metapackage's spec (the first); the rest are in the log.
+                vm.package.split_whitespace().next().unwrap_or("?").into(),
+                secs(vm.boot_seconds),
+                secs(vm.outputs[0].seconds),
+                format!("{:.1}", vm.wall.as_secs_f64()),
+            ];
+            (f, row)
+        }
+        Err(e) => {
+            println!("  {e}");
+            let first = e.lines().next().unwrap_or_default().to_string();
+            (vec![first], vec![k.name.clone(), fs.name().into()])
+        }
+    };
+    for f in &failures {
+        println!("  FAIL: {f}");
+    }
+    row.resize(7, "?".into());
+    row.push(format!("{:.1}", started.elapsed().as_secs_f64()));
+    row.push(if failures.is_empty() {
+        "ok".into()
+    } else {
+        format!("FAILED ({})", failures.len())
+    });
+    CellOutcome { row, failures }
+}
+
+/// How many cells run at once: one guest per core (TCG runs each guest on one thread), two
+/// cells of one kernel never together (they share its disk image, initramfs and log).
+fn parallel_cells(cells: usize, options: &VmOptions) -> usize {
+    if options.echo_console {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(cells).max(1)
+}
+
+/// Runs each cell as a child `xtask vm-test` of one kernel and one file system, `jobs` at a
+/// time, each with its output in a file that is printed whole when the cell ends (in the
+/// order they end); the outcomes come back in the cells' order.
+fn run_cells_in_parallel(
+    cells: &[(&Kernel, VarTmp)],
+    jobs: usize,
+    zc_trace: &Path,
+    options: &VmOptions,
+) -> Result<Vec<CellOutcome>> {
+    let exe = std::env::current_exe().map_err(|e| format!("the xtask executable: {e}"))?;
+    let dir = super::vm_dir().join("cells");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut outcomes: Vec<Option<CellOutcome>> = cells.iter().map(|_| None).collect();
+    let mut running: Vec<(usize, std::process::Child, PathBuf, PathBuf)> = Vec::new();
+    let mut next = 0;
+    loop {
+        // Start what may start: free slots, and a kernel not already booted by a running cell.
+        while running.len() < jobs {
+            let busy = |i: usize| {
+                running
+                    .iter()
+                    .any(|(j, ..)| cells[*j].0.name == cells[i].0.name)
+            };
+            let Some(i) = (next..cells.len()).find(|&i| {
+                outcomes[i].is_none() && !busy(i) && !running.iter().any(|(j, ..)| *j == i)
+            }) else {
+                break;
+            };
+            if i == next {
+                next += 1;
+            }
+            let (k, fs) = cells[i];
+            let stem = format!("{}-{}", k.name, fs.name());
+            let out = dir.join(format!("{stem}.out"));
+            let result = dir.join(format!("{stem}.json"));
+            let _ = std::fs::remove_file(&result);
+            let log = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let err = log.try_clone().map_err(|e| e.to_string())?;
+            let child = std::process::Command::new(&exe)
+                .args(["vm-test", "--kernel", &k.name, "--var-tmp", fs.name()])
+                .arg("--timeout")
+                .arg(options.timeout.as_secs().to_string())
+                .arg("--binary")
+                .arg(zc_trace)
+                .arg("--cell-result")
+                .arg(&result)
+                .stdin(std::process::Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+            running.push((i, child, out, result));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut still = Vec::new();
+        for (i, mut child, out, result) in running {
+            match child.try_wait().map_err(|e| e.to_string())? {
+                None => still.push((i, child, out, result)),
+                Some(status) => {
+                    print!("{}", std::fs::read_to_string(&out).unwrap_or_default());
+                    let outcome = std::fs::read_to_string(&result)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<CellOutcome>(&t).ok())
+                        .unwrap_or_else(|| CellOutcome {
+                            row: vec![cells[i].0.name.clone(), cells[i].1.name().into()],
+                            failures: vec![format!(
+                                "the cell's `xtask vm-test` ended ({status}) without its result \
+                                 (its output is above, and in {})",
+                                out.display()
+                            )],
+                        });
+                    outcomes[i] = Some(outcome);
+                }
+            }
+        }
+        running = still;
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
 }
 
 /// Prints rows as an aligned text table.

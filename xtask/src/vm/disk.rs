@@ -207,7 +207,9 @@ pub fn make_image(tools: &Tools, var_tmp: VarTmp, release: &str, path: &Path) ->
             let mut c = tools.command("mkfs.xfs")?;
             c.args(["-q", "-f", "-L", "zc-var-tmp"]);
             if let Some(conf) = xfs_lts_config(tools, release)? {
-                c.arg("-c").arg(format!("options={}", conf.display()));
+                let text = std::fs::read_to_string(&conf)
+                    .map_err(|e| format!("{}: {e}", conf.display()))?;
+                c.args(xfs_options(&text));
             }
             c
         }
@@ -243,6 +245,42 @@ fn xfs_lts_config(tools: &Tools, release: &str) -> Result<Option<PathBuf>> {
     Ok(conf.is_file().then_some(conf))
 }
 
+/// An xfsprogs options file as command-line options (`[metadata] crc=1` -> `-m crc=1`):
+/// bookworm's xfsprogs 6.1.0 refuses its own lts_*.conf files, which put `nrext64` under
+/// `[metadata]` where its parser wants it under `[inode]` (on the command line it is `-i`).
+fn xfs_options(conf: &str) -> Vec<String> {
+    let mut by_flag: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut section = "";
+    for line in conf.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+            continue;
+        }
+        let flag = match (section, line.split('=').next().unwrap_or("")) {
+            (_, "nrext64") | ("inode", _) => "-i",
+            ("metadata", _) => "-m",
+            ("naming", _) => "-n",
+            ("data", _) => "-d",
+            ("log", _) => "-l",
+            ("realtime", _) => "-r",
+            ("block", _) => "-b",
+            ("sector", _) => "-s",
+            _ => continue,
+        };
+        match by_flag.iter_mut().find(|(f, _)| *f == flag) {
+            Some((_, opts)) => opts.push(line.to_string()),
+            None => by_flag.push((flag, vec![line.to_string()])),
+        }
+    }
+    by_flag
+        .into_iter()
+        .flat_map(|(flag, opts)| [flag.to_string(), opts.join(",")])
+        .collect()
+}
+
 /// (major, minor) of "6.1.0-56-cloud-amd64", "7.3.4+deb13" or "6.1.0".
 fn major_minor(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split(['.', '-', '+']);
@@ -252,6 +290,16 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_lts_options_file_becomes_command_line_options() {
+        let conf =
+            "# V5 features\n\n[metadata]\nnrext64=0\nbigtime=0\ncrc=1\n\n[inode]\nsparse=1\n";
+        assert_eq!(
+            xfs_options(conf),
+            ["-i", "nrext64=0,sparse=1", "-m", "bigtime=0,crc=1"]
+        );
+    }
 
     #[test]
     fn versions_are_read_as_major_minor() {

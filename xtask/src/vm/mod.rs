@@ -66,6 +66,10 @@ pub struct VmTestArgs {
     /// for several; zc-trace is /bin/zc-trace). Fails if one exits non-zero.
     #[arg(long, value_name = "COMMAND")]
     exec: Vec<String>,
+    /// Internal: run as one cell of a parent `vm-test` that runs cells in parallel, and write
+    /// the cell's outcome (JSON) here instead of printing the summary.
+    #[arg(long, value_name = "PATH", hide = true)]
+    cell_result: Option<PathBuf>,
 }
 
 /// One command run in the guest.
@@ -354,8 +358,8 @@ pub fn test_matrix() -> std::result::Result<(), MatrixError> {
         kernels::ensure(k).map_err(|e| MatrixError::Setup(format!("kernel {}: {e}", k.name)))?;
     }
     let selected: Vec<&Kernel> = kernels.iter().collect();
-    let result =
-        check::vm_test(&selected, VarTmp::ALL, &VmOptions::default()).map_err(MatrixError::Failed);
+    let result = check::vm_test(&selected, VarTmp::ALL, &VmOptions::default(), None)
+        .map_err(MatrixError::Failed);
     let changed = changed_files(&before, &host_package_state());
     if !changed.is_empty() {
         return Err(MatrixError::Failed(format!(
@@ -441,7 +445,12 @@ pub fn run(args: VmTestArgs) -> Result {
             Some(fs) => vec![fs],
             None => VarTmp::ALL.to_vec(),
         };
-        return check::vm_test(&selected, &filesystems, &options);
+        return check::vm_test(
+            &selected,
+            &filesystems,
+            &options,
+            args.cell_result.as_deref(),
+        );
     }
     let commands: Vec<&str> = args.exec.iter().map(String::as_str).collect();
     let mut failed = Vec::new();
