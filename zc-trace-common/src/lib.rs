@@ -142,10 +142,14 @@ pub mod counter {
     /// clone that made it, in ret_from_fork): a kernel-to-user transition with no entry of
     /// its own, kept apart so that the per-syscall table still counts each call once.
     pub const FIRST_RETURNS: usize = 21;
+    /// sendfile whose output is a pipe: before 5.12 the kernel writes those bytes into the
+    /// pipe with pipe_write (a kernel->kernel copy from the spliced pages), since then by
+    /// reference (splice_file_to_pipe).
+    pub const SENDFILE_TO_PIPE_BYTES: usize = 22;
     /// A power of two above the last counter: the eBPF side masks indices with COUNT - 1, so
     /// that older verifiers see the bound on the very register that indexes the array.
     pub const COUNT: usize = 32;
-    const _: () = assert!(COUNT.is_power_of_two() && FIRST_RETURNS < COUNT);
+    const _: () = assert!(COUNT.is_power_of_two() && SENDFILE_TO_PIPE_BYTES < COUNT);
 
     /// `i` as an index into the counters, bounded by a mask (see [`COUNT`]).
     #[inline(always)]
@@ -488,6 +492,8 @@ pub struct Config {
     pub sock: SockOffsets,
     pub file: FileOffsets,
     pub skb: SkbOffsets,
+    /// Explicit padding: with an odd number of u32s, the end would be padded implicitly.
+    pub _pad: u32,
     /// Filesystems whose regular files do not go through the page cache sites (procfs,
     /// sysfs...: their read and write copy in their own code), by s_magic's low 32 bits; 0
     /// ends the list. Their bytes stay out of the regular-file counters (and the ledger).
@@ -564,12 +570,17 @@ pub struct TracepointOffsets {
     pub exec_old_pid_off: u32,
 }
 
-/// `iov_iter.iter_type` (BTF; [`UNKNOWN`] when absent) and the `enum iter_type` values on this
-/// kernel (their order changed between versions).
+/// Where an iov_iter says what it iterates over (BTF; [`UNKNOWN`] when absent), and the
+/// `enum iter_type` values on this kernel (their order and form changed between versions).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IterTypes {
+    /// `iov_iter.iter_type` (u8, 5.14+), or 5.10-5.13's `iov_iter.type` (unsigned int: the
+    /// type's bit ORed with the direction, READ 0 or WRITE 1), whose low byte is read
+    /// (little-endian, as x86_64 and arm64 are).
     pub type_off: u32,
+    /// What of that byte is the type: 0xff, or 0xfe where the direction bit shares it.
+    pub type_mask: u32,
     pub ubuf: u32,
     pub iovec: u32,
     pub kvec: u32,
@@ -684,6 +695,7 @@ impl Config {
             },
             iter: IterTypes {
                 type_off: U,
+                type_mask: 0xff,
                 ubuf: U,
                 iovec: U,
                 kvec: U,
@@ -726,6 +738,7 @@ impl Config {
                 transport_header_off: U,
                 netdev_ifindex_off: U,
             },
+            _pad: 0,
             pseudo_fs_magics: [0; PSEUDO_FS_SLOTS],
             syscall_families: [0; SYSCALL_SLOTS],
         }
@@ -752,7 +765,7 @@ const _: () = {
     assert!(size_of::<KernelValues>() == 3 * 8 + 4 * 4);
     assert!(size_of::<Tasks>() == 2 * 4);
     assert!(size_of::<TracepointOffsets>() == 20 * 4);
-    assert!(size_of::<IterTypes>() == 7 * 4);
+    assert!(size_of::<IterTypes>() == 8 * 4);
     assert!(size_of::<MsghdrOffsets>() == 3 * 4);
     assert!(size_of::<SockOffsets>() == 5 * 4);
     assert!(size_of::<FileOffsets>() == 11 * 4);
@@ -767,6 +780,7 @@ const _: () = {
                 + size_of::<SockOffsets>()
                 + size_of::<FileOffsets>()
                 + size_of::<SkbOffsets>()
+                + 4
                 + PSEUDO_FS_SLOTS * 4
                 + SYSCALL_SLOTS
     );

@@ -186,6 +186,7 @@ fn source_kind(
         (S_IFIFO, false) => counter::WRITE_PIPE_BYTES,
         (S_IFSOCK, false) => counter::SEND_SOCKET_BYTES,
         (S_IFSOCK, true) => counter::SPLICE_TO_SOCKET_BYTES,
+        (S_IFIFO, true) if fam == family::SENDFILE => counter::SENDFILE_TO_PIPE_BYTES,
         _ => 0,
     };
     counter::pack_sources(low, high)

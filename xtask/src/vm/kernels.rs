@@ -254,12 +254,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_committed_data_names_three_debian_kernels() {
+    fn the_committed_data_names_four_debian_kernels() {
         let ks = all().unwrap();
         let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(
             names,
-            ["debian-12-6.1", "debian-13-6.12", "debian-13-bpo-7"]
+            [
+                "debian-11-5.10",
+                "debian-12-6.1",
+                "debian-13-6.12",
+                "debian-13-bpo-7"
+            ]
         );
         let bpo = by_name(&ks, "debian-13-bpo-7").unwrap();
         assert_eq!(bpo.metapackage(), "linux-image-cloud-amd64");

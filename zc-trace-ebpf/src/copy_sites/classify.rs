@@ -22,7 +22,8 @@ pub(super) fn memory(cfg: &Config, iter: *const u8) -> Option<Memory> {
     if iter.is_null() || cfg.iter.type_off == UNKNOWN {
         return None;
     }
-    let t = kread::at::<u8>(iter, cfg.iter.type_off)? as u32;
+    // Before 5.14 the direction shares the byte with the type: masked off.
+    let t = kread::at::<u8>(iter, cfg.iter.type_off)? as u32 & cfg.iter.type_mask;
     Some(if t == cfg.iter.ubuf || t == cfg.iter.iovec {
         Memory::User
     } else if t == cfg.iter.pipe {

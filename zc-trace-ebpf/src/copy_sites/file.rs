@@ -1,4 +1,5 @@
-//! File sites: the page cache (filemap_read, filemap_splice_read, generic_perform_write) and
+//! File sites: the page cache (filemap_read, generic_file_buffered_read before 5.12,
+//! filemap_splice_read, generic_perform_write) and
 //! the filesystem paths that bypass it (tmpfs, xfs, btrfs).
 
 use super::*;
@@ -7,6 +8,17 @@ use super::*;
 
 #[fexit(function = "filemap_read")]
 pub fn zc_file_read_fexit(ctx: FExitContext) -> i32 {
+    file_read_exit(ctx)
+}
+
+// Its name before 5.12 (same arguments); a loaded fexit program is bound to one function.
+#[fexit(function = "generic_file_buffered_read")]
+pub fn zc_generic_file_read_fexit(ctx: FExitContext) -> i32 {
+    file_read_exit(ctx)
+}
+
+#[inline(always)]
+fn file_read_exit(ctx: FExitContext) -> i32 {
     let tid = state::current_tid();
     if state::active_task(tid).is_none() {
         return 0;

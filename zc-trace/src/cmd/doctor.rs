@@ -1127,6 +1127,7 @@ mod tests {
     /// A report of the plan where `outcome` decides each hook's method and failed attempts.
     fn report(outcome: impl Fn(&Hook) -> (Option<Method>, Vec<Attempt>)) -> AttachReport {
         AttachReport {
+            paths: crate::kernel::probes::KernelPaths::default(),
             hooks: PLAN
                 .iter()
                 .map(|h| {

@@ -168,7 +168,8 @@ const UNIX_SENDMSG: Proto = Proto {
     needs: &[Need::IovIter, Need::MsgHdr],
 };
 
-/// ssize_t filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read).
+/// ssize_t filemap_read(struct kiocb *, struct iov_iter *, ssize_t already_read); before 5.12
+/// the same function is generic_file_buffered_read(iocb, iter, ssize_t written).
 const FILEMAP_READ: Proto = Proto {
     params: &[Ptr, Ptr, Int(8)],
     ret: Int(8),
@@ -611,7 +612,9 @@ pub const PLAN: &[Hook; HookId::ALL.len()] = &[
         }),
         candidates: &[
             fexit("zc_file_read_fexit", "filemap_read", &FILEMAP_READ),
+            fexit("zc_generic_file_read_fexit", "generic_file_buffered_read", &FILEMAP_READ),
             kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "filemap_read", &FILEMAP_READ),
+            kprobe_pair("zc_file_read_kprobe", "zc_file_read_kretprobe", "generic_file_buffered_read", &FILEMAP_READ),
         ],
     },
     // Filesystems whose buffered paths bypass filemap_read / generic_perform_write; without
@@ -1161,6 +1164,26 @@ impl HookOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachReport {
     pub hooks: Vec<HookOutcome>,
+    /// How this kernel routes bytes where that changed between versions (the ledger's legs
+    /// follow it).
+    #[serde(skip)]
+    pub paths: KernelPaths,
+}
+
+/// Paths through the kernel that changed between versions, as its BTF tells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelPaths {
+    /// sendfile into a pipe goes through pipe_write (a kernel->kernel copy): before 5.12,
+    /// which added `splice_file_to_pipe` for it (by reference).
+    pub sendfile_into_pipe_writes: bool,
+}
+
+impl KernelPaths {
+    pub fn of(btf: &crate::kernel::btf::KernelBtf) -> Self {
+        KernelPaths {
+            sendfile_into_pipe_writes: !btf.has_function("splice_file_to_pipe"),
+        }
+    }
 }
 
 impl AttachReport {

@@ -14,7 +14,8 @@ use crate::error::{EnvError, RunError};
 use crate::kernel::btf::KernelBtf;
 use crate::kernel::capabilities::HostFacts;
 use crate::kernel::probes::{
-    AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, Method, Need, PLAN,
+    AttachError, AttachFailure, AttachReport, Attempt, Candidate, HookOutcome, KernelPaths, Method,
+    Need, PLAN,
 };
 use crate::kernel::tracefs::EventFormat;
 
@@ -157,7 +158,12 @@ impl Tracer {
         Ok(Tracer {
             ebpf,
             max_tasks: follow.unwrap_or(0),
-            report: AttachReport { hooks: outcomes },
+            report: AttachReport {
+                hooks: outcomes,
+                paths: kernel_btf
+                    .as_ref()
+                    .map_or_else(|_| KernelPaths::default(), KernelPaths::of),
+            },
         })
     }
 
@@ -447,10 +453,16 @@ fn add_btf_config(config: &mut Config, btf: &KernelBtf) {
     let val = |e: &str| btf.enum_value(e).map_or(UNKNOWN, |v| v as u32);
     config.msghdr.flags_off = off("msghdr", "msg_flags");
     config.msghdr.iter_off = off("msghdr", "msg_iter");
-    config.iter.type_off = btf
-        .field("iov_iter", "iter_type")
-        .filter(|f| f.size == 1)
-        .map_or(UNKNOWN, |f| f.offset);
+    // 5.14+: `u8 iter_type`; 5.10-5.13: `unsigned int type`, the type's bit | the direction
+    // (READ 0, WRITE 1), whose low byte the programs read with the direction masked off.
+    (config.iter.type_off, config.iter.type_mask) = match (
+        btf.field("iov_iter", "iter_type").filter(|f| f.size == 1),
+        btf.field("iov_iter", "type").filter(|f| f.size == 4),
+    ) {
+        (Some(f), _) => (f.offset, 0xff),
+        (None, Some(f)) => (f.offset, 0xfe),
+        (None, None) => (UNKNOWN, 0xff),
+    };
     config.sock.route_caps_off = off("sock", "sk_route_caps");
     config.skb.sk_off = off("sk_buff", "sk");
     config.values.msg_zerocopy = MSG_ZEROCOPY;
@@ -568,7 +580,7 @@ fn resolved(need: Need, config: &Config) -> bool {
 
 fn need_label(need: Need) -> &'static str {
     match need {
-        Need::IovIter => "iov_iter.iter_type or its enum",
+        Need::IovIter => "iov_iter.iter_type (iov_iter.type before 5.14) or its enum",
         Need::MsgHdr => "msghdr.msg_flags or msghdr.msg_iter",
         Need::RouteCaps => "sock.sk_route_caps",
         Need::SkbSk => "sk_buff.sk",

@@ -9,6 +9,7 @@ use crate::report::sample::{RoleSample, Sample};
 /// except those listed as missing.
 pub fn attach_report(missing: &[HookId]) -> AttachReport {
     AttachReport {
+        paths: crate::kernel::probes::KernelPaths::default(),
         hooks: PLAN
             .iter()
             .map(|h| {

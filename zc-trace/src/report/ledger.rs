@@ -8,7 +8,7 @@
 
 use zc_trace_common::{class, counter};
 
-use crate::kernel::probes::{AttachReport, HookId, LegId};
+use crate::kernel::probes::{AttachReport, HookId, KernelPaths, LegId};
 
 use super::model::{Balance, LedgerLeg};
 use super::sample::Sample;
@@ -24,7 +24,12 @@ pub struct Leg {
     /// Only for a TCP route without scatter-gather, where every byte sent is copied again at
     /// transmit, and every byte TCP retransmits once more: those count as moved too.
     no_sg_route: bool,
+    /// A counter that counts only where the kernel takes that path (`KernelPaths`).
+    on_path: Option<(usize, PathTaken)>,
 }
+
+/// Whether this kernel takes a path (`Leg::on_path`).
+type PathTaken = fn(&KernelPaths) -> bool;
 
 impl Leg {
     /// The copy sites on this leg, from the catalogue.
@@ -55,6 +60,7 @@ pub const LEGS: &[Leg] = &[
             counter::UNCLASSIFIED_BYTES,
         ],
         no_sg_route: false,
+        on_path: None,
     },
     Leg {
         id: LegId::FileWrite,
@@ -66,6 +72,7 @@ pub const LEGS: &[Leg] = &[
             counter::UNCLASSIFIED_BYTES,
         ],
         no_sg_route: false,
+        on_path: None,
     },
     Leg {
         id: LegId::SocketSend,
@@ -73,6 +80,7 @@ pub const LEGS: &[Leg] = &[
                       sendfile/splice into a socket)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
         no_sg_route: false,
+        on_path: None,
     },
     Leg {
         id: LegId::NicLinearize,
@@ -80,18 +88,24 @@ pub const LEGS: &[Leg] = &[
                       copied into linear memory at transmit (segmentation or linearization)",
         counters: &[counter::SEND_SOCKET_BYTES, counter::SPLICE_TO_SOCKET_BYTES],
         no_sg_route: true,
+        on_path: None,
     },
     Leg {
         id: LegId::PipeWrite,
-        description: "bytes written into pipes by the write family",
+        description: "bytes written into pipes by the write family, and by sendfile where the \
+                      kernel writes them with pipe_write (before 5.12)",
         counters: &[counter::WRITE_PIPE_BYTES],
         no_sg_route: false,
+        on_path: Some((counter::SENDFILE_TO_PIPE_BYTES, |p| {
+            p.sendfile_into_pipe_writes
+        })),
     },
     Leg {
         id: LegId::PipeRead,
         description: "bytes read out of pipes by the read family",
         counters: &[counter::READ_PIPE_BYTES],
         no_sg_route: false,
+        on_path: None,
     },
 ];
 
@@ -118,9 +132,13 @@ pub fn sender_ledger(
                 0
             }
         };
+        let on_path = leg
+            .on_path
+            .and_then(|(c, taken)| taken(&probes.paths).then_some(c));
         let moved = |s: &Sample| {
             leg.counters
                 .iter()
+                .chain(on_path.iter())
                 .map(|&c| s.sender.counter(c))
                 .sum::<u64>()
                 + retransmitted(s)
@@ -391,6 +409,34 @@ mod tests {
             TCP,
         );
         assert_eq!(l[0].balance, Balance::Balanced);
+    }
+
+    /// sendfile into a pipe: before 5.12 (no splice_file_to_pipe) the kernel writes the bytes
+    /// with pipe_write, a kernel->kernel copy the pipe_write leg must expect; since then the
+    /// pages go by reference, and the same copy would be excess.
+    #[test]
+    fn sendfile_into_a_pipe_is_on_the_pipe_write_leg_only_where_pipe_write_takes_it() {
+        let sample = crate::report::fixtures::sample_with(&[(40, 1, 1000)], 0, 10, |s| {
+            s.counters[counter::SPLICE_FROM_REGULAR_BYTES] = 1000;
+            s.counters[counter::SENDFILE_TO_PIPE_BYTES] = 1000;
+            s.copies[site::FILE_READ][class::BY_REFERENCE] = 1000;
+            s.copies[site::PIPE_WRITE][class::KERNEL_TO_KERNEL] = 1000;
+        });
+        let pipe = SinkRoute {
+            kind: crate::transfer::sink::SinkKind::Pipe,
+            scatter_gather: None,
+        };
+        let leg = |writes: bool| {
+            let mut probes = attach_report(&[]);
+            probes.paths.sendfile_into_pipe_writes = writes;
+            sender_ledger(&probes, std::slice::from_ref(&sample), "ext4", pipe)
+                .into_iter()
+                .find(|l| l.leg == LegId::PipeWrite)
+                .expect("a pipe_write leg")
+                .balance
+        };
+        assert_eq!(leg(true), Balance::Balanced);
+        assert_eq!(leg(false), Balance::Excess);
     }
 
     #[test]

@@ -337,9 +337,16 @@ pub fn ledger_failures(matrix: &Table, entry: &Table, fs: &str, doc: &Value) -> 
             == Some("not observable");
         for leg in s["ledger"].as_array().unwrap_or(&empty) {
             let balance = leg["balance"].as_str().unwrap_or("?");
+            // A kernel may say a leg cannot balance on a filesystem, whatever the sink
+            // ([kernel.fs.<fs>.ledger]: leg = "reason").
+            let leg_name = leg["leg"].as_str().unwrap_or("?");
+            let fs_incomplete = path(entry, &["fs", fs, "ledger"])
+                .and_then(|t| t.get(leg_name))
+                .is_some_and(|r| r.as_str().is_some_and(|r| !r.is_empty()));
             let allowed = match balance {
                 "balanced" | "derived" => true,
-                "incomplete" | "excess" => incomplete,
+                "incomplete" => incomplete || fs_incomplete,
+                "excess" => incomplete,
                 "not_observable" => {
                     not_observable || (sink_unobservable && leg["leg"] == "socket_send")
                 }
