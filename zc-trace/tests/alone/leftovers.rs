@@ -254,11 +254,10 @@ fn leftovers_of_killed_runs_are_swept_and_nothing_else() {
 
 /// `PID-START` of a running process, as zc-trace names its leftovers.
 fn tag(pid: u32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    // Field 22 (starttime) is the 20th after the comm's closing parenthesis.
-    let start = after_comm.split(' ').nth(19).unwrap();
-    format!("{pid}-{start}")
+    let stat = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .unwrap();
+    format!("{pid}-{}", stat.starttime)
 }
 
 /// A directory as zc-trace makes one (mode 0700), owned by `uid`.

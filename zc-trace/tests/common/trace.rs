@@ -315,11 +315,13 @@ pub struct SyscallEvents {
 
 impl SyscallEvents {
     pub fn start(comm: &str) -> SyscallEvents {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let found = mounts.lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"tracefs")).then(|| PathBuf::from(f[1]))
-        });
+        // The first tracefs of this mount namespace (procfs parses mountinfo).
+        let found = procfs::process::Process::myself()
+            .and_then(|p| p.mountinfo())
+            .unwrap()
+            .into_iter()
+            .find(|m| m.fs_type == "tracefs")
+            .map(|m| m.mount_point);
         let (root, mounted) = match found {
             Some(root) => (root, None),
             None => {

@@ -620,9 +620,11 @@ fn a_process_whose_leader_exited_is_traced_by_pid() {
     // The leader is a zombie once pthread_exit is through.
     let pid = prog.id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    while procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
         .unwrap()
-        .contains(") Z ")
+        .state
+        != 'Z'
     {
         assert!(
             std::time::Instant::now() < deadline,
