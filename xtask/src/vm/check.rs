@@ -178,10 +178,13 @@ pub fn vm_test(
         PROGRAMS_NAME,
     ));
     let tools = crate::trace_tools::ensure()?;
-    // File system by file system, so that cells running at once are of different kernels.
+    // File system by file system, so that cells running at once are of different kernels;
+    // a kernel's own list of file systems applies unless one was asked for (`--var-tmp`).
+    let asked = filesystems.len() == 1;
     let cells: Vec<(&Kernel, VarTmp)> = filesystems
         .iter()
         .flat_map(|fs| kernels.iter().map(move |k| (*k, *fs)))
+        .filter(|(k, fs)| asked || k.filesystems.contains(fs))
         .collect();
     let jobs = parallel_cells(cells.len(), &options);
     let mut all_failures = Vec::new();

@@ -36,6 +36,8 @@ pub struct Kernel {
     /// Upstream version the resolved package must have ("6.1." matches 6.1.x), so a change of
     /// the suite's kernel line shows up as an error rather than a silently different kernel.
     pub upstream_prefix: String,
+    /// The /var/tmp file systems the matrix boots it with (default: all four).
+    pub filesystems: Vec<super::VarTmp>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +58,7 @@ struct Package {
     suites: Vec<String>,
     flavour: String,
     upstream_prefix: String,
+    filesystems: Option<Vec<String>>,
 }
 
 impl Kernel {
@@ -94,15 +97,32 @@ pub fn parse(text: &str) -> Result<Vec<Kernel>> {
         .into_iter()
         .filter_map(|e| {
             let p = e.package?;
-            Some(Kernel {
-                name: e.name,
+            Some((e.name, p))
+        })
+        .map(|(name, p)| {
+            let filesystems = match p.filesystems {
+                None => super::VarTmp::ALL.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        super::VarTmp::ALL
+                            .iter()
+                            .copied()
+                            .find(|v| v.name() == n)
+                            .ok_or_else(|| format!("{MATRIX_FILE}: {name}: no file system {n:?}"))
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            Ok(Kernel {
+                name,
                 description: p.description,
                 suites: p.suites,
                 flavour: p.flavour,
                 upstream_prefix: p.upstream_prefix,
+                filesystems,
             })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     if kernels.is_empty() {
         return Err(format!(
             "{MATRIX_FILE}: no [[kernel]] has a [kernel.package]"
@@ -254,7 +274,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_committed_data_names_four_debian_kernels() {
+    fn the_committed_data_names_five_debian_kernels() {
         let ks = all().unwrap();
         let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(
@@ -263,9 +283,17 @@ mod tests {
                 "debian-11-5.10",
                 "debian-12-6.1",
                 "debian-13-6.12",
+                "debian-13-6.12-rt",
                 "debian-13-bpo-7"
             ]
         );
+        let rt = by_name(&ks, "debian-13-6.12-rt").unwrap();
+        assert_eq!(rt.metapackage(), "linux-image-rt-amd64");
+        assert_eq!(
+            rt.filesystems,
+            [super::super::VarTmp::Ext4, super::super::VarTmp::Tmpfs]
+        );
+        assert_eq!(by_name(&ks, "debian-12-6.1").unwrap().filesystems.len(), 4);
         let bpo = by_name(&ks, "debian-13-bpo-7").unwrap();
         assert_eq!(bpo.metapackage(), "linux-image-cloud-amd64");
         assert!(bpo.suites.contains(&"trixie-backports".to_string()));
