@@ -30,6 +30,21 @@ pub fn command(program: &str) -> Command {
     c
 }
 
+/// Makes `cmd`'s process die with the thread that starts it (PR_SET_PDEATHSIG): a guest, or a
+/// cell of the parallel VM matrix, is not left running when its xtask is killed.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only prctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Result {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd

@@ -369,7 +369,7 @@ fn run_cells_in_parallel(
             let _ = std::fs::remove_file(&result);
             let log = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             let err = log.try_clone().map_err(|e| e.to_string())?;
-            let child = std::process::Command::new(&exe)
+            let child = crate::util::die_with_parent(&mut std::process::Command::new(&exe))
                 .args(["vm-test", "--kernel", &k.name, "--var-tmp", fs.name()])
                 .arg("--timeout")
                 .arg(options.timeout.as_secs().to_string())

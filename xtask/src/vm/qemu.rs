@@ -100,7 +100,7 @@ pub fn boot(mut cmd: Command, timeout: Duration, log: &Path, echo: bool) -> Resu
     eprintln!("xtask: running {cmd:?}");
     let mut log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let start = Instant::now();
-    let mut child = cmd
+    let mut child = crate::util::die_with_parent(&mut cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
