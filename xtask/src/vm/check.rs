@@ -201,6 +201,13 @@ pub fn vm_test(
             .map(|(k, fs)| run_cell(k, *fs, &options, &tools))
             .collect()
     };
+    if let Some(path) = result_file {
+        // A cell run for a parent `vm-test` (run_cells_in_parallel): it prints the table.
+        let [cell] = <[CellOutcome; 1]>::try_from(outcomes)
+            .map_err(|o| format!("--cell-result is for one cell, not {}", o.len()))?;
+        let json = serde_json::to_string(&cell).map_err(|e| e.to_string())?;
+        return std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()));
+    }
     for ((k, fs), cell) in cells.iter().zip(outcomes) {
         summary.push(cell.row);
         all_failures.extend(
@@ -208,22 +215,6 @@ pub fn vm_test(
                 .into_iter()
                 .map(|f| format!("{} on {}: {f}", k.name, fs.name())),
         );
-    }
-    if let Some(path) = result_file {
-        // A cell run for a parent `vm-test` (run_cells_in_parallel): it prints the table.
-        let cell = CellOutcome {
-            row: summary.pop().unwrap_or_default(),
-            failures: all_failures
-                .iter()
-                .map(|f| {
-                    f.split_once(": ")
-                        .map_or(f.as_str(), |(_, f)| f)
-                        .to_string()
-                })
-                .collect(),
-        };
-        let json = serde_json::to_string(&cell).map_err(|e| e.to_string())?;
-        return std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()));
     }
     println!(
         "\n== summary, in seconds: boot and tests by the guest's clock; wall: the qemu process; \

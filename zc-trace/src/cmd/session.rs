@@ -1,7 +1,8 @@
 //! What the subcommands that load eBPF programs set up before they do, written once and in one
-//! order: root checked, the host's facts read (a kernel older than zc-trace supports refused), then (for the subcommands that run something:
-//! `run`, `trace`) the runtime and the signal handlers, and only then tracefs, so that a signal
-//! during the mount or anything after it finds a handler and the cleanup runs. `probes` and
+//! order: root checked, the host's facts read (a kernel older than zc-trace supports refused),
+//! then (for the subcommands that run something: `run`, `trace`) the runtime and the signal
+//! handlers, and only then tracefs, so that a signal during the mount or anything after it
+//! finds a handler and the cleanup runs. `probes` and
 //! `explain` attach the plan once and detach it, and so does `doctor` once it has found the
 //! privileges enough; `run --untraced` (nothing loaded) shares the signal handling.
 

@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use nix::libc;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 /// What this kernel does with BPF memory, and what became of zc-trace's limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,23 +31,12 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn current() -> Option<Limit> {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid rlimit to fill.
-        (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0).then_some(Limit {
-            soft: r.rlim_cur,
-            hard: r.rlim_max,
-        })
+    fn current() -> nix::Result<Limit> {
+        getrlimit(Resource::RLIMIT_MEMLOCK).map(|(soft, hard)| Limit { soft, hard })
     }
 
-    fn rlimit(self) -> libc::rlimit {
-        libc::rlimit {
-            rlim_cur: self.soft,
-            rlim_max: self.hard,
-        }
+    fn set(self) -> nix::Result<()> {
+        setrlimit(Resource::RLIMIT_MEMLOCK, self.soft, self.hard)
     }
 }
 
@@ -54,8 +44,7 @@ impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let one = |v: u64| match v {
             libc::RLIM_INFINITY => "unlimited".to_string(),
-            v if v % 1024 == 0 => format!("{} KiB", v / 1024),
-            v => format!("{v} B"),
+            v => crate::ui::units::human_bytes(v as f64),
         };
         if self.soft == self.hard {
             f.write_str(&one(self.soft))
@@ -75,24 +64,27 @@ pub fn prepare() -> &'static Memlock {
     STATE.get_or_init(|| match charges_memlock() {
         Ok(false) => Memlock::NotCharged,
         Ok(true) => {
-            let Some(inherited) = Limit::current() else {
-                return Memlock::Unknown {
-                    why: format!("getrlimit: {}", std::io::Error::last_os_error()),
-                };
+            let inherited = match Limit::current() {
+                Ok(limit) => limit,
+                Err(e) => {
+                    return Memlock::Unknown {
+                        why: format!("getrlimit: {}", e.desc()),
+                    }
+                }
             };
             let unlimited = Limit {
                 soft: libc::RLIM_INFINITY,
                 hard: libc::RLIM_INFINITY,
             };
-            // SAFETY: a valid rlimit.
-            if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited.rlimit()) } == 0 {
-                let _ = INHERITED.set(inherited);
-                Memlock::Raised { inherited }
-            } else {
-                Memlock::Stuck {
-                    inherited,
-                    why: std::io::Error::last_os_error().to_string(),
+            match unlimited.set() {
+                Ok(()) => {
+                    let _ = INHERITED.set(inherited);
+                    Memlock::Raised { inherited }
                 }
+                Err(e) => Memlock::Stuck {
+                    inherited,
+                    why: e.desc().to_string(),
+                },
             }
         }
         Err(why) => Memlock::Unknown { why },
@@ -106,12 +98,8 @@ pub fn inherited() -> Option<Limit> {
 
 /// In a child between fork and exec: the inherited limit back (async-signal-safe).
 pub fn restore_in_child(limit: Limit) -> std::io::Result<()> {
-    // SAFETY: a valid rlimit; setrlimit is async-signal-safe.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit.rlimit()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // nix's setrlimit is the bare syscall: nothing allocated or locked.
+    limit.set().map_err(std::io::Error::from)
 }
 
 /// libbpf's probe (`probe_memcg_account`): whether this kernel charges BPF memory to
@@ -199,10 +187,7 @@ mod tests {
     fn limits_print_in_words() {
         let l = |soft, hard| Limit { soft, hard }.to_string();
         assert_eq!(l(65536, 65536), "64 KiB");
-        assert_eq!(
-            l(8_388_608, libc::RLIM_INFINITY),
-            "8192 KiB (hard unlimited)"
-        );
+        assert_eq!(l(8_388_608, libc::RLIM_INFINITY), "8 MiB (hard unlimited)");
         assert_eq!(l(libc::RLIM_INFINITY, libc::RLIM_INFINITY), "unlimited");
         assert_eq!(l(1000, 1000), "1000 B");
     }
