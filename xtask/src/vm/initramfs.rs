@@ -82,11 +82,16 @@ pub fn static_c_program(name: &str) -> Result<PathBuf> {
     let dir = super::vm_dir().join("build");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = dir.join(name);
+    // Compiled beside it and renamed into place: cells of the parallel matrix build it at the
+    // same time, and one must never read another's half-written file.
+    let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
     run(command("cc")
         .args(["-O2", "-static", "-pthread", "-Wall", "-o"])
-        .arg(&out)
+        .arg(&partial)
         .arg(&src))?;
-    check_static(&out)?;
+    check_static(&partial)?;
+    std::fs::rename(&partial, &out)
+        .map_err(|e| format!("{} -> {}: {e}", partial.display(), out.display()))?;
     Ok(out)
 }
 
