@@ -73,36 +73,81 @@ fn stage(root: &Path, staging: &Path) -> Result {
     Ok(())
 }
 
-pub const OBJECT: &str = "zc-trace/ebpf/zc-trace.bpf.o";
+/// The architectures zc-trace ships an eBPF object for. The programs are the same BPF code for
+/// both; what differs is `struct pt_regs`, which the kprobe and kretprobe programs read their
+/// arguments and return values from (aya-ebpf picks the layout by `bpf_target_arch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The name as Rust's `target_arch` (and aya-ebpf's `bpf_target_arch`) spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The committed object, relative to the workspace root; zc-trace embeds the one for the
+    /// architecture it is built for.
+    pub fn object(self) -> String {
+        format!("zc-trace/ebpf/{}/zc-trace.bpf.o", self.name())
+    }
+}
 
 pub fn build(check: bool) -> Result {
     let root = workspace_root();
     // A fixed place, the same on every machine and for every clone.
     let staging = Path::new("/tmp/zc-trace-ebpf-build");
     stage(&root, staging)?;
-    let target_dir = staging.join("target");
-    // The crate's own .cargo/config.toml (target, build-std, linker) is found from its directory.
+    for arch in Arch::ALL {
+        build_one(&root, staging, arch, check)?;
+    }
+    Ok(())
+}
+
+fn build_one(root: &Path, staging: &Path, arch: Arch, check: bool) -> Result {
+    // One target directory per architecture, so that neither build invalidates the other.
+    let target_dir = staging.join(format!("target-{}", arch.name()));
+    // The crate's own .cargo/config.toml (target, build-std, linker, rustflags) is found from
+    // its directory; cargo joins this array to the rustflags there. aya-ebpf's build script
+    // reads the cfg back (CARGO_CFG_BPF_TARGET_ARCH) and would otherwise take the host's.
+    let rustflags = format!(
+        "target.bpfel-unknown-none.rustflags=[\"--cfg\", \"bpf_target_arch=\\\"{}\\\"\"]",
+        arch.name()
+    );
     run(command("rustup")
         .args(["run", "nightly", "cargo", "build", "--release", "--locked"])
+        .args(["--config", &rustflags])
         .current_dir(staging.join("zc-trace-ebpf"))
         .env("CARGO_TARGET_DIR", &target_dir))?;
     let built = target_dir.join("bpfel-unknown-none/release/zc-trace");
-    let committed = root.join(OBJECT);
+    let object = arch.object();
+    let committed = root.join(&object);
     let new = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
     if check {
         let old = std::fs::read(&committed).map_err(|e| format!("{}: {e}", committed.display()))?;
         if old != new {
             return Err(format!(
-                "{OBJECT} is not what zc-trace-ebpf builds to ({} bytes committed, {} built); \
-                 run `cargo xtask build-ebpf` and commit the object",
+                "{object} is not what zc-trace-ebpf builds to for {} ({} bytes committed, {} \
+                 built); run `cargo xtask build-ebpf` and commit the object",
+                arch.name(),
                 old.len(),
                 new.len()
             ));
         }
-        eprintln!("xtask: {OBJECT} matches its source ({} bytes)", new.len());
+        eprintln!("xtask: {object} matches its source ({} bytes)", new.len());
     } else {
+        if let Some(dir) = committed.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         std::fs::write(&committed, &new).map_err(|e| format!("{}: {e}", committed.display()))?;
-        eprintln!("xtask: wrote {OBJECT} ({} bytes)", new.len());
+        eprintln!("xtask: wrote {object} ({} bytes)", new.len());
     }
     Ok(())
 }

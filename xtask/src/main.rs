@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
-//! - `setup`: installs what rebuilding the eBPF object needs (nightly rust-src, bpf-linker),
+//! - `setup`: installs what rebuilding the eBPF objects needs (nightly rust-src, bpf-linker) and
+//!   the arm64 build's standard library (aarch64-unknown-linux-musl),
 //!   idempotently.
-//! - `build-ebpf [--check]`: rebuilds `zc-trace/ebpf/zc-trace.bpf.o` from `zc-trace-ebpf`, or
-//!   checks that the committed object is exactly what its source builds to.
+//! - `build-ebpf [--check]`: rebuilds `zc-trace/ebpf/<arch>/zc-trace.bpf.o` (x86_64, aarch64)
+//!   from `zc-trace-ebpf`, or checks that the committed objects are exactly what their source
+//!   builds to.
 //! - `test [--no-vm]`: everything CI runs (the README's test command), the VM kernel matrix
 //!   last; a matrix that cannot run fails it.
 //! - `vm-test`: zc-trace in qemu VMs on other kernels, checked against

@@ -1,5 +1,7 @@
 //! Installs what `build-ebpf` needs, only where it is missing:
 //! - the `nightly` toolchain's rust-src component (for -Z build-std=core);
+//! - the stable toolchain's standard library for `aarch64-unknown-linux-musl` (the arm64 build,
+//!   static, linked by rust-lld: no cross C toolchain is needed);
 //! - bpf-linker, built against the nightly's own libLLVM (same LLVM major as rustc), because
 //!   no prebuilt LLVM of that version is available from the package registries here.
 //!
@@ -16,7 +18,19 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn ensure_all() -> Result {
     ensure_nightly()?;
     ensure_rust_src()?;
-    ensure_bpf_linker()
+    ensure_bpf_linker()?;
+    ensure_arm64_target()
+}
+
+/// The target triple of the arm64 build (`cargo xtask test` checks it; the arm64 guests run it).
+pub const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
+
+fn ensure_arm64_target() -> Result {
+    let installed = output(command("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == ARM64_TARGET) {
+        return Ok(());
+    }
+    run(command("rustup").args(["target", "add", ARM64_TARGET]))
 }
 
 fn ensure_nightly() -> Result {

@@ -36,6 +36,13 @@ pub fn run_all(args: TestArgs) -> Result {
         ])
         .current_dir(&root))?;
     crate::ebpf::clippy()?;
+    // The arm64 build: the same lints for the other architecture, so that an x86-only type or
+    // constant (a libc type that differs between glibc and musl, a syscall number) fails here.
+    run(command("cargo")
+        .args(["clippy", "-p", "zc-trace", "--all-targets", "--target"])
+        .arg(crate::setup::ARM64_TARGET)
+        .args(["--", "-D", "warnings"])
+        .current_dir(&root))?;
     check_alone_tests(&root.join("zc-trace"))?;
     check_fake_site(&root)?;
     let ci = std::env::var("CI").as_deref() == Ok("true");

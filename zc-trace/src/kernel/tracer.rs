@@ -20,8 +20,16 @@ use crate::kernel::probes::{
 use crate::kernel::tracefs::EventFormat;
 
 /// The compiled programs, rebuilt from zc-trace-ebpf by `cargo xtask build-ebpf` and checked
-/// against their source in CI.
-static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/zc-trace.bpf.o");
+/// against their source in CI: one object per architecture, because the kprobe programs read
+/// `struct pt_regs`, whose layout is the architecture's.
+#[cfg(target_arch = "x86_64")]
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/x86_64/zc-trace.bpf.o");
+#[cfg(target_arch = "aarch64")]
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/aarch64/zc-trace.bpf.o");
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "zc-trace ships eBPF objects for x86_64 and aarch64 only (see xtask/src/ebpf.rs, `Arch`)"
+);
 
 /// x86's TASK_REPORT_MAX (since 4.14): sched_switch reports a preemption with this bit set in
 /// prev_state, whatever the task's real state.

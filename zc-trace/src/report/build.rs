@@ -559,7 +559,7 @@ pub fn payload_provenance(with_count: usize, runs: usize) -> Provenance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{attach_report, read_of, sample};
+    use crate::report::fixtures::{attach_report, read_of, sample, READ, WRITE};
 
     /// A remote server that answered no count (or a wrong one, which fails the run) used to
     /// leave the provenance saying the receiver's count was checked.
@@ -579,7 +579,7 @@ mod tests {
         let r = attach_report(&[]);
         let f = figures(
             &r,
-            &[sample(&[(0, 3, 1000), (1, 2, 1000)], 4, 1000)],
+            &[sample(&[(READ, 3, 1000), (WRITE, 2, 1000)], 4, 1000)],
             true,
             SinkKind::Tcp,
             None,
@@ -603,7 +603,7 @@ mod tests {
         let r = attach_report(&[HookId::FaultUserMode, HookId::ContextSwitch]);
         let f = figures(
             &r,
-            &[sample(&[(0, 3, 0)], 4, 10)],
+            &[sample(&[(READ, 3, 0)], 4, 10)],
             true,
             SinkKind::Tcp,
             None,
@@ -628,7 +628,7 @@ mod tests {
         let r = attach_report(&[]);
         let f = figures(
             &r,
-            &[sample(&[(0, 1, 0)], 0, 10)],
+            &[sample(&[(READ, 1, 0)], 0, 10)],
             true,
             SinkKind::Tcp,
             None,
@@ -647,9 +647,8 @@ mod tests {
 
     #[test]
     fn syscalls_by_name_lists_only_calls_made() {
-        let m = by_name(&[sample(&[(0, 3, 300), (1, 2, 200)], 0, 10)]);
+        let m = by_name(&[sample(&[(READ, 3, 300), (WRITE, 2, 200)], 0, 10)]);
         let names: Vec<&str> = m.keys().map(String::as_str).collect();
-        #[cfg(target_arch = "x86_64")]
         assert_eq!(names, ["read", "write"]);
         assert_eq!(m.values().map(|v| v.count.median).sum::<f64>(), 5.0);
         assert_eq!(
@@ -661,7 +660,6 @@ mod tests {
     }
 
     /// mmap returns an address: it was summed into `returned` as if it were bytes.
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn returned_counts_only_calls_that_return_bytes() {
         let (mmap, read) = (nix::libc::SYS_mmap as usize, nix::libc::SYS_read as usize);

@@ -5,6 +5,12 @@ use zc_trace_common::{class, counter, RoleStats};
 use crate::kernel::probes::{AttachReport, HookId, HookOutcome, PLAN};
 use crate::report::sample::{RoleSample, Sample};
 
+/// Syscall numbers of the architecture the tests run on (they differ: read is 0 on x86_64, 63
+/// on arm64), so that a fixture's call is named and classed as it would be there.
+pub const READ: usize = nix::libc::SYS_read as usize;
+pub const WRITE: usize = nix::libc::SYS_write as usize;
+pub const SENDFILE: usize = nix::libc::SYS_sendfile as usize;
+
 /// An attach report where every hook attached with its last (most portable) candidate,
 /// except those listed as missing.
 pub fn attach_report(missing: &[HookId]) -> AttachReport {
@@ -76,7 +82,7 @@ pub fn sample_with(
 
 /// A read+write of N bytes from a file: read() returned N on a regular file.
 pub fn read_of(n: u64, seen_at: &[(usize, u64)]) -> Sample {
-    sample_with(&[(0, 2, n)], 0, 10, |s| {
+    sample_with(&[(READ, 2, n)], 0, 10, |s| {
         s.counters[counter::READ_REGULAR_BYTES] = n;
         for &(site_id, bytes) in seen_at {
             s.copies[site_id][class::KERNEL_TO_USER] = bytes;

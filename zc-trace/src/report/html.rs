@@ -1384,20 +1384,20 @@ mod tests {
     use super::super::tests::{host, run_config};
     use super::*;
     use crate::report::claims::{ClaimFigure, ClaimsReport, Verdict};
-    use crate::report::fixtures::{attach_report, sample_with};
+    use crate::report::fixtures::{attach_report, sample_with, READ, SENDFILE, WRITE};
     use zc_trace_common::{class, site};
 
     /// read+write and sendfile over loopback TCP, 1000 bytes, two iterations each, with the
     /// copy sites each strategy has; a claim whose quote and reason hold markup.
     fn report() -> Report {
         let rw = |extra: u64| {
-            sample_with(&[(0, 3, 1000), (1, 2, 1000)], 0, 2000 + extra, |r| {
+            sample_with(&[(READ, 3, 1000), (WRITE, 2, 1000)], 0, 2000 + extra, |r| {
                 r.copies[site::FILE_READ][class::KERNEL_TO_USER] = 1000;
                 r.copies[site::TCP_SEND][class::USER_TO_KERNEL] = 1000;
             })
         };
         let sf = |extra: u64| {
-            sample_with(&[(40, 2, 1000)], 0, 1000 + extra, |r| {
+            sample_with(&[(SENDFILE, 2, 1000)], 0, 1000 + extra, |r| {
                 r.copies[site::FILE_SPLICE_READ][class::BY_REFERENCE] = 1000;
                 r.copies[site::TCP_SEND][class::BY_REFERENCE] = 1000;
             })

@@ -348,7 +348,7 @@ pub fn unbalanced_sites(ledger: &[LedgerLeg]) -> Vec<(HookId, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{attach_report, read_of};
+    use crate::report::fixtures::{attach_report, read_of, SENDFILE};
     use zc_trace_common::site;
 
     pub(super) const TCP: SinkRoute = SinkRoute {
@@ -416,7 +416,7 @@ mod tests {
     /// pages go by reference, and the same copy would be excess.
     #[test]
     fn sendfile_into_a_pipe_is_on_the_pipe_write_leg_only_where_pipe_write_takes_it() {
-        let sample = crate::report::fixtures::sample_with(&[(40, 1, 1000)], 0, 10, |s| {
+        let sample = crate::report::fixtures::sample_with(&[(SENDFILE, 1, 1000)], 0, 10, |s| {
             s.counters[counter::SPLICE_FROM_REGULAR_BYTES] = 1000;
             s.counters[counter::SENDFILE_TO_PIPE_BYTES] = 1000;
             s.copies[site::FILE_READ][class::BY_REFERENCE] = 1000;
@@ -462,12 +462,12 @@ mod tests {
 mod socket_tests {
     use super::tests::{TCP, UNIX};
     use super::*;
-    use crate::report::fixtures::{attach_report, sample_with};
+    use crate::report::fixtures::{attach_report, sample_with, SENDFILE};
     use zc_trace_common::site;
 
     /// sendfile of N bytes into a socket; `seen` at the given socket site, by reference.
     fn sendfile_into(n: u64, seen_at: &[(usize, u64)]) -> Sample {
-        sample_with(&[(40, 1, n)], 0, 10, |s| {
+        sample_with(&[(SENDFILE, 1, n)], 0, 10, |s| {
             s.counters[counter::SPLICE_TO_SOCKET_BYTES] = n;
             for &(site_id, bytes) in seen_at {
                 s.copies[site_id][class::BY_REFERENCE] = bytes;
@@ -512,7 +512,7 @@ mod socket_tests {
     /// sendfile of N bytes into a TCP socket on a route without scatter-gather, with `linear`
     /// bytes copied at transmit and `retransmitted` bytes sent again.
     fn sendfile_without_sg(n: u64, linear: u64, retransmitted: u64) -> Sample {
-        let mut s = sample_with(&[(40, 1, n)], 0, 10, |s| {
+        let mut s = sample_with(&[(SENDFILE, 1, n)], 0, 10, |s| {
             s.counters[counter::SPLICE_TO_SOCKET_BYTES] = n;
             s.copies[site::TCP_SEND][class::BY_REFERENCE] = n;
             s.copies[site::NIC_LINEARIZE][class::KERNEL_TO_KERNEL] = linear;

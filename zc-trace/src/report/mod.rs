@@ -76,7 +76,7 @@ pub fn write_laid_out(
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{attach_report, sample};
+    use super::fixtures::{attach_report, sample, READ, WRITE};
     use super::*;
     use crate::kernel::capabilities::HostFacts;
     use crate::kernel::probes::HookId;
@@ -118,8 +118,8 @@ mod tests {
             crate::transfer::sink::SinkKind::Tcp,
             true,
             vec![
-                sample(&[(0, 3, 1000), (1, 2, 1000)], 0, 2000),
-                sample(&[(0, 3, 1000), (1, 2, 1000)], 1, 4000),
+                sample(&[(READ, 3, 1000), (WRITE, 2, 1000)], 0, 2000),
+                sample(&[(READ, 3, 1000), (WRITE, 2, 1000)], 1, 4000),
             ],
         )];
         build(host, config, &attach_report(missing), runs)

@@ -181,7 +181,8 @@ fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
 
 fn fs_type(file: &File) -> String {
     match nix::sys::statfs::fstatfs(file.as_fd()) {
-        Ok(s) => zc_trace_common::filesystems::name(s.filesystem_type().0 as u64),
+        // `as _`: f_type is a signed long in glibc and an unsigned one in musl.
+        Ok(s) => zc_trace_common::filesystems::name(s.filesystem_type().0 as _),
         Err(e) => format!("unknown ({e})"),
     }
 }

@@ -59,7 +59,7 @@ fn name(entry: &Table) -> &str {
 pub fn filesystem(dir: &str) -> String {
     match nix::sys::statfs::statfs(dir) {
         // The ext family shares one magic; the matrix's cell is ext4.
-        Ok(s) => match s.filesystem_type().0 as u64 as u32 {
+        Ok(s) => match s.filesystem_type().0 as u32 {
             filesystems::EXT => "ext4".into(),
             magic => filesystems::name(magic.into()),
         },

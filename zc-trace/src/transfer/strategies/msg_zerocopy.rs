@@ -463,11 +463,12 @@ mod tests {
         let fd = sock.as_raw_fd();
         // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
         unsafe {
-            if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            // `as _`: the request is an unsigned long in glibc and an int in musl.
+            if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr) < 0 {
                 return Err(io::Error::last_os_error());
             }
             ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) < 0 {
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr) < 0 {
                 return Err(io::Error::last_os_error());
             }
         }
