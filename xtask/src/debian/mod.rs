@@ -37,7 +37,20 @@ pub(crate) fn find_unpacked(root: &Path, program: &str) -> Option<PathBuf> {
 /// (serving only this machine's Debian release: `<codename>`, `-updates`, `-security`),
 /// downloads them and unpacks them afresh into `root`. Nothing is installed on the host.
 pub fn fetch_unpacked(state: &str, packages: &[&str], root: &Path) -> Result {
-    let debs = release_state(state)?.download_closure(packages)?;
+    let debs = release_state(state, None)?.download_closure(packages)?;
+    let _ = std::fs::remove_dir_all(root);
+    unpack(&debs, root)
+}
+
+/// [`fetch_unpacked`] for the Debian architecture `arch` ("arm64"): files for a guest of that
+/// architecture, to be copied into it, not run here.
+pub fn fetch_unpacked_for(
+    arch: &'static str,
+    state: &str,
+    packages: &[&str],
+    root: &Path,
+) -> Result {
+    let debs = release_state(state, Some(arch))?.download_closure(packages)?;
     let _ = std::fs::remove_dir_all(root);
     unpack(&debs, root)
 }
@@ -46,7 +59,7 @@ pub fn fetch_unpacked(state: &str, packages: &[&str], root: &Path) -> Result {
 /// them in the private apt state `state`), in their order; a package that release dropped or
 /// renamed is left out, so callers can fall back to another.
 pub(crate) fn published(state: &str, packages: &[&str]) -> Result<Vec<String>> {
-    let policy = release_state(state)?.policy(packages)?;
+    let policy = release_state(state, None)?.policy(packages)?;
     Ok(packages
         .iter()
         .filter(|p| {
@@ -67,40 +80,47 @@ pub(crate) fn release_codename() -> Result<String> {
     })
 }
 
-/// The private apt state `state`, serving only this machine's Debian release, updated.
-fn release_state(state: &str) -> Result<AptState> {
+/// The private apt state `state`, serving only this machine's Debian release (for `arch`, or
+/// the host's architecture), updated.
+fn release_state(state: &str, arch: Option<&'static str>) -> Result<AptState> {
     let codename = release_codename()?;
     let archives = apt::archives()?;
-    let state = AptState::new(
-        state,
-        vec![
-            Suite {
-                uri: archives.main.clone(),
-                suite: codename.clone(),
-            },
-            Suite {
-                uri: archives.main.clone(),
-                suite: format!("{codename}-updates"),
-            },
-            Suite {
-                uri: archives.security.clone(),
-                suite: format!("{codename}-security"),
-            },
-        ],
-    );
+    let suites = vec![
+        Suite {
+            uri: archives.main.clone(),
+            suite: codename.clone(),
+        },
+        Suite {
+            uri: archives.main.clone(),
+            suite: format!("{codename}-updates"),
+        },
+        Suite {
+            uri: archives.security.clone(),
+            suite: format!("{codename}-security"),
+        },
+    ];
+    let state = match arch {
+        None => AptState::new(state, suites),
+        Some(a) => AptState::for_arch(state, suites, a),
+    };
     state.update()?;
     Ok(state)
+}
+
+/// The unpacked `root`'s library directories, as a search path.
+pub fn library_path(root: &Path) -> String {
+    let libs: Vec<String> = LIB_DIRS
+        .iter()
+        .map(|d| root.join(d).display().to_string())
+        .collect();
+    libs.join(":")
 }
 
 /// A command that runs `program` (a file of the unpacked `root`) with the unpacked loader and
 /// libraries; `argv0` is the name it sees.
 pub fn unpacked_command(root: &Path, program: &Path, argv0: &str) -> Command {
-    let libs: Vec<String> = LIB_DIRS
-        .iter()
-        .map(|d| root.join(d).display().to_string())
-        .collect();
     let mut c = command(&root.join(LOADER).display().to_string());
-    c.arg("--library-path").arg(libs.join(":"));
+    c.arg("--library-path").arg(library_path(root));
     // Programs that look at their name (mke2fs as mkfs.ext4) see their own.
     c.arg("--argv0").arg(argv0).arg(program);
     c

@@ -26,6 +26,8 @@ pub struct Suite {
 pub struct AptState {
     dir: PathBuf,
     suites: Vec<Suite>,
+    /// The Debian architecture it resolves for ("arm64"); `None`: the host's.
+    arch: Option<&'static str>,
 }
 
 impl AptState {
@@ -34,6 +36,17 @@ impl AptState {
         AptState {
             dir: crate::vm::vm_dir().join("apt").join(name),
             suites,
+            arch: None,
+        }
+    }
+
+    /// The state `name`, resolving packages of the Debian architecture `arch` ("arm64") only:
+    /// the packages for an arm64 guest, on any host. They are only ever unpacked, never run
+    /// here.
+    pub fn for_arch(name: &str, suites: Vec<Suite>, arch: &'static str) -> AptState {
+        AptState {
+            arch: Some(arch),
+            ..AptState::new(name, suites)
         }
     }
 
@@ -59,6 +72,12 @@ impl AptState {
             "Debug::NoLocking=true".into(),
         ]
         .into_iter()
+        .chain(self.arch.into_iter().flat_map(|a| {
+            [
+                format!("APT::Architecture={a}"),
+                format!("APT::Architectures={a}"),
+            ]
+        }))
         .flat_map(|o| ["-o".to_string(), o])
         .collect()
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::Result;
 
+use super::arch::GuestArch;
 use super::{boot, initramfs, Kernel, VarTmp, VmOptions, VmRun};
 
 /// The test binary in the guest's /bin.
@@ -152,31 +153,47 @@ pub fn vm_test(
     options: &VmOptions,
     result_file: Option<&Path>,
 ) -> Result {
-    // One zc-trace and one test binary for every kernel; a build failure is nobody's kernel's.
-    let zc_trace = super::zc_trace_binary(options)?;
-    let tests = initramfs::guest_test_binary("kernel_matrix")?;
-    println!(
-        "zc-trace: {} ({}); tests: {}",
-        zc_trace.display(),
-        if options.binary.is_some() {
-            "as given by --binary"
-        } else {
-            "static build of the working tree"
-        },
-        tests.display()
-    );
-    let mut options = options.clone();
-    options.binaries.push((tests, TEST_NAME));
-    options
-        .binaries
-        .push((initramfs::static_c_program("xfer")?, XFER_NAME));
-    options
-        .binaries
-        .push((initramfs::static_c_program("tasks")?, TASKS_NAME));
-    options.binaries.push((
-        initramfs::guest_test_binary("trace_programs")?,
-        PROGRAMS_NAME,
-    ));
+    // One zc-trace and one set of test binaries per architecture for every kernel; a build
+    // failure is nobody's kernel's.
+    let mut archs: Vec<GuestArch> = kernels.iter().map(|k| k.arch).collect();
+    archs.dedup();
+    let mut per_arch = Vec::new();
+    for arch in archs {
+        if per_arch.iter().any(|(a, _)| *a == arch) {
+            continue;
+        }
+        let zc_trace = super::zc_trace_binary(options, arch)?;
+        let tests = initramfs::guest_test_binary("kernel_matrix", arch)?;
+        println!(
+            "{}: zc-trace: {} ({}); tests: {}",
+            arch.debian(),
+            zc_trace.display(),
+            if options.binary.is_some() {
+                "as given by --binary"
+            } else {
+                "static build of the working tree"
+            },
+            tests.display()
+        );
+        let mut binaries = options.binaries.clone();
+        binaries.push((tests, TEST_NAME));
+        binaries.push((initramfs::static_c_program("xfer", arch)?, XFER_NAME));
+        binaries.push((initramfs::static_c_program("tasks", arch)?, TASKS_NAME));
+        if arch == GuestArch::Amd64 {
+            binaries.push((
+                initramfs::guest_test_binary("trace_programs", arch)?,
+                PROGRAMS_NAME,
+            ));
+        }
+        per_arch.push((arch, binaries));
+    }
+    let options_for = |k: &Kernel| -> VmOptions {
+        let mut o = options.clone();
+        if let Some((_, b)) = per_arch.iter().find(|(a, _)| *a == k.arch) {
+            o.binaries = b.clone();
+        }
+        o
+    };
     let tools = crate::trace_tools::ensure()?;
     // File system by file system, so that cells running at once are of different kernels;
     // a kernel's own list of file systems applies unless one was asked for (`--var-tmp`).
@@ -186,7 +203,7 @@ pub fn vm_test(
         .flat_map(|fs| kernels.iter().map(move |k| (*k, *fs)))
         .filter(|(k, fs)| asked || k.filesystems.contains(fs))
         .collect();
-    let jobs = parallel_cells(cells.len(), &options);
+    let jobs = parallel_cells(cells.len(), options);
     let mut all_failures = Vec::new();
     let mut summary = Vec::new();
     let outcomes = if jobs > 1 {
@@ -194,11 +211,11 @@ pub fn vm_test(
             "vm-test: {} cells, {jobs} at a time (one guest per core)",
             cells.len()
         );
-        run_cells_in_parallel(&cells, jobs, &zc_trace, &options)?
+        run_cells_in_parallel(&cells, jobs, options)?
     } else {
         cells
             .iter()
-            .map(|(k, fs)| run_cell(k, *fs, &options, &tools))
+            .map(|(k, fs)| run_cell(k, *fs, &options_for(k), &tools))
             .collect()
     };
     if let Some(path) = result_file {
@@ -268,6 +285,16 @@ fn run_cell(k: &Kernel, fs: VarTmp, options: &VmOptions, tools: &Path) -> CellOu
     let mut commands = vec![command.as_str(), PROBES_COMMAND];
     // One file system per kernel is enough for nginx and strace (they take 36 MB).
     if fs.nic_pair() {
+        if k.arch != GuestArch::Amd64 {
+            return CellOutcome {
+                row: vec![k.name.clone(), fs.name().into()],
+                failures: vec![format!(
+                    "the {} boot has the NIC pair and the trace tools, which only x86_64 guests \
+                     have so far: give this kernel other file systems in the matrix file",
+                    fs.name()
+                )],
+            };
+        }
         options.trees.push((tools.to_path_buf(), TOOLS_IN_GUEST));
         commands.push(&programs);
         // The NIC pair's runs and nginx under TCG: room for them.
@@ -328,7 +355,6 @@ fn parallel_cells(cells: usize, options: &VmOptions) -> usize {
 fn run_cells_in_parallel(
     cells: &[(&Kernel, VarTmp)],
     jobs: usize,
-    zc_trace: &Path,
     options: &VmOptions,
 ) -> Result<Vec<CellOutcome>> {
     let exe = std::env::current_exe().map_err(|e| format!("the xtask executable: {e}"))?;
@@ -360,12 +386,16 @@ fn run_cells_in_parallel(
             let _ = std::fs::remove_file(&result);
             let log = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             let err = log.try_clone().map_err(|e| e.to_string())?;
-            let child = crate::util::die_with_parent(&mut std::process::Command::new(&exe))
-                .args(["vm-test", "--kernel", &k.name, "--var-tmp", fs.name()])
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["vm-test", "--kernel", &k.name, "--var-tmp", fs.name()])
                 .arg("--timeout")
-                .arg(options.timeout.as_secs().to_string())
-                .arg("--binary")
-                .arg(zc_trace)
+                .arg(options.timeout.as_secs().to_string());
+            // Without one, each cell finds the static builds the parent made (cargo has
+            // nothing left to do) for its own kernel's architecture.
+            if let Some(binary) = &options.binary {
+                cmd.arg("--binary").arg(binary);
+            }
+            let child = crate::util::die_with_parent(&mut cmd)
                 .arg("--cell-result")
                 .arg(&result)
                 .stdin(std::process::Stdio::null())

@@ -19,73 +19,85 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use crate::util::{command, output, run, workspace_root, Result};
 
+use super::arch::GuestArch;
 use super::disk::{Module, VarTmp};
 use super::tools::Tools;
 
-const TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// Builds zc-trace as a static executable (once per process) and returns its path.
-pub fn zc_trace_binary() -> Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            cargo_static(&["build", "-p", "zc-trace"])?;
-            let bin = super::vm_dir()
-                .join("build")
-                .join(TARGET)
-                .join("release")
-                .join("zc-trace");
-            check_static(&bin)?;
-            Ok(bin)
-        })
-        .clone()
-}
-
-/// Builds the integration test `test` of zc-trace as a static executable (once per process and
-/// test) and returns its path, for running inside the guests.
-pub fn guest_test_binary(test: &'static str) -> Result<PathBuf> {
-    static BUILT: std::sync::Mutex<Vec<(&'static str, Result<PathBuf>)>> =
+/// Builds zc-trace as a static executable for `arch` (once per process and architecture) and
+/// returns its path.
+pub fn zc_trace_binary(arch: GuestArch) -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<(GuestArch, Result<PathBuf>)>> =
         std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, r)) = built.iter().find(|(t, _)| *t == test) {
+    if let Some((_, r)) = built.iter().find(|(a, _)| *a == arch) {
         return r.clone();
     }
     let result = (|| {
-        let json = cargo_static(&[
-            "test",
-            "--no-run",
-            "-p",
-            "zc-trace",
-            "--test",
-            test,
-            "--message-format=json",
-        ])?;
+        cargo_static(arch, &["build", "-p", "zc-trace"])?;
+        let bin = super::vm_dir()
+            .join("build")
+            .join(arch.rust_target())
+            .join("release")
+            .join("zc-trace");
+        check_static(&bin)?;
+        Ok(bin)
+    })();
+    built.push((arch, result.clone()));
+    result
+}
+
+/// Builds the integration test `test` of zc-trace as a static executable for `arch` (once per
+/// process, test and architecture) and returns its path, for running inside the guests.
+pub fn guest_test_binary(test: &'static str, arch: GuestArch) -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<(&'static str, GuestArch, Result<PathBuf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, r)) = built.iter().find(|(t, a, _)| *t == test && *a == arch) {
+        return r.clone();
+    }
+    let result = (|| {
+        let json = cargo_static(
+            arch,
+            &[
+                "test",
+                "--no-run",
+                "-p",
+                "zc-trace",
+                "--test",
+                test,
+                "--message-format=json",
+            ],
+        )?;
         let bin = test_executable(&json, test)
             .ok_or_else(|| format!("cargo test --no-run named no executable for {test}"))?;
         check_static(&bin)?;
         Ok(bin)
     })();
-    built.push((test, result.clone()));
+    built.push((test, arch, result.clone()));
     result
 }
 
-/// zc-trace/tests/programs/`name`.c, compiled static (with the C compiler Rust links with)
-/// into target/vm/build, for the guests.
-pub fn static_c_program(name: &str) -> Result<PathBuf> {
+/// zc-trace/tests/programs/`name`.c, compiled static for `arch` into target/vm/build/<arch>,
+/// for the guests: with the C compiler Rust links with for x86_64, with Debian's cross
+/// compiler (`arm64`) for arm64.
+pub fn static_c_program(name: &str, arch: GuestArch) -> Result<PathBuf> {
     let src = workspace_root()
         .join("zc-trace/tests/programs")
         .join(format!("{name}.c"));
-    let dir = super::vm_dir().join("build");
+    let dir = super::vm_dir().join("build").join(arch.debian());
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = dir.join(name);
     // Compiled beside it and renamed into place: cells of the parallel matrix build it at the
     // same time, and one must never read another's half-written file.
     let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
-    run(command("cc")
+    let mut cc = match arch {
+        GuestArch::Amd64 => command("cc"),
+        GuestArch::Arm64 => super::arm64::Arm64::ensure()?.cc()?,
+    };
+    run(cc
         .args(["-O2", "-static", "-pthread", "-Wall", "-o"])
         .arg(&partial)
         .arg(&src))?;
@@ -103,15 +115,15 @@ fn test_executable(json: &str, test: &str) -> Option<PathBuf> {
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
-/// `cargo <args> --release --target x86_64-unknown-linux-gnu` with static linking, in
+/// `cargo <args> --release --target <arch's target>` with static linking, in
 /// `target/vm/build`; returns stdout.
-fn cargo_static(args: &[&str]) -> Result<String> {
+fn cargo_static(arch: GuestArch, args: &[&str]) -> Result<String> {
     let target_dir = super::vm_dir().join("build");
     let mut cmd = command("cargo");
     cmd.current_dir(workspace_root())
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .args(args)
-        .args(["--release", "--target", TARGET, "--target-dir"])
+        .args(["--release", "--target", arch.rust_target(), "--target-dir"])
         .arg(&target_dir)
         .stderr(std::process::Stdio::inherit());
     eprintln!("xtask: running {cmd:?}");
@@ -157,8 +169,11 @@ fn has_interpreter(path: &Path) -> Result<bool> {
 /// Builds `target/vm/initramfs/<tag>.cpio.gz` with `binaries` (path, name in /bin), whose /init loads `modules` (in order), mounts
 /// /var/tmp as asked and runs `commands` (each a /bin/sh snippet, run in a subshell with stdin
 /// from /dev/null and cwd /tmp).
+// One call site (`boot`); a struct of these would only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     tools: &Tools,
+    arch: GuestArch,
     tag: &str,
     binaries: &[(&Path, &str)],
     trees: &[(PathBuf, &str)],
@@ -177,7 +192,10 @@ pub fn build(
         mkdir(&staging.join(d))?;
     }
 
-    let busybox = tools.busybox();
+    let busybox = match arch {
+        GuestArch::Amd64 => tools.busybox(),
+        GuestArch::Arm64 => super::arm64::Arm64::ensure()?.busybox(),
+    };
     copy_executable(&busybox, &staging.join("bin/busybox"))?;
     for (from, name) in binaries {
         copy_executable(from, &staging.join("bin").join(name))?;
@@ -189,8 +207,10 @@ pub fn build(
         }
         run(command("cp").arg("-a").arg(from).arg(&dest))?;
     }
-    // Every applet as a symlink to /bin/busybox, where busybox would install it.
-    let applets = output(std::process::Command::new(&busybox).arg("--list-full"))?;
+    // Every applet as a symlink to /bin/busybox, where busybox would install it. The list is
+    // the host's busybox's: the same Debian release's busybox-static, built with the same
+    // applets for every architecture (an arm64 one cannot run here to say).
+    let applets = output(std::process::Command::new(tools.busybox()).arg("--list-full"))?;
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
         let link = staging.join(applet);
         if link.exists() {

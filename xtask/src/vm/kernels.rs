@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use crate::util::{workspace_root, Result};
 
+use super::arch::GuestArch;
+
 use crate::debian::apt::Archives;
 use crate::debian::private_apt::{unpack, AptState, Suite};
 
@@ -38,6 +40,8 @@ pub struct Kernel {
     pub upstream_prefix: String,
     /// The /var/tmp file systems the matrix boots it with (default: all four).
     pub filesystems: Vec<super::VarTmp>,
+    /// The guest's architecture (default amd64).
+    pub arch: GuestArch,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +63,8 @@ struct Package {
     flavour: String,
     upstream_prefix: String,
     filesystems: Option<Vec<String>>,
+    #[serde(default)]
+    arch: GuestArch,
 }
 
 impl Kernel {
@@ -120,6 +126,7 @@ pub fn parse(text: &str) -> Result<Vec<Kernel>> {
                 flavour: p.flavour,
                 upstream_prefix: p.upstream_prefix,
                 filesystems,
+                arch: p.arch,
             })
         })
         .collect::<Result<_>>()?;
@@ -207,7 +214,11 @@ pub fn ensure(k: &Kernel) -> Result<Fetched> {
     }
     let archives = crate::debian::apt::archives()?;
     let suites = k.resolved_suites(archives);
-    let state = AptState::new(&format!("kernel-{}", k.name), suites.clone());
+    let name = format!("kernel-{}", k.name);
+    let state = match k.arch {
+        GuestArch::Amd64 => AptState::new(&name, suites.clone()),
+        arch => AptState::for_arch(&name, suites.clone(), arch.debian()),
+    };
     state.update()?;
     let specs = resolve(k, &state, &suites)?;
     eprintln!("xtask: {}: fetching {}", k.name, specs.join(" "));

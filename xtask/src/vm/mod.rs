@@ -17,6 +17,8 @@
 //! `zc-trace/tests/data/kernel-matrix.toml` inside the guest. The kernels come from the Debian
 //! archives this machine's apt already uses (`apt`).
 
+mod arch;
+mod arm64;
 mod check;
 mod disk;
 mod initramfs;
@@ -147,7 +149,7 @@ pub fn run_in_vm(kernel: &Kernel, commands: &[&str]) -> Result<Vec<CommandOutput
 pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<VmRun> {
     let tools = Tools::ensure()?;
     let fetched = kernels::ensure(kernel)?;
-    let zc_trace = zc_trace_binary(options)?;
+    let zc_trace = zc_trace_binary(options, kernel.arch)?;
     let modules = disk::modules_for(&tools, &fetched, options.var_tmp)?;
     let disk = match options.var_tmp {
         VarTmp::Tmpfs => None,
@@ -161,6 +163,7 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
     binaries.extend(options.binaries.iter().map(|(p, n)| (p.as_path(), *n)));
     let initrd = initramfs::build(
         &tools,
+        kernel.arch,
         &kernel.name,
         &binaries,
         &options.trees,
@@ -175,6 +178,7 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
     let booted = qemu::boot(
         qemu::qemu_command(
             &tools,
+            kernel.arch,
             &fetched.vmlinuz,
             &initrd,
             disk.as_deref(),
@@ -227,11 +231,12 @@ pub fn boot(kernel: &Kernel, commands: &[&str], options: &VmOptions) -> Result<V
     })
 }
 
-/// The zc-trace executable to boot: the one given, else the workspace's, built static.
-pub fn zc_trace_binary(options: &VmOptions) -> Result<PathBuf> {
+/// The zc-trace executable to boot on an `arch` guest: the one given, else the workspace's,
+/// built static.
+pub fn zc_trace_binary(options: &VmOptions, arch: arch::GuestArch) -> Result<PathBuf> {
     match &options.binary {
         Some(path) => initramfs::check_static(path).map(|()| path.clone()),
-        None => initramfs::zc_trace_binary(),
+        None => initramfs::zc_trace_binary(arch),
     }
 }
 

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::util::Result;
 
+use super::arch::GuestArch;
 use super::tools::Tools;
 
-pub const QEMU: &str = "qemu-system-x86_64";
+/// How the errors name it.
+pub const QEMU: &str = "qemu";
 
 /// What a boot left behind.
 pub struct Boot {
@@ -27,32 +29,27 @@ pub struct Boot {
 /// `nic_pair`, two network devices cabled to each other (`nic_pair_args`).
 pub fn qemu_command(
     tools: &Tools,
+    arch: GuestArch,
     vmlinuz: &Path,
     initrd: &Path,
     disk: Option<&Path>,
     nic_pair: bool,
 ) -> Result<Command> {
-    let mut c = tools.qemu()?;
+    let mut c = tools.qemu(arch)?;
     // One TCG thread for both vCPUs: with multi-threaded TCG (qemu 7.2), a 6.12 guest took an
     // int3 oops in __schedule while the kernel patched the sched_switch tracepoint's jump label
     // for the tp_btf program (cross-CPU code modification), panicking the guest.
-    c.args([
-        "-accel",
-        "tcg,thread=single",
-        "-cpu",
-        "max",
-        "-m",
-        "1024",
-        "-smp",
-        "2",
-    ])
-    // The serial console on stdio; no network device but the NIC pair, if asked.
-    .args(["-nographic", "-no-reboot", "-nic", "none"])
-    .arg("-kernel")
-    .arg(vmlinuz)
-    .arg("-initrd")
-    .arg(initrd)
-    .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+    c.args(["-accel", "tcg,thread=single"])
+        .args(arch.machine_args())
+        .args(["-m", "1024", "-smp", "2"])
+        // The serial console on stdio; no network device but the NIC pair, if asked.
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!("console={} panic=-1 quiet", arch.console()));
     if nic_pair {
         c.args(nic_pair_args()?);
     }

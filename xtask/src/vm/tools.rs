@@ -1,4 +1,4 @@
-//! The host-side tools of the VM harness (qemu, a static busybox, cpio, mkfs for ext4, xfs and
+//! The host-side tools of the VM harness (qemu for x86_64 and arm64 guests, a static busybox, cpio, mkfs for ext4, xfs and
 //! btrfs, xz), unpacked from Debian packages into `target/vm/tools/root/`. Nothing is installed
 //! on the host and its apt configuration is not touched: the packages are resolved and
 //! downloaded by `crate::debian` in a private apt state that serves only the host release's
@@ -14,11 +14,15 @@ use std::process::Command;
 
 use crate::util::{output, Result};
 
+use super::arch::GuestArch;
+
 use crate::debian::{fetch_unpacked, find_unpacked, unpacked_command};
 
 /// The Debian packages the harness needs (with their dependencies).
 pub const PACKAGES: &[&str] = &[
     "qemu-system-x86",
+    // qemu-system-aarch64, for the arm64 guests.
+    "qemu-system-arm",
     "busybox-static",
     "cpio",
     "e2fsprogs",
@@ -86,7 +90,9 @@ impl Tools {
 
     /// Every tool answers (qemu its version, busybox its applets).
     fn check(&self) -> Result {
-        output(self.command("qemu-system-x86_64")?.arg("--version"))?;
+        for arch in [GuestArch::Amd64, GuestArch::Arm64] {
+            output(self.command(arch.qemu())?.arg("--version"))?;
+        }
         output(Command::new(self.busybox()).arg("--list"))?;
         for tool in ["cpio", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "xz"] {
             self.path(tool)?;
@@ -94,7 +100,7 @@ impl Tools {
         Ok(())
     }
 
-    /// The static busybox (runs as it is, on the host and in the guest).
+    /// The static busybox (runs as it is, on the host and in an x86_64 guest).
     pub fn busybox(&self) -> PathBuf {
         self.root.join("bin/busybox")
     }
@@ -122,8 +128,8 @@ impl Tools {
 
     /// qemu with the unpacked firmware and module directories (Debian builds TCG itself as a
     /// loadable module).
-    pub fn qemu(&self) -> Result<Command> {
-        let mut c = self.command("qemu-system-x86_64")?;
+    pub fn qemu(&self, arch: GuestArch) -> Result<Command> {
+        let mut c = self.command(arch.qemu())?;
         c.env("QEMU_MODULE_DIR", self.root.join(QEMU_MODULES));
         for d in FIRMWARE_DIRS {
             let dir = self.root.join(d);
@@ -157,7 +163,7 @@ mod tests {
     fn the_stamp_names_release_and_packages() {
         assert_eq!(
             stamp_text("bookworm"),
-            "bookworm: qemu-system-x86 busybox-static cpio e2fsprogs xfsprogs btrfs-progs \
+            "bookworm: qemu-system-x86 qemu-system-arm busybox-static cpio e2fsprogs xfsprogs btrfs-progs \
              xz-utils\n"
         );
     }

@@ -896,7 +896,11 @@ pub fn plan_summary(f: &Facts) -> PlanSummary {
     for h in report.hooks.iter().filter(|h| h.method.is_none()) {
         let absent =
             |a: &&Attempt| matches!(a.kind, AttachFailure::Absent | AttachFailure::InModule);
-        if !h.failed.is_empty() && h.failed.iter().all(|a| absent(&a)) {
+        // A copy site that this kernel lacks is a path its data never takes here. Other hooks
+        // (faults, context switches, tasks) count what every kernel does: where their event
+        // or function is absent (x86's exceptions:page_fault_* on arm64), the figure is not
+        // observable, not someone else's.
+        if h.hook.copy().is_some() && !h.failed.is_empty() && h.failed.iter().all(|a| absent(&a)) {
             not_in_kernel.push(h.hook);
             continue;
         }
