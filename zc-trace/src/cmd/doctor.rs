@@ -1352,6 +1352,32 @@ mod tests {
         assert!(verdict(&f, &s).ends_with("every figure is observed"));
     }
 
+    /// arm64: x86's exceptions:page_fault_* events are absent, as is a copy site of older
+    /// kernels. Only the copy site is another kernel's; the faults still happen here, unseen.
+    #[test]
+    fn an_absent_fault_event_leaves_its_figure_not_observable() {
+        let f = facts(
+            root(),
+            Ok(report(|h| match h.id {
+                HookId::FaultUserMode | HookId::FaultKernelMode | HookId::TcpSendpage => (
+                    None,
+                    vec![attempt(&h.candidates[0].label(), AttachFailure::Absent)],
+                ),
+                _ => (Some(h.candidates[0].method), Vec::new()),
+            })),
+        );
+        let s = plan_summary(&f);
+        assert_eq!(s.not_in_kernel, [HookId::TcpSendpage]);
+        let unobserved: Vec<HookId> = s.not_observable.iter().map(|u| u.hook).collect();
+        assert_eq!(unobserved, [HookId::FaultUserMode, HookId::FaultKernelMode]);
+        let v = verdict(&f, &s);
+        assert!(!v.contains("every figure is observed"), "{v}");
+        assert!(
+            v.ends_with("2 sites are not observable (fault_user_mode, fault_kernel_mode)"),
+            "{v}"
+        );
+    }
+
     #[test]
     fn io_uring_disabled_says_which_strategies_are_skipped() {
         let mut f = facts(root(), Ok(tracepoints_only()));
